@@ -1,0 +1,30 @@
+//! # lstm-ae
+//!
+//! Streaming anomaly detection built on the composite LSTM autoencoder of
+//! Srivastava et al. (2015): one encoder, a reconstruction decoder and a
+//! prediction decoder. A Rust trainer fits the model and exports it to ONNX;
+//! ONNX Runtime runs it for offline scoring and in the daemon.
+//!
+//! ## Layout
+//!
+//! - [`cli`]: the subcommands (`train`, `score`, `inspect`, …) and their flags.
+//! - [`config`]: settings: built-in defaults < file < environment; validated.
+//! - [`data`]: CSV series loading, windowing and scaling, shared by train and score.
+//! - [`model`]: [`model::ModelSpec`], the parameters, `manifest.json`, ONNX export —
+//!   the one place that knows the graph.
+//! - [`train`]: LSTM forward/backward over ndarray, the composite model, Adam,
+//!   the training loop and threshold calibration.
+//! - [`infer`]: the ONNX Runtime backend (library discovery, sessions) and scoring.
+//! - [`eval`]: benchmark evaluation (NAB scoring).
+//! - [`report`]: SVG charts for training and scoring reports.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod infer;
+pub mod model;
+pub mod report;
+pub mod train;

@@ -1,0 +1,12 @@
+//! The model: its spec, its parameters, the bundle's `manifest.json` and the
+//! ONNX export. This is the one place that knows the graph.
+
+pub mod spec;
+
+pub use spec::{Activation, DecoderInput, Mode, ModelSpec, SpecError};
+
+/// Types generated from `proto/onnx.proto` (see `build.rs`).
+#[allow(clippy::all, missing_docs)]
+pub mod onnx_pb {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
