@@ -1,8 +1,10 @@
 //! The model: its spec, its parameters, the bundle's `manifest.json` and the
 //! ONNX export. This is the one place that knows the graph.
 
+pub mod params;
 pub mod spec;
 
+pub use params::Params;
 pub use spec::{Activation, DecoderInput, Mode, ModelSpec, SpecError};
 
 /// Types generated from `proto/onnx.proto` (see `build.rs`).
