@@ -416,7 +416,7 @@ mod tests {
         let eps = 1e-6;
         for (k, name) in names.iter().enumerate() {
             let len = analytic[k].len();
-            for i in 0..len {
+            for (i, &a) in analytic[k].iter().enumerate() {
                 let mut p = params.clone();
                 let bump = |p: &mut Params<f64>, d: f64| {
                     let mut ts = p.tensors_mut();
@@ -428,7 +428,6 @@ mod tests {
                 bump(&mut p, -2.0 * eps);
                 let lm = loss_and_grad(&p, spec, x.view(), future, batch).0.total;
                 let numeric = (lp - lm) / (2.0 * eps);
-                let a = analytic[k][i];
                 let rel = (a - numeric).abs() / (a.abs() + numeric.abs()).max(1e-7);
                 assert!(
                     rel < 1e-6 || (a - numeric).abs() < 1e-9,
