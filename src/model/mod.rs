@@ -1,6 +1,7 @@
 //! The model: its spec, its parameters, the bundle's `manifest.json` and the
 //! ONNX export. This is the one place that knows the graph.
 
+pub mod onnx;
 pub mod params;
 pub mod spec;
 
