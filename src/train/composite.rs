@@ -144,10 +144,13 @@ fn decoder_backward<A: Real>(
         .expect("standard layout reshapes");
     general_mat_mul(A::one(), &h2.t(), &dy2, A::one(), &mut g.w_out);
     g.b_out += &dy2.sum_axis(Axis(0));
-    let dh_out = dy2
-        .dot(&d.w_out.t())
+    // Row-major on purpose: `dot` may pick column-major output for thin
+    // operands, which would not reshape to time-major steps.
+    let mut dh_out = Array2::<A>::zeros((steps * batch, hidden));
+    general_mat_mul(A::one(), &dy2, &d.w_out.t(), A::zero(), &mut dh_out);
+    let dh_out = dh_out
         .into_shape_with_order((steps, batch, hidden))
-        .expect("contiguous");
+        .expect("row-major array reshapes");
     let emb = enc.last_h();
     match spec.decoder_input {
         DecoderInput::Repeat => {

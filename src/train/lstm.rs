@@ -70,7 +70,7 @@ impl<A: Real> Trace<A> {
 #[inline(always)]
 fn act<A: Real>(a: Activation, x: A) -> A {
     match a {
-        Activation::Tanh => x.tanh(),
+        Activation::Tanh => x.act_tanh(),
         Activation::Relu => x.max(A::zero()),
     }
 }
