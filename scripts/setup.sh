@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Sets up everything lstm-ae needs to build and test on a Debian 12 machine.
+#
+#   scripts/setup.sh           install what is missing (idempotent; fast when done)
+#   scripts/setup.sh --check   install nothing; exit non-zero naming what is missing
+#
+# Runs as root, or as a user with sudo. Never prompts (apt runs non-interactive;
+# sudo runs with -n when there is no terminal).
+#
+# Steps, each a function so later issues add their own (see `main`):
+#   1. debian_packages  — the C toolchain/linker and the tools the steps below use
+#   2. rust_toolchain   — checks cargo, rustfmt and clippy (cannot be installed here)
+#   3. onnxruntime      — the ONNX Runtime shared library, from the pinned PyPI wheel,
+#                         into .local/onnxruntime/lib/ (git-ignored), sha256-checked
+#   4. (hook)           — later steps, e.g. the Kafka broker for the daemon's tests
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# --- pins -------------------------------------------------------------------
+# ort 2.0.0-rc.15 needs ONNX Runtime >= 1.31 (api-31); this is the one we test with.
+ORT_VERSION="1.32.0"
+# sha256 of onnxruntime/capi/libonnxruntime.so.1.32.0 in
+# onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
+ORT_LIB_SHA256="6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f"
+ORT_DIR="$ROOT/.local/onnxruntime/lib"
+ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
+
+# Debian packages the build needs today. Rust crates in Cargo.lock build no C
+# code on Linux, so only a linker (build-essential) is needed; unzip and
+# ca-certificates serve the ONNX Runtime step. Add a -dev package here only
+# when a dependency really compiles against it.
+DEBIAN_PACKAGES=(build-essential ca-certificates unzip)
+
+MODE=install
+case "${1:-}" in
+  "") ;;
+  --check) MODE=check ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "setup.sh: unknown argument '$1' (use --check or nothing)" >&2; exit 2 ;;
+esac
+
+READY=()    # what is ready, for the closing line
+MISSING=()  # what --check found missing
+
+log() { echo "setup: $*" >&2; }
+missing() { MISSING+=("$1"); }
+
+# Runs a command as root: directly when root, else through sudo (-n without a
+# terminal, so CI fails fast instead of waiting for a password).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    if [ -t 0 ]; then sudo "$@"; else sudo -n "$@"; fi
+  else
+    log "need root to run: $* (not root and sudo is not installed)"
+    return 1
+  fi
+}
+
+pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+APT_UPDATED=0
+apt_install() {
+  [ "$#" -gt 0 ] || return 0
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# pip is reached as `python3 -m pip` so it is the one of the python3 on PATH.
+have_pip() { python3 -m pip --version >/dev/null 2>&1; }
+
+# --- 1. Debian packages ------------------------------------------------------
+debian_packages() {
+  local want=("${DEBIAN_PACKAGES[@]}") need=() p
+  # pip is only needed to fetch ONNX Runtime; skip the (slow) probe when it is there.
+  if ! ort_valid; then
+    command -v python3 >/dev/null 2>&1 || want+=(python3)
+    have_pip || want+=(python3-pip)
+  fi
+  for p in "${want[@]}"; do
+    pkg_installed "$p" || need+=("$p")
+  done
+  if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$MODE" = check ]; then
+      missing "Debian packages: ${need[*]}"
+      return 0
+    fi
+    apt_install "${need[@]}"
+  fi
+  READY+=("Debian packages")
+}
+
+# --- 2. Rust toolchain -------------------------------------------------------
+# The toolchain comes with the machine (rustup); Debian's rustc is too old for
+# this crate's rust-version, so this step only checks.
+rust_toolchain() {
+  local ok=1
+  if ! command -v cargo >/dev/null 2>&1; then
+    missing "cargo (install a Rust toolchain >= the rust-version in Cargo.toml)"; ok=0
+  else
+    cargo fmt --version >/dev/null 2>&1 || { missing "rustfmt (rustup component add rustfmt)"; ok=0; }
+    cargo clippy --version >/dev/null 2>&1 || { missing "clippy (rustup component add clippy)"; ok=0; }
+  fi
+  [ "$ok" -eq 1 ] && READY+=("Rust $(rustc --version 2>/dev/null | awk '{print $2}')")
+  return 0
+}
+
+# --- 3. ONNX Runtime ---------------------------------------------------------
+ort_valid() {
+  [ -f "$ORT_LIB" ] && [ -L "$ORT_DIR/libonnxruntime.so" ] &&
+    [ "$(readlink -f "$ORT_DIR/libonnxruntime.so")" = "$(readlink -f "$ORT_LIB")" ] &&
+    echo "$ORT_LIB_SHA256  $ORT_LIB" | sha256sum --check --status
+}
+
+onnxruntime() {
+  if ort_valid; then
+    READY+=("ONNX Runtime $ORT_VERSION")
+    return 0
+  fi
+  if [ "$MODE" = check ]; then
+    missing "ONNX Runtime $ORT_VERSION at $ORT_DIR/libonnxruntime.so"
+    return 0
+  fi
+  if ! have_pip; then
+    # e.g. python3-pip installed, but python3 on PATH is another python without pip
+    log "python3 -m pip does not work for $(command -v python3 || echo python3)"
+    return 1
+  fi
+  local tmp whl
+  tmp="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" EXIT
+  log "downloading the onnxruntime $ORT_VERSION wheel"
+  # The wheel is chosen by tag, not by the local python: the C library inside
+  # is the same for every CPython wheel of a release.
+  python3 -m pip download --no-deps --disable-pip-version-check --no-input -q \
+    --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
+    --platform manylinux_2_28_x86_64 -d "$tmp" "onnxruntime==$ORT_VERSION" >&2
+  whl="$(ls "$tmp"/onnxruntime-"$ORT_VERSION"-*.whl)"
+  unzip -q -o -j "$whl" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" -d "$tmp/lib"
+  if ! echo "$ORT_LIB_SHA256  $tmp/lib/libonnxruntime.so.$ORT_VERSION" | sha256sum --check --status; then
+    log "sha256 mismatch for libonnxruntime.so.$ORT_VERSION from $(basename "$whl"):"
+    log "  got      $(sha256sum "$tmp/lib/libonnxruntime.so.$ORT_VERSION" | cut -d' ' -f1)"
+    log "  expected $ORT_LIB_SHA256"
+    return 1
+  fi
+  mkdir -p "$ORT_DIR"
+  mv -f "$tmp/lib/libonnxruntime.so.$ORT_VERSION" "$ORT_LIB"
+  # The library's SONAME is libonnxruntime.so.1; libonnxruntime.so is what we load.
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so.1"
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+  ort_valid
+  READY+=("ONNX Runtime $ORT_VERSION")
+}
+
+# --- 4. hook: later steps -----------------------------------------------------
+# Add further steps as functions like the ones above (honour MODE=check: record
+# with `missing` instead of installing; on success append to READY) and list
+# them in `main`. Planned: the Kafka broker for the daemon's tests, e.g.
+#   kafka_broker() { command -v tansu … || cargo install --locked tansu …; }
+
+main() {
+  cd "$ROOT"
+  debian_packages
+  rust_toolchain
+  onnxruntime
+  # kafka_broker   # <- later steps go here
+
+  if [ "${#MISSING[@]}" -gt 0 ]; then
+    local list
+    list="$(printf '%s; ' "${MISSING[@]}")"
+    if [ "$MODE" = check ]; then
+      echo "setup --check: missing: ${list%; }. Run scripts/setup.sh" >&2
+    else
+      echo "setup: cannot install: ${list%; }" >&2
+    fi
+    exit 1
+  fi
+  local ready
+  ready="$(printf '%s, ' "${READY[@]}")"
+  echo "setup: ready: ${ready%, } (ONNX Runtime library: .local/onnxruntime/lib/libonnxruntime.so)"
+}
+
+main

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command: sets up what is missing (fast when done), then
+# formatting, lints and every test target. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test --all-targets"
+cargo test --all-targets
