@@ -121,7 +121,13 @@ impl Graph {
 
     /// Adds a node; returns its outputs' names. An output named `""` is an
     /// omitted optional output.
-    fn node(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> Vec<String> {
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> Vec<String> {
         let name = self.fresh(op);
         let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
         self.nodes.push(NodeProto {
@@ -156,12 +162,22 @@ impl Graph {
 
     /// ONNX `LSTM` weights from ours: `W = w_xᵀ` `[1, 4H, I]`,
     /// `R = w_hᵀ` `[1, 4H, H]`, `B = [b, 0]` `[1, 8H]`.
-    fn lstm_weights(&mut self, hint: &str, w_x: &Array2<f32>, w_h: &Array2<f32>, b: &Array1<f32>) -> [String; 3] {
+    fn lstm_weights(
+        &mut self,
+        hint: &str,
+        w_x: &Array2<f32>,
+        w_h: &Array2<f32>,
+        b: &Array1<f32>,
+    ) -> [String; 3] {
         let h = w_h.nrows();
         let i = w_x.nrows();
         let wt: Vec<f32> = w_x.t().iter().copied().collect();
         let rt: Vec<f32> = w_h.t().iter().copied().collect();
-        let bb: Vec<f32> = b.iter().copied().chain(std::iter::repeat_n(0.0, 4 * h)).collect();
+        let bb: Vec<f32> = b
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0.0, 4 * h))
+            .collect();
         [
             self.const_f32(&format!("{hint}_W"), &[1, 4 * h, i], &wt),
             self.const_f32(&format!("{hint}_R"), &[1, 4 * h, h], &rt),
@@ -180,7 +196,11 @@ impl Graph {
         activation: Activation,
         init: Option<(&str, &str)>,
     ) -> (String, String, String) {
-        let (y, yh, yc) = (self.fresh(&format!("{hint}_Y")), self.fresh(&format!("{hint}_Yh")), self.fresh(&format!("{hint}_Yc")));
+        let (y, yh, yc) = (
+            self.fresh(&format!("{hint}_Y")),
+            self.fresh(&format!("{hint}_Yh")),
+            self.fresh(&format!("{hint}_Yc")),
+        );
         let mut inputs: Vec<&str> = vec![x, &weights[0], &weights[1], &weights[2]];
         if let Some((h0, c0)) = init {
             // Inputs 4 and 5 are sequence_lens (omitted) and initial_h.
@@ -250,16 +270,34 @@ impl Graph {
             }
             DecoderInput::Conditional => {
                 let x0 = self.zero_input(1, window);
-                let w0 = self.lstm_weights(&format!("{hint}_first"), &no_input_w, &d.lstm.w_h, &d.lstm.b);
-                let (y0, h0, c0) = self.lstm(&format!("{hint}_first"), &x0, &w0, h, act, Some((enc_h, enc_c)));
+                let w0 = self.lstm_weights(
+                    &format!("{hint}_first"),
+                    &no_input_w,
+                    &d.lstm.w_h,
+                    &d.lstm.b,
+                );
+                let (y0, h0, c0) = self.lstm(
+                    &format!("{hint}_first"),
+                    &x0,
+                    &w0,
+                    h,
+                    act,
+                    Some((enc_h, enc_c)),
+                );
                 if steps == 1 {
                     y0
                 } else {
                     let folded_r = &d.lstm.w_h + &d.w_out.dot(&d.lstm.w_x);
                     let folded_b = &d.lstm.b + &d.b_out.dot(&d.lstm.w_x);
                     let x = self.zero_input(steps - 1, window);
-                    let w = self.lstm_weights(&format!("{hint}_rest"), &no_input_w, &folded_r, &folded_b);
-                    let (y1, _, _) = self.lstm(&format!("{hint}_rest"), &x, &w, h, act, Some((&h0, &c0)));
+                    let w = self.lstm_weights(
+                        &format!("{hint}_rest"),
+                        &no_input_w,
+                        &folded_r,
+                        &folded_b,
+                    );
+                    let (y1, _, _) =
+                        self.lstm(&format!("{hint}_rest"), &x, &w, h, act, Some((&h0, &c0)));
                     self.op("Concat", &[&y0, &y1], vec![attr_int("axis", 0)])
                 }
             }
@@ -269,7 +307,11 @@ impl Graph {
         let hs = self.op("Squeeze", &[&y, &axes1], vec![]);
         let w_out: Vec<f32> = d.w_out.iter().copied().collect();
         let w_out = self.const_f32(&format!("{hint}_w_out"), &[h, spec.features], &w_out);
-        let b_out = self.const_f32(&format!("{hint}_b_out"), &[spec.features], &d.b_out.to_vec());
+        let b_out = self.const_f32(
+            &format!("{hint}_b_out"),
+            &[spec.features],
+            &d.b_out.to_vec(),
+        );
         let mm = self.op("MatMul", &[&hs, &w_out], vec![]);
         self.op("Add", &[&mm, &b_out], vec![])
     }
@@ -328,7 +370,16 @@ pub fn export(params: &Params<f32>, info: &ExportInfo<'_>) -> ModelProto {
         y
     };
     if let Some(d) = &params.reconstruction {
-        let mut y = g.decoder("reconstruction", d, spec, t, names::WINDOW, names::EMBEDDING, &enc_h, &enc_c);
+        let mut y = g.decoder(
+            "reconstruction",
+            d,
+            spec,
+            t,
+            names::WINDOW,
+            names::EMBEDDING,
+            &enc_h,
+            &enc_c,
+        );
         if spec.reverse_reconstruction {
             let (start, end) = (g.const_i64("start", &[-1]), g.const_i64("end", &[i64::MIN]));
             let (axes, steps) = (g.const_i64("axes0", &[0]), g.const_i64("step", &[-1]));
@@ -348,7 +399,16 @@ pub fn export(params: &Params<f32>, info: &ExportInfo<'_>) -> ModelProto {
         outputs.push(value_info(names::SCORE, &[batch]));
     }
     if let Some(d) = &params.prediction {
-        let y = g.decoder("prediction", d, spec, p, names::WINDOW, names::EMBEDDING, &enc_h, &enc_c);
+        let y = g.decoder(
+            "prediction",
+            d,
+            spec,
+            p,
+            names::WINDOW,
+            names::EMBEDDING,
+            &enc_h,
+            &enc_c,
+        );
         to_raw(&mut g, &y, names::PREDICTION);
         outputs.push(value_info(names::PREDICTION, &[batch, Ok(p), Ok(f)]));
     }
