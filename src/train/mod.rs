@@ -2,6 +2,7 @@
 //! the training loop and threshold calibration.
 
 pub mod adam;
+pub mod calibrate;
 pub mod composite;
 pub mod fit;
 pub mod lstm;

@@ -1,0 +1,317 @@
+//! Cutting a series into windows: which rows start a window, the
+//! chronological train/validation split, and gathering windows into the
+//! tensors the trainer (time-major) and ONNX Runtime (batch-major) consume.
+//!
+//! A window is `window` (T) consecutive rows; a training sample also needs
+//! the `horizon` (P) rows after it as prediction targets. Windows are
+//! identified by their start row, so the same start list drives inputs and
+//! targets and they cannot drift apart.
+//!
+//! (ndarray's `s!` macro expands to `#[allow(unsafe_code)]`, which the
+//! crate-wide `forbid(unsafe_code)` rejects, hence `slice_axis`.)
+
+use ndarray::{Array3, ArrayView2, Axis, Slice};
+
+use super::DataError;
+
+/// Start rows of windows of `window` rows that also have `horizon` rows
+/// after them, every `stride` rows, inside rows `[from, to)`.
+///
+/// # Panics
+/// If `stride` is 0: there would be infinitely many windows, so it is a
+/// caller bug ([`chronological_split`] validates it for user input).
+pub fn window_starts(
+    from: usize,
+    to: usize,
+    window: usize,
+    horizon: usize,
+    stride: usize,
+) -> Vec<usize> {
+    assert!(stride > 0, "window_starts: stride must be at least 1");
+    let span = window + horizon;
+    if to < from || to - from < span {
+        return Vec::new();
+    }
+    (from..=to - span).step_by(stride).collect()
+}
+
+/// Window start rows on either side of a chronological split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// Starts of training windows; each window and its horizon end at or
+    /// before `split_row`.
+    pub train: Vec<usize>,
+    /// Starts of validation windows; each starts at or after `split_row`.
+    pub validation: Vec<usize>,
+    /// First row of the validation part.
+    pub split_row: usize,
+}
+
+/// Chronological split: the first `1 - validation_fraction` of the rows for
+/// training, the rest for validation; no window (with its horizon) straddles
+/// `split_row`.
+///
+/// Chronological rather than shuffled, because neighbouring windows overlap:
+/// a shuffled split would validate on rows the model trained on, and the
+/// threshold calibrated on validation scores would be too low.
+///
+/// The split row is `round(rows × (1 − validation_fraction))`.
+pub fn chronological_split(
+    rows: usize,
+    window: usize,
+    horizon: usize,
+    stride: usize,
+    validation_fraction: f64,
+) -> Result<Split, DataError> {
+    if window == 0 {
+        return Err(DataError::InvalidParameter {
+            name: "window",
+            value: window.to_string(),
+            reason: "must be at least 1",
+        });
+    }
+    if stride == 0 {
+        return Err(DataError::InvalidParameter {
+            name: "stride",
+            value: stride.to_string(),
+            reason: "must be at least 1",
+        });
+    }
+    if !(validation_fraction > 0.0 && validation_fraction < 1.0) {
+        return Err(DataError::InvalidParameter {
+            name: "validation_fraction",
+            value: validation_fraction.to_string(),
+            reason: "must be strictly between 0 and 1 (both parts need windows)",
+        });
+    }
+    if rows < window + horizon {
+        return Err(DataError::TooShort {
+            rows,
+            window,
+            horizon,
+        });
+    }
+    let split_row = ((rows as f64) * (1.0 - validation_fraction)).round() as usize;
+    let split_row = split_row.min(rows);
+    let train = window_starts(0, split_row, window, horizon, stride);
+    if train.is_empty() {
+        return Err(DataError::EmptySplit {
+            side: "training",
+            from: 0,
+            to: split_row,
+            window,
+            horizon,
+            hint: "lower validation_fraction, or use a shorter window or horizon",
+        });
+    }
+    let validation = window_starts(split_row, rows, window, horizon, stride);
+    if validation.is_empty() {
+        return Err(DataError::EmptySplit {
+            side: "validation",
+            from: split_row,
+            to: rows,
+            window,
+            horizon,
+            hint: "raise validation_fraction, or use a shorter window or horizon",
+        });
+    }
+    Ok(Split {
+        train,
+        validation,
+        split_row,
+    })
+}
+
+/// Gathers the windows starting at `starts` into a time-major tensor
+/// `[T, B, F]`, the trainer's layout (one time step is a contiguous batch).
+///
+/// # Panics
+/// If a window runs past the last row: starts come from [`window_starts`],
+/// so that is a caller bug.
+pub fn gather_time_major(values: ArrayView2<f32>, starts: &[usize], window: usize) -> Array3<f32> {
+    gather_time_major_at(values, starts, 0, window)
+}
+
+/// Gathers the `horizon` rows after each window into the prediction targets
+/// `[P, B, F]`, time-major like [`gather_time_major`].
+///
+/// # Panics
+/// If a horizon runs past the last row.
+pub fn gather_horizon_time_major(
+    values: ArrayView2<f32>,
+    starts: &[usize],
+    window: usize,
+    horizon: usize,
+) -> Array3<f32> {
+    gather_time_major_at(values, starts, window, horizon)
+}
+
+fn gather_time_major_at(
+    values: ArrayView2<f32>,
+    starts: &[usize],
+    offset: usize,
+    len: usize,
+) -> Array3<f32> {
+    let mut out = Array3::zeros((len, starts.len(), values.ncols()));
+    for (b, &start) in starts.iter().enumerate() {
+        let from = start + offset;
+        out.index_axis_mut(Axis(1), b)
+            .assign(&values.slice_axis(Axis(0), Slice::from(from..from + len)));
+    }
+    out
+}
+
+/// Gathers the windows starting at `starts` into `[B, T, F]`, the layout of
+/// the ONNX model's input.
+///
+/// # Panics
+/// If a window runs past the last row.
+pub fn gather_batch_major(values: ArrayView2<f32>, starts: &[usize], window: usize) -> Array3<f32> {
+    let mut out = Array3::zeros((starts.len(), window, values.ncols()));
+    for (b, &start) in starts.iter().enumerate() {
+        out.index_axis_mut(Axis(0), b)
+            .assign(&values.slice_axis(Axis(0), Slice::from(start..start + window)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn starts_leave_room_for_the_horizon() {
+        // Windows of 3 + 1 rows in [0, 10): last start is 6.
+        assert_eq!(window_starts(0, 10, 3, 1, 2), vec![0, 2, 4, 6]);
+        assert_eq!(window_starts(0, 10, 3, 1, 3), vec![0, 3, 6]);
+        assert_eq!(window_starts(5, 9, 4, 0, 1), vec![5]);
+        assert_eq!(window_starts(5, 8, 4, 0, 1), Vec::<usize>::new());
+        assert_eq!(window_starts(9, 5, 1, 0, 1), Vec::<usize>::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "stride")]
+    fn zero_stride_is_a_bug() {
+        window_starts(0, 10, 2, 0, 0);
+    }
+
+    #[test]
+    fn split_is_chronological_and_nothing_straddles() {
+        let s = chronological_split(100, 10, 2, 1, 0.2).unwrap();
+        assert_eq!(s.split_row, 80);
+        // Training windows of 12 rows fit in [0, 80): starts 0..=68.
+        assert_eq!(s.train, (0..=68).collect::<Vec<_>>());
+        // Validation windows fit in [80, 100): starts 80..=88.
+        assert_eq!(s.validation, (80..=88).collect::<Vec<_>>());
+        let s = chronological_split(1000, 64, 8, 5, 0.25).unwrap();
+        assert_eq!(s.split_row, 750);
+        assert!(s.train.iter().all(|&t| t + 72 <= 750));
+        assert!(s.validation.iter().all(|&v| v >= 750 && v + 72 <= 1000));
+        assert!(s.train.windows(2).all(|w| w[1] - w[0] == 5));
+    }
+
+    #[test]
+    fn split_errors_say_why_with_numbers() {
+        let err = chronological_split(5, 4, 2, 1, 0.2).unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::TooShort {
+                rows: 5,
+                window: 4,
+                horizon: 2
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "the series has 5 rows, a window needs T + P = 4 + 2 = 6 rows"
+        );
+        // 20 rows, 10% validation: the validation part [18, 20) is too short.
+        let err = chronological_split(20, 5, 1, 1, 0.1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::EmptySplit {
+                    side: "validation",
+                    from: 18,
+                    to: 20,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("rows 18..20, 2 rows"), "{err}");
+        let err = chronological_split(20, 5, 1, 1, 0.9).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::EmptySplit {
+                    side: "training",
+                    from: 0,
+                    to: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn split_rejects_bad_parameters() {
+        for (window, stride, fraction, name) in [
+            (0, 1, 0.2, "window"),
+            (4, 0, 0.2, "stride"),
+            (4, 1, 0.0, "validation_fraction"),
+            (4, 1, 1.0, "validation_fraction"),
+            (4, 1, f64::NAN, "validation_fraction"),
+        ] {
+            let err = chronological_split(100, window, 1, stride, fraction).unwrap_err();
+            assert!(
+                matches!(err, DataError::InvalidParameter { name: n, .. } if n == name),
+                "{err:?}"
+            );
+        }
+    }
+
+    /// values[r, f] = 10 r + f, so every gathered element says where it came from.
+    fn ramp(rows: usize, features: usize) -> Array2<f32> {
+        Array2::from_shape_fn((rows, features), |(r, f)| (10 * r + f) as f32)
+    }
+
+    #[test]
+    fn gathers_time_major_windows_and_targets() {
+        let v = ramp(6, 2);
+        let x = gather_time_major(v.view(), &[0, 3], 2);
+        assert_eq!(x.shape(), &[2, 2, 2]);
+        for t in 0..2 {
+            for (b, start) in [0, 3].into_iter().enumerate() {
+                for f in 0..2 {
+                    assert_eq!(x[[t, b, f]], (10 * (start + t) + f) as f32);
+                }
+            }
+        }
+        let y = gather_horizon_time_major(v.view(), &[0, 3], 2, 1);
+        assert_eq!(y.shape(), &[1, 2, 2]);
+        assert_eq!(
+            y.index_axis(Axis(0), 0).to_owned(),
+            ndarray::arr2(&[[20., 21.], [50., 51.]])
+        );
+    }
+
+    #[test]
+    fn batch_major_is_the_transpose_of_time_major() {
+        let v = ramp(20, 3);
+        let starts = [1, 4, 9, 13];
+        let bm = gather_batch_major(v.view(), &starts, 5);
+        assert_eq!(bm.shape(), &[4, 5, 3]);
+        assert_eq!(bm[[2, 4, 1]], 131.0); // row 9 + 4, feature 1
+        let tm = gather_time_major(v.view(), &starts, 5);
+        assert_eq!(bm, tm.permuted_axes([1, 0, 2]));
+    }
+
+    #[test]
+    #[should_panic]
+    fn gathering_past_the_end_panics() {
+        gather_batch_major(ramp(5, 1).view(), &[3], 3);
+    }
+}
