@@ -1,10 +1,14 @@
 //! The model: its spec, its parameters, the bundle's `manifest.json` and the
 //! ONNX export. This is the one place that knows the graph.
 
+pub mod bundle;
+pub mod manifest;
 pub mod onnx;
 pub mod params;
 pub mod spec;
 
+pub use bundle::{Bundle, BundleError};
+pub use manifest::Manifest;
 pub use params::Params;
 pub use spec::{Activation, DecoderInput, Mode, ModelSpec, SpecError};
 

@@ -88,7 +88,7 @@ impl Dataset {
 }
 
 /// What one epoch did, for progress display and the report.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
     pub train: LossRecord,
