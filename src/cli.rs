@@ -1,5 +1,423 @@
-//! Command-line interface.
+//! Command-line interface: `train`, `score`, `inspect`. Errors end the
+//! process with one readable line (and its causes) and exit code 1; usage
+//! errors exit 2.
 
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Settings;
+use crate::infer::{score, BackendOptions, OnnxBackend};
+use crate::model::{Activation, Bundle, DecoderInput, Mode};
+use crate::train::fit::{EpochStats, Progress};
+use crate::train::pipeline;
+
+#[derive(Parser)]
+#[command(
+    name = "lstm-ae",
+    version,
+    about = "Composite LSTM autoencoder: train, export to ONNX, score"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on a CSV series and write a bundle (model.onnx, manifest.json, report/).
+    Train(TrainArgs),
+    /// Score every window of a CSV with a bundle; writes a CSV and charts.
+    Score(ScoreArgs),
+    /// Print a bundle's manifest for humans.
+    Inspect {
+        /// Bundle folder.
+        dir: PathBuf,
+        /// Print the raw manifest.json instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Training data: a CSV with a timestamp column and numeric columns.
+    #[arg(long)]
+    data: PathBuf,
+    /// Bundle folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML settings (see deploy/train.example.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Window length T.
+    #[arg(long)]
+    window: Option<usize>,
+    /// Hidden size H.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Prediction horizon P.
+    #[arg(long)]
+    horizon: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Threads per batch (0 = every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<Mode>,
+    #[arg(long, value_parser = parse_activation)]
+    activation: Option<Activation>,
+    #[arg(long, value_parser = parse_decoder_input)]
+    decoder_input: Option<DecoderInput>,
+    /// No progress bar (per-epoch log lines only).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
+fn parse_mode(s: &str) -> std::result::Result<Mode, String> {
+    parse_enum(s)
+}
+fn parse_activation(s: &str) -> std::result::Result<Activation, String> {
+    parse_enum(s)
+}
+fn parse_decoder_input(s: &str) -> std::result::Result<DecoderInput, String> {
+    parse_enum(s)
+}
+
+#[derive(clap::Args)]
+struct ScoreArgs {
+    /// Bundle folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// CSV to score (same feature columns as the training data).
+    file: PathBuf,
+    /// Output CSV; default: <file stem>.scored.csv next to the input.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// TOML settings (the [data] section applies: timestamp column, fill rule).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing();
+    let result = match cli.command {
+        Command::Train(a) => train(a),
+        Command::Score(a) => score_cmd(a),
+        Command::Inspect { dir, json } => inspect(&dir, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A progress bar over all batches of all epochs, with the latest losses.
+struct Bar {
+    bar: ProgressBar,
+    epochs: usize,
+}
+
+impl Progress for Bar {
+    fn batch(&mut self, epoch: usize, batch: usize, batches: usize) {
+        if self.bar.length() != Some((self.epochs * batches) as u64) {
+            self.bar.set_length((self.epochs * batches) as u64);
+        }
+        self.bar
+            .set_position(((epoch - 1) * batches + batch) as u64);
+    }
+
+    fn epoch(&mut self, s: &EpochStats, best: bool) {
+        self.bar.set_message(format!(
+            "epoch {}/{} loss {:.5} val {:.5}{}",
+            s.epoch,
+            self.epochs,
+            s.train.total,
+            s.validation.total,
+            if best { " *" } else { "" }
+        ));
+        self.bar.suspend(|| {
+            tracing::info!(
+                epoch = s.epoch,
+                loss = s.train.total,
+                val_loss = s.validation.total,
+                seconds = format!("{:.2}", s.seconds),
+                best,
+                "epoch"
+            )
+        });
+    }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    let m = &mut s.model;
+    if let Some(v) = a.window {
+        m.window = v;
+    }
+    if let Some(v) = a.hidden {
+        m.hidden = v;
+    }
+    if let Some(v) = a.horizon {
+        m.horizon = v;
+    }
+    if let Some(v) = a.mode {
+        m.mode = v;
+    }
+    if let Some(v) = a.activation {
+        m.activation = v;
+    }
+    if let Some(v) = a.decoder_input {
+        m.decoder_input = v;
+    }
+    let t = &mut s.training;
+    if let Some(v) = a.batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = a.epochs {
+        t.epochs = v;
+    }
+    if let Some(v) = a.seed {
+        t.seed = v;
+    }
+    if let Some(v) = a.threads {
+        t.threads = v;
+    }
+    s.validate()?;
+
+    // Ctrl-C: finish the current batch, keep the best epoch so far.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after this batch and keeping the best epoch (Ctrl-C again to abort)");
+    });
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut progress = Bar {
+        bar,
+        epochs: s.training.epochs,
+    };
+    let trained = pipeline::train_bundle(&s, &a.data, &a.out, &mut progress, &stop)
+        .with_context(|| format!("training on {}", a.data.display()))?;
+    progress.bar.finish_and_clear();
+    let report = crate::report::training::write(&trained, &pipeline::report_dir(&a.out))
+        .with_context(|| format!("writing the report into {}", a.out.display()))?;
+    let m = &trained.bundle.manifest;
+    println!(
+        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, threshold {:.5} ({} rule), {:.1} s",
+        a.out.display(),
+        m.model_id,
+        m.model_version,
+        m.training.best_epoch,
+        m.training.epochs_run,
+        m.training.stopped,
+        m.training.best_validation_loss.total,
+        m.threshold.value,
+        rule_name(&m.threshold.rule),
+        m.training.seconds
+    );
+    println!(
+        "report: {}",
+        report
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn rule_name(r: &crate::train::calibrate::ThresholdRule) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.get("rule").and_then(|x| x.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn score_cmd(a: ScoreArgs) -> Result<()> {
+    let s = Settings::load(a.config.as_deref())?;
+    let bundle = Bundle::open(&a.model)?;
+    let series = score::load_for_bundle(&bundle, &a.file, &pipeline::csv_options(&s))?;
+    let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &BackendOptions::default())?;
+    let scored = score::score_series(&bundle, &mut backend, series)?;
+    let out = a.out.unwrap_or_else(|| {
+        let stem = a
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        a.file.with_file_name(format!("{stem}.scored.csv"))
+    });
+    score::write_csv(&scored, &out).with_context(|| format!("writing {}", out.display()))?;
+    let title = a
+        .file
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (series_svg, score_svg) = score::charts(&scored, &title);
+    let svg_path = out.with_extension("svg");
+    let score_path = out.with_extension("score.svg");
+    std::fs::write(&svg_path, series_svg)
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    std::fs::write(&score_path, score_svg)
+        .with_context(|| format!("writing {}", score_path.display()))?;
+    let windows = scored.scores.iter().flatten().count();
+    let anomalous = (0..scored.scores.len())
+        .filter(|&r| scored.is_anomaly(r) == Some(true))
+        .count();
+    let stretches = scored.anomalous_stretches();
+    println!(
+        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretches (threshold {:.5})",
+        a.file.display(),
+        bundle.manifest.model_id,
+        bundle.manifest.model_version,
+        stretches.len(),
+        scored.threshold
+    );
+    for (from, to) in stretches.iter().take(20) {
+        let peak = (*from..=*to)
+            .filter_map(|r| scored.normalized(r))
+            .fold(0.0f32, f32::max);
+        println!(
+            "  {} .. {}  peak {:.2}× threshold",
+            crate::data::format_timestamp(scored.series.timestamps[*from]),
+            crate::data::format_timestamp(scored.series.timestamps[*to]),
+            peak
+        );
+    }
+    if stretches.len() > 20 {
+        println!("  … {} more in {}", stretches.len() - 20, out.display());
+    }
+    println!(
+        "wrote {}, {}, {}",
+        out.display(),
+        svg_path.display(),
+        score_path.display()
+    );
+    Ok(())
+}
+
+fn inspect(dir: &Path, json: bool) -> Result<()> {
+    let b = Bundle::open(dir)?;
+    let m = &b.manifest;
+    if json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(());
+    }
+    let s = &m.spec;
+    println!(
+        "model        {} v{} (format {}, trainer {})",
+        m.model_id, m.model_version, m.format_version, m.trainer_version
+    );
+    println!("created      {}", m.created_at);
+    println!(
+        "architecture {:?}: window T={}, features F={} [{}], hidden H={}, horizon P={}",
+        s.mode,
+        s.window,
+        s.features,
+        m.feature_names.join(", "),
+        s.hidden,
+        s.horizon
+    );
+    println!(
+        "             activation {:?}, decoder input {:?}, reversed reconstruction {}, loss = {}·recon + {}·pred",
+        s.activation, s.decoder_input, s.reverse_reconstruction, s.reconstruction_weight, s.prediction_weight
+    );
+    println!(
+        "scaler       {:?}: offset {:?}, scale {:?}",
+        m.scaler.kind, m.scaler.offset, m.scaler.scale
+    );
+    println!(
+        "threshold    {:.6} ({})",
+        m.threshold.value,
+        serde_json::to_string(&m.threshold.rule)?
+    );
+    let q: Vec<String> = m
+        .validation_scores
+        .quantiles
+        .iter()
+        .map(|(q, v)| format!("q{q}={v:.5}"))
+        .collect();
+    println!(
+        "val scores   {} windows, mean {:.5}; {}",
+        m.validation_scores.count,
+        m.validation_scores.mean,
+        q.join(" ")
+    );
+    let d = &m.training_data;
+    println!(
+        "data         {} ({} rows, {} .. {}), sha256 {}",
+        d.file, d.rows, d.first_timestamp, d.last_timestamp, d.sha256
+    );
+    println!(
+        "             {} training rows → {} windows, {} validation rows → {} windows, stride {}",
+        d.train_rows, d.train_windows, d.validation_rows, d.validation_windows, d.stride
+    );
+    let t = &m.training;
+    println!(
+        "training     {} epochs ({:?}), best {}: loss {:.5}, validation {:.5}; {:.1} s, seed {}",
+        t.epochs_run,
+        t.stopped,
+        t.best_epoch,
+        t.final_train_loss.total,
+        t.best_validation_loss.total,
+        t.seconds,
+        t.seed
+    );
+    println!(
+        "onnx         {} opset {}, outputs [{}], sha256 {}",
+        m.onnx.file,
+        m.onnx.opset,
+        m.onnx.outputs.join(", "),
+        m.onnx.sha256
+    );
+    Ok(())
 }

@@ -32,6 +32,10 @@ pub struct DataSettings {
     pub feature_columns: Vec<String>,
     /// What to do with empty or NaN values: `error`, `previous` or `linear`.
     pub fill: String,
+    /// `increasing`: a timestamp that does not increase is an error naming
+    /// the line; `file`: keep rows in file order (some real exports repeat
+    /// an hour at a daylight-saving change).
+    pub timestamp_order: String,
     /// Rows between the starts of consecutive training windows.
     pub stride: usize,
     /// Fraction of rows, at the end of the file, kept for validation and calibration.
@@ -46,6 +50,7 @@ impl Default for DataSettings {
             timestamp_column: String::new(),
             feature_columns: vec![],
             fill: "error".into(),
+            timestamp_order: "increasing".into(),
             stride: 1,
             validation_fraction: 0.2,
             scaler: ScalerKind::Standard,
@@ -102,7 +107,11 @@ impl ModelSettings {
             window: self.window,
             features,
             hidden: self.hidden,
-            horizon: if self.mode.has_prediction() { self.horizon } else { 0 },
+            horizon: if self.mode.has_prediction() {
+                self.horizon
+            } else {
+                0
+            },
             activation: self.activation,
             decoder_input: self.decoder_input,
             reverse_reconstruction: self.reverse_reconstruction,
@@ -157,7 +166,8 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let mut b = config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
+        let mut b =
+            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
         if let Some(f) = file {
             if !f.exists() {
                 return Err(ConfigError::Invalid {
@@ -196,11 +206,17 @@ impl Settings {
         if !["error", "previous", "linear"].contains(&self.data.fill.as_str()) {
             return bad("data.fill", "must be one of error, previous, linear");
         }
+        if !["increasing", "file"].contains(&self.data.timestamp_order.as_str()) {
+            return bad("data.timestamp_order", "must be increasing or file");
+        }
         if self.data.stride == 0 {
             return bad("data.stride", "must be at least 1");
         }
         if !(self.data.validation_fraction > 0.0 && self.data.validation_fraction < 1.0) {
-            return bad("data.validation_fraction", "must be between 0 and 1 (exclusive)");
+            return bad(
+                "data.validation_fraction",
+                "must be between 0 and 1 (exclusive)",
+            );
         }
         if self.training.epochs == 0 {
             return bad("training.epochs", "must be at least 1");
@@ -255,7 +271,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "[model]\nhiden = 16\n").unwrap();
-        let e = Settings::load_with_env(Some(&f), no_env()).unwrap_err().to_string();
+        let e = Settings::load_with_env(Some(&f), no_env())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hiden"), "{e}");
         let env = vec![("LSTM_AE__TRAINING__EPOCS".to_string(), "3".to_string())];
         let e = Settings::load_with_env(None, env).unwrap_err().to_string();
@@ -264,7 +282,10 @@ mod tests {
 
     #[test]
     fn invalid_values_are_named() {
-        let env = vec![("LSTM_AE__DATA__VALIDATION_FRACTION".to_string(), "1.5".to_string())];
+        let env = vec![(
+            "LSTM_AE__DATA__VALIDATION_FRACTION".to_string(),
+            "1.5".to_string(),
+        )];
         let e = Settings::load_with_env(None, env).unwrap_err().to_string();
         assert!(e.contains("data.validation_fraction"), "{e}");
         let env = vec![("LSTM_AE__MODEL__HIDDEN".to_string(), "0".to_string())];

@@ -8,6 +8,7 @@
 
 pub mod onnx;
 pub mod runtime;
+pub mod score;
 
 #[cfg(test)]
 pub(crate) mod test_models;

@@ -19,13 +19,26 @@ pub const REPORT_DIR: &str = "report";
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: not a valid manifest: {source}", path.display())]
-    Manifest { path: PathBuf, source: serde_json::Error },
+    Manifest {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{}: manifest format version {found} is newer than this lstm-ae reads ({supported}); upgrade lstm-ae", path.display())]
-    Format { path: PathBuf, found: u32, supported: u32 },
+    Format {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("{}: not a valid ONNX model: {source}", path.display())]
-    Onnx { path: PathBuf, source: prost::DecodeError },
+    Onnx {
+        path: PathBuf,
+        source: prost::DecodeError,
+    },
     #[error("bundle {}: manifest.json and model.onnx disagree: {what}", dir.display())]
     Mismatch { dir: PathBuf, what: String },
 }
@@ -39,7 +52,10 @@ pub struct Bundle {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
@@ -98,10 +114,11 @@ impl Bundle {
                 }
             }
         }
-        let manifest: Manifest = serde_json::from_slice(&raw).map_err(|source| BundleError::Manifest {
-            path: mpath.clone(),
-            source,
-        })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&raw).map_err(|source| BundleError::Manifest {
+                path: mpath.clone(),
+                source,
+            })?;
         let onnx = read(&dir.join(&manifest.onnx.file))?;
         let bundle = Bundle {
             dir: dir.to_path_buf(),
@@ -148,10 +165,14 @@ impl Bundle {
             )));
         }
         if !(m.threshold.value.is_finite() && m.threshold.value > 0.0) {
-            return Err(self.mismatch(format!("threshold {} is not a positive number", m.threshold.value)));
+            return Err(self.mismatch(format!(
+                "threshold {} is not a positive number",
+                m.threshold.value
+            )));
         }
         let path = self.dir.join(&m.onnx.file);
-        let model = ModelProto::decode(self.onnx.as_slice()).map_err(|source| BundleError::Onnx { path, source })?;
+        let model = ModelProto::decode(self.onnx.as_slice())
+            .map_err(|source| BundleError::Onnx { path, source })?;
         if model.model_version.unwrap_or(-1) != m.model_version {
             return Err(self.mismatch(format!(
                 "model version: model.onnx says {}, the manifest {}",
@@ -160,7 +181,10 @@ impl Bundle {
             )));
         }
         let graph = model.graph.unwrap_or_default();
-        let window = graph.input.iter().find(|i| i.name.as_deref() == Some(names::WINDOW));
+        let window = graph
+            .input
+            .iter()
+            .find(|i| i.name.as_deref() == Some(names::WINDOW));
         let Some(window) = window else {
             return Err(self.mismatch(format!("model.onnx has no input named `{}`", names::WINDOW)));
         };
@@ -177,7 +201,10 @@ impl Bundle {
             )));
         }
         let got: Vec<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
-        let want: Vec<String> = expected_outputs(spec).iter().map(|s| s.to_string()).collect();
+        let want: Vec<String> = expected_outputs(spec)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if got != want {
             return Err(self.mismatch(format!(
                 "outputs: model.onnx has [{}], a {:?}-mode spec has [{}]",

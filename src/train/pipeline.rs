@@ -7,8 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::config::Settings;
-use crate::data::{self, CsvOptions, FillRule, Scaler, Series};
-use crate::model::manifest::{Manifest, OnnxInfo, ScoreSummary, Threshold, TrainingData, TrainingSummary, FORMAT_VERSION};
+use crate::data::{self, CsvOptions, FillRule, Scaler, Series, TimestampOrder};
+use crate::model::manifest::{
+    Manifest, OnnxInfo, ScoreSummary, Threshold, TrainingData, TrainingSummary, FORMAT_VERSION,
+};
 use crate::model::onnx::{export_bytes, ExportInfo, OPSET};
 use crate::model::{bundle, Bundle, BundleError, ModelSpec};
 use crate::train::calibrate::{self, CalibrationError};
@@ -21,7 +23,10 @@ pub enum TrainError {
     #[error(transparent)]
     Spec(#[from] crate::model::SpecError),
     #[error("calibrating the threshold on {windows} validation windows: {source}")]
-    Calibration { windows: usize, source: CalibrationError },
+    Calibration {
+        windows: usize,
+        source: CalibrationError,
+    },
     #[error("training diverged: the validation loss was never finite (try a lower training.learning_rate)")]
     Diverged,
     #[error(transparent)]
@@ -33,14 +38,20 @@ pub enum TrainError {
 /// CSV reading options from the settings.
 pub fn csv_options(s: &Settings) -> CsvOptions {
     CsvOptions {
-        timestamp_column: (!s.data.timestamp_column.is_empty()).then(|| s.data.timestamp_column.clone()),
-        feature_columns: (!s.data.feature_columns.is_empty()).then(|| s.data.feature_columns.clone()),
+        timestamp_column: (!s.data.timestamp_column.is_empty())
+            .then(|| s.data.timestamp_column.clone()),
+        feature_columns: (!s.data.feature_columns.is_empty())
+            .then(|| s.data.feature_columns.clone()),
         fill: match s.data.fill.as_str() {
             "previous" => FillRule::Previous,
             "linear" => FillRule::Linear,
             _ => FillRule::Error,
         },
-        ..CsvOptions::default()
+        timestamp_order: if s.data.timestamp_order == "file" {
+            TimestampOrder::Unchecked
+        } else {
+            TimestampOrder::Increasing
+        },
     }
 }
 
@@ -99,10 +110,19 @@ pub fn train_bundle(
         validation_windows = validation.len(),
         "training"
     );
-    let fitted = fit::fit(&spec, &train, &validation, &settings.training, progress, stop);
+    let fitted = fit::fit(
+        &spec,
+        &train,
+        &validation,
+        &settings.training,
+        progress,
+        stop,
+    );
     if fitted.best_epoch == 0 {
         if fitted.history.is_empty() {
-            return Err(TrainError::Interrupted("training was interrupted before the first epoch ended; no model written".into()));
+            return Err(TrainError::Interrupted(
+                "training was interrupted before the first epoch ended; no model written".into(),
+            ));
         }
         return Err(TrainError::Diverged);
     }
@@ -110,9 +130,11 @@ pub fn train_bundle(
     let (val_loss, scores) = fit::evaluate_with_scores(&fitted.params, &spec, &validation, threads);
     let scores32: Vec<f32> = scores.iter().map(|&s| s as f32).collect();
     let threshold = if spec.mode.has_reconstruction() {
-        calibrate::calibrate(&scores32, &settings.calibration).map_err(|source| TrainError::Calibration {
-            windows: scores32.len(),
-            source,
+        calibrate::calibrate(&scores32, &settings.calibration).map_err(|source| {
+            TrainError::Calibration {
+                windows: scores32.len(),
+                source,
+            }
         })?
     } else {
         // A predict-only model has no reconstruction score to threshold.
@@ -136,8 +158,16 @@ pub fn train_bundle(
     };
     let onnx = export_bytes(&fitted.params, &info);
     let last = fitted.history.last().copied();
-    let best = fitted.history.iter().find(|h| h.epoch == fitted.best_epoch).copied();
-    let mean = if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 };
+    let best = fitted
+        .history
+        .iter()
+        .find(|h| h.epoch == fitted.best_epoch)
+        .copied();
+    let mean = if scores.is_empty() {
+        0.0
+    } else {
+        scores.iter().sum::<f64>() / scores.len() as f64
+    };
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         model_id,
@@ -154,10 +184,17 @@ pub fn train_bundle(
         validation_scores: ScoreSummary {
             count: scores.len(),
             mean,
-            quantiles: if scores32.is_empty() { vec![] } else { calibrate::score_quantiles(&scores32) },
+            quantiles: if scores32.is_empty() {
+                vec![]
+            } else {
+                calibrate::score_quantiles(&scores32)
+            },
         },
         training_data: TrainingData {
-            file: data_path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            file: data_path
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             sha256: series.sha256.clone(),
             rows: series.rows(),
             train_rows: split.split_row,
@@ -165,8 +202,16 @@ pub fn train_bundle(
             train_windows: split.train.len(),
             validation_windows: split.validation.len(),
             stride: settings.data.stride,
-            first_timestamp: series.timestamps.first().map(|&t| data::format_timestamp(t)).unwrap_or_default(),
-            last_timestamp: series.timestamps.last().map(|&t| data::format_timestamp(t)).unwrap_or_default(),
+            first_timestamp: series
+                .timestamps
+                .first()
+                .map(|&t| data::format_timestamp(t))
+                .unwrap_or_default(),
+            last_timestamp: series
+                .timestamps
+                .last()
+                .map(|&t| data::format_timestamp(t))
+                .unwrap_or_default(),
         },
         training: TrainingSummary {
             epochs_run: fitted.history.len(),
@@ -183,7 +228,10 @@ pub fn train_bundle(
             file: bundle::MODEL_FILE.into(),
             sha256: String::new(),
             opset: OPSET,
-            outputs: bundle::expected_outputs(&spec).iter().map(|s| s.to_string()).collect(),
+            outputs: bundle::expected_outputs(&spec)
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         },
     };
     Bundle::write(out, &mut manifest, &onnx)?;

@@ -58,6 +58,8 @@ impl Real for f64 {}
 
 /// Rational approximation of tanh for f32: odd polynomial of degree 13 over
 /// an even one of degree 6, on x clamped to ±7.905 (where tanh is 1 in f32).
+/// Plain `a * b + c`, not `mul_add`: without the `fma` target feature
+/// `mul_add` is a slow library call.
 #[inline(always)]
 pub fn tanh_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
@@ -74,16 +76,16 @@ pub fn tanh_f32(x: f32) -> f32 {
     const B6: f32 = 1.198_258_4e-6;
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    let p = x2.mul_add(A13, A11);
-    let p = x2.mul_add(p, A9);
-    let p = x2.mul_add(p, A7);
-    let p = x2.mul_add(p, A5);
-    let p = x2.mul_add(p, A3);
-    let p = x2.mul_add(p, A1);
+    let p = x2 * A13 + A11;
+    let p = x2 * p + A9;
+    let p = x2 * p + A7;
+    let p = x2 * p + A5;
+    let p = x2 * p + A3;
+    let p = x2 * p + A1;
     let p = x * p;
-    let q = x2.mul_add(B6, B4);
-    let q = x2.mul_add(q, B2);
-    let q = x2.mul_add(q, B0);
+    let q = x2 * B6 + B4;
+    let q = x2 * q + B2;
+    let q = x2 * q + B0;
     p / q
 }
 
