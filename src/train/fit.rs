@@ -332,3 +332,111 @@ pub fn fit_from(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Mode;
+
+    fn sine_dataset(n: usize, t: usize, phase: f32) -> Dataset {
+        let x = Array3::from_shape_fn((t, n, 1), |(s, b, _)| ((s + b) as f32 * 0.3 + phase).sin());
+        Dataset {
+            x,
+            future: Array3::zeros((0, n, 1)),
+        }
+    }
+
+    fn spec() -> ModelSpec {
+        ModelSpec {
+            window: 8,
+            features: 1,
+            hidden: 6,
+            horizon: 0,
+            mode: Mode::Reconstruct,
+            ..ModelSpec::default()
+        }
+    }
+
+    #[test]
+    fn training_lowers_the_validation_loss() {
+        let (train, val) = (sine_dataset(128, 8, 0.0), sine_dataset(32, 8, 0.1));
+        let opts = TrainOptions {
+            epochs: 30,
+            batch_size: 16,
+            learning_rate: 1e-2,
+            patience: 0,
+            ..TrainOptions::default()
+        };
+        let f = fit(
+            &spec(),
+            &train,
+            &val,
+            &opts,
+            &mut Quiet,
+            &AtomicBool::new(false),
+        );
+        let first = f.history[0].validation.total;
+        let best = f.history[f.best_epoch - 1].validation.total;
+        assert!(best < first / 5.0, "validation loss {first} → {best}");
+        // The kept parameters are the best epoch's: evaluating them reproduces its loss.
+        let again = evaluate(&f.params, &spec(), &val, 1).total;
+        assert!((again - best).abs() < 1e-6 * best.max(1.0));
+    }
+
+    #[test]
+    fn early_stopping_ends_after_patience_epochs_without_improvement() {
+        // A zero learning rate never improves on epoch 1.
+        let (train, val) = (sine_dataset(32, 8, 0.0), sine_dataset(8, 8, 0.1));
+        let opts = TrainOptions {
+            epochs: 50,
+            learning_rate: 0.0,
+            patience: 3,
+            ..TrainOptions::default()
+        };
+        let f = fit(
+            &spec(),
+            &train,
+            &val,
+            &opts,
+            &mut Quiet,
+            &AtomicBool::new(false),
+        );
+        assert_eq!(f.stopped, StopReason::EarlyStopping);
+        assert_eq!(f.history.len(), 4);
+        assert_eq!(f.best_epoch, 1);
+    }
+
+    /// Sets the stop flag in the middle of epoch 3.
+    struct StopAt<'a>(&'a AtomicBool);
+    impl Progress for StopAt<'_> {
+        fn batch(&mut self, epoch: usize, batch: usize, _: usize) {
+            if epoch == 3 && batch == 2 {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_request_keeps_the_best_finished_epoch() {
+        let (train, val) = (sine_dataset(64, 8, 0.0), sine_dataset(16, 8, 0.1));
+        let opts = TrainOptions {
+            epochs: 20,
+            batch_size: 8,
+            learning_rate: 1e-2,
+            patience: 0,
+            ..TrainOptions::default()
+        };
+        let stop = AtomicBool::new(false);
+        let f = fit(&spec(), &train, &val, &opts, &mut StopAt(&stop), &stop);
+        assert_eq!(f.stopped, StopReason::Interrupted);
+        assert_eq!(f.history.len(), 2, "epochs 1 and 2 finished");
+        let best = f
+            .history
+            .iter()
+            .min_by(|a, b| a.validation.total.total_cmp(&b.validation.total))
+            .unwrap();
+        assert_eq!(f.best_epoch, best.epoch);
+        let again = evaluate(&f.params, &spec(), &val, 1).total;
+        assert!((again - best.validation.total).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,298 @@
+//! `lstm-ae train`, `score` and `inspect` as a user runs them: the real
+//! binary on CSV files, bundles on disk, ONNX Runtime underneath.
+
+mod common;
+
+use common::{run, sine_csv, text, SMALL};
+
+fn train(data: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    run(&args, &[])
+}
+
+#[test]
+fn train_then_score_finds_the_injected_anomaly_and_only_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let bundle = dir.path().join("bundle");
+    let out = train(&data, &bundle, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in [
+        "model.onnx",
+        "manifest.json",
+        "report/loss.svg",
+        "report/validation_scores.svg",
+        "report/reconstructions.svg",
+    ] {
+        assert!(bundle.join(f).exists(), "{f} missing");
+    }
+    let onnx_len = std::fs::metadata(bundle.join("model.onnx")).unwrap().len();
+    assert!(onnx_len < 1_000_000, "bundle model is {onnx_len} bytes");
+
+    // A new series with a spike at rows 1500..1510.
+    let test = dir.path().join("test.csv");
+    sine_csv(&test, 2000, Some(1500..1510));
+    let scored = dir.path().join("scored.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            bundle.to_str().unwrap(),
+            test.to_str().unwrap(),
+            "--out",
+            scored.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(&scored).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,value,score,normalized_score,is_anomaly")
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 2000);
+    // The first T-1 rows have no complete window.
+    assert!(rows[..15].iter().all(|r| r[2].is_empty()));
+    assert!(rows[15..].iter().all(|r| !r[2].is_empty()));
+    let anomalous: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r[4] == "true")
+        .map(|(i, _)| i)
+        .collect();
+    // Windows ending at rows 1500..1525 contain the spike.
+    assert!(
+        anomalous.iter().any(|&r| (1500..1525).contains(&r)),
+        "the spike is detected"
+    );
+    let false_alarms = anomalous
+        .iter()
+        .filter(|&&r| !(1500..1525).contains(&r))
+        .count();
+    assert!(
+        false_alarms <= 20,
+        "{false_alarms} anomalous rows outside the spike"
+    );
+    // normalized = score / threshold, is_anomaly = normalized >= 1.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let threshold = manifest["threshold"]["value"].as_f64().unwrap();
+    for r in &rows[15..] {
+        let (s, n): (f64, f64) = (r[2].parse().unwrap(), r[3].parse().unwrap());
+        assert!((s / threshold - n).abs() <= 1e-4 * n.abs().max(1.0));
+        assert_eq!(r[4] == "true", n >= 1.0);
+    }
+    assert!(scored.with_extension("svg").exists());
+
+    let out = run(&["inspect", bundle.to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("window T=16") && s.contains("hidden H=8") && s.contains("threshold"),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    assert!(train(&data, &a, &["--seed", "7"]).status.success());
+    assert!(train(&data, &b, &["--seed", "7"]).status.success());
+    assert!(train(&data, &c, &["--seed", "8"]).status.success());
+    let read = |d: &std::path::Path| std::fs::read(d.join("model.onnx")).unwrap();
+    assert_eq!(read(&a), read(&b), "same seed, same weights");
+    assert_ne!(read(&a), read(&c), "another seed, other weights");
+}
+
+#[test]
+fn bad_csvs_get_one_clear_error_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "missing.csv",
+            "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00\n",
+            "line 3",
+        ),
+        (
+            "empty.csv",
+            "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,\n",
+            "line 3, column 'value'",
+        ),
+        (
+            "nan.csv",
+            "timestamp,value\n2026-01-01 00:00:00,NaN\n",
+            "line 2, column 'value'",
+        ),
+        (
+            "text.csv",
+            "timestamp,value\n2026-01-01 00:00:00,abc\n",
+            "line 2, column 'value'",
+        ),
+        (
+            "order.csv",
+            "timestamp,value\n2026-01-01 00:01:00,1\n2026-01-01 00:00:00,2\n",
+            "line 3, column 'timestamp'",
+        ),
+    ];
+    for (name, body, want) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        let out = train(&p, &dir.path().join("out"), &[]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains(name) && err.contains(want), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    // Fewer rows than one window (+ horizon) per side of the split.
+    let p = dir.path().join("short.csv");
+    sine_csv(&p, 20, None);
+    let err = text(&train(&p, &dir.path().join("out"), &[]).stderr);
+    assert!(err.contains("short.csv") && err.contains("20"), "{err}");
+    assert!(!dir.path().join("out").join("model.onnx").exists());
+}
+
+#[test]
+fn scoring_a_csv_with_other_columns_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let bundle = dir.path().join("bundle");
+    assert!(train(&data, &bundle, &[]).status.success());
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "timestamp,pressure\n2026-01-01 00:00:00,1\n").unwrap();
+    let out = run(
+        &[
+            "score",
+            "--model",
+            bundle.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("other.csv") && err.contains("pressure") && err.contains("value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bundle_whose_manifest_and_model_disagree_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let bundle = dir.path().join("bundle");
+    assert!(train(&data, &bundle, &[]).status.success());
+    let manifest_path = bundle.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+        f(&mut m);
+        std::fs::write(&manifest_path, serde_json::to_string(&m).unwrap()).unwrap();
+        let out = run(&["inspect", bundle.to_str().unwrap()], &[]);
+        assert!(!out.status.success());
+        text(&out.stderr)
+    };
+    let err = edit(&|m| m["spec"]["window"] = 32.into());
+    assert!(
+        err.contains("input shape") && err.contains("32") && err.contains("16"),
+        "{err}"
+    );
+    let err = edit(&|m| m["model_version"] = 9.into());
+    assert!(err.contains("model version") && err.contains("9"), "{err}");
+    let err = edit(&|m| {
+        m["spec"]["features"] = 2.into();
+        m["feature_names"] = serde_json::json!(["a", "b"]);
+        m["scaler"]["offset"] = serde_json::json!([0.0, 0.0]);
+        m["scaler"]["scale"] = serde_json::json!([1.0, 1.0]);
+    });
+    assert!(
+        err.contains("input shape") && err.contains("features F = 2"),
+        "{err}"
+    );
+    let err = edit(&|m| m["spec"]["hidden"] = 4.into());
+    assert!(err.contains("embedding") || err.contains("spec"), "{err}");
+    let err = edit(&|m| m["onnx"]["sha256"] = "00".into());
+    assert!(err.contains("sha256"), "{err}");
+    let err = edit(&|m| m["format_version"] = 99.into());
+    assert!(err.contains("format version 99"), "{err}");
+    std::fs::write(&manifest_path, &original).unwrap();
+    assert!(run(&["inspect", bundle.to_str().unwrap()], &[])
+        .status
+        .success());
+}
+
+#[test]
+fn ctrl_c_stops_training_and_keeps_the_best_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 4000, None);
+    let bundle = dir.path().join("bundle");
+    let mut child = std::process::Command::new(common::bin())
+        .args([
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ])
+        .args([
+            "--window",
+            "32",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1000",
+            "--batch-size",
+            "8",
+            "--quiet",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first finished epoch, then interrupt.
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("epoch=1") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap();
+    assert!(code.success(), "exit {code:?}: {rest:?}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["training"]["stopped"], "interrupted");
+    assert!(m["training"]["epochs_run"].as_u64().unwrap() < 1000);
+    assert!(m["training"]["best_epoch"].as_u64().unwrap() >= 1);
+}
