@@ -64,6 +64,9 @@ struct TrainArgs {
     /// Prediction horizon P.
     #[arg(long)]
     horizon: Option<usize>,
+    /// Use only the first N rows of the file.
+    #[arg(long)]
+    rows: Option<usize>,
     #[arg(long)]
     batch_size: Option<usize>,
     #[arg(long)]
@@ -221,6 +224,9 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     if let Some(v) = a.decoder_input {
         m.decoder_input = v;
+    }
+    if let Some(v) = a.rows {
+        s.data.max_rows = v;
     }
     let t = &mut s.training;
     if let Some(v) = a.batch_size {

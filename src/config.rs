@@ -36,6 +36,9 @@ pub struct DataSettings {
     /// the line; `file`: keep rows in file order (some real exports repeat
     /// an hour at a daylight-saving change).
     pub timestamp_order: String,
+    /// Train on the first this many rows only (0 = all): keeps the end of a
+    /// file out of training, e.g. to score it as unseen data.
+    pub max_rows: usize,
     /// Rows between the starts of consecutive training windows.
     pub stride: usize,
     /// Fraction of rows, at the end of the file, kept for validation and calibration.
@@ -51,6 +54,7 @@ impl Default for DataSettings {
             feature_columns: vec![],
             fill: "error".into(),
             timestamp_order: "increasing".into(),
+            max_rows: 0,
             stride: 1,
             validation_fraction: 0.2,
             scaler: ScalerKind::Standard,

@@ -85,7 +85,12 @@ pub fn train_bundle(
     stop: &AtomicBool,
 ) -> Result<Trained, TrainError> {
     let started = Instant::now();
-    let series = data::load_csv(data_path, &csv_options(settings))?;
+    let mut series = data::load_csv(data_path, &csv_options(settings))?;
+    let rows = settings.data.max_rows;
+    if rows > 0 && rows < series.rows() {
+        series.values = series.values.slice(ndarray::s![..rows, ..]).to_owned();
+        series.timestamps.truncate(rows);
+    }
     let spec = settings.model.spec(series.features());
     spec.validate()?;
     let split = data::chronological_split(
