@@ -52,7 +52,7 @@ struct TrainArgs {
     /// Bundle folder to write.
     #[arg(long)]
     out: PathBuf,
-    /// TOML settings (see deploy/train.example.toml); flags override it.
+    /// TOML settings (see deploy/train.default.toml); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Window length T.
@@ -67,19 +67,25 @@ struct TrainArgs {
     /// Use only the first N rows of the file.
     #[arg(long)]
     rows: Option<usize>,
+    /// Windows per gradient step.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Maximum epochs (early stopping may end sooner).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Seed of initialisation and shuffling: same seed, same model.
     #[arg(long)]
     seed: Option<u64>,
     /// Threads per batch (0 = every core).
     #[arg(long)]
     threads: Option<usize>,
+    /// reconstruct | predict | composite.
     #[arg(long, value_parser = parse_mode)]
     mode: Option<Mode>,
+    /// tanh | relu.
     #[arg(long, value_parser = parse_activation)]
     activation: Option<Activation>,
+    /// repeat | state | conditional.
     #[arg(long, value_parser = parse_decoder_input)]
     decoder_input: Option<DecoderInput>,
     /// No progress bar (per-epoch log lines only).
@@ -113,6 +119,10 @@ struct ScoreArgs {
     /// TOML settings (the [data] section applies: timestamp column, fill rule).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// NAB-style labels (`{"category/file.csv": [[start, end], …]}`): report
+    /// which labelled windows the detections fall in.
+    #[arg(long)]
+    labels: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -274,7 +284,7 @@ fn train(a: TrainArgs) -> Result<()> {
         .with_context(|| format!("writing the report into {}", a.out.display()))?;
     let m = &trained.bundle.manifest;
     println!(
-        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, threshold {:.5} ({} rule), {:.1} s",
+        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, threshold {:.5} ({} rule), {:.1} s, {:.2} s per epoch",
         a.out.display(),
         m.model_id,
         m.model_version,
@@ -284,7 +294,8 @@ fn train(a: TrainArgs) -> Result<()> {
         m.training.best_validation_loss.total,
         m.threshold.value,
         rule_name(&m.threshold.rule),
-        m.training.seconds
+        m.training.seconds,
+        m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
     );
     println!(
         "report: {}",
@@ -358,12 +369,49 @@ fn score_cmd(a: ScoreArgs) -> Result<()> {
     if stretches.len() > 20 {
         println!("  … {} more in {}", stretches.len() - 20, out.display());
     }
+    if let Some(labels) = &a.labels {
+        print_labelled(&scored, &a.file, labels)?;
+    }
     println!(
         "wrote {}, {}, {}",
         out.display(),
         svg_path.display(),
         score_path.display()
     );
+    Ok(())
+}
+
+/// Prints each labelled window of `file` and whether a detection fell in it.
+fn print_labelled(scored: &score::Scored, file: &Path, labels: &Path) -> Result<()> {
+    let raw = std::fs::read(labels).with_context(|| format!("reading {}", labels.display()))?;
+    let all: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        serde_json::from_slice(&raw).with_context(|| format!("{}: not a NAB windows file", labels.display()))?;
+    let path = file.to_string_lossy().replace('\\', "/");
+    let Some((key, windows)) = all.iter().find(|(k, _)| path.ends_with(k.as_str())) else {
+        println!("labels: {} has no entry for {}", labels.display(), file.display());
+        return Ok(());
+    };
+    let ts = &scored.series.timestamps;
+    let mut caught = 0;
+    for (start, end) in windows {
+        let (Some(a), Some(b)) = (crate::data::parse_timestamp(start), crate::data::parse_timestamp(end)) else {
+            anyhow::bail!("{}: {key}: unreadable window [{start}, {end}]", labels.display());
+        };
+        let hit = (0..ts.len()).find(|&r| ts[r] >= a && ts[r] <= b && scored.is_anomaly(r) == Some(true));
+        if hit.is_some() {
+            caught += 1;
+        }
+        println!(
+            "  labelled {} .. {}: {}",
+            crate::data::format_timestamp(a),
+            crate::data::format_timestamp(b),
+            match hit {
+                Some(r) => format!("detected at {}", crate::data::format_timestamp(ts[r])),
+                None => "missed".into(),
+            }
+        );
+    }
+    println!("labelled windows detected: {caught} of {}", windows.len());
     Ok(())
 }
 
