@@ -26,9 +26,12 @@ fn onnx_runtime(c: &mut Criterion) {
             intra_threads: threads,
             ..BackendOptions::default()
         };
-        let mut backend = OnnxBackend::load_from_memory(&bytes, &opts).expect("run scripts/setup.sh first");
+        let mut backend =
+            OnnxBackend::load_from_memory(&bytes, &opts).expect("run scripts/setup.sh first");
         for b in [1usize, 32, 256] {
-            let x = Array3::from_shape_fn((b, spec.window, 1), |(i, t, _)| ((t + 3 * i) as f32 * 0.1).sin());
+            let x = Array3::from_shape_fn((b, spec.window, 1), |(i, t, _)| {
+                ((t + 3 * i) as f32 * 0.1).sin()
+            });
             g.throughput(Throughput::Elements(b as u64));
             g.bench_function(format!("batch{b}/threads{threads}"), |bench| {
                 bench.iter(|| backend.run(x.view()).expect("inference runs"))

@@ -11,15 +11,23 @@ use lstm_ae::train::composite;
 use ndarray::Array3;
 
 fn batch(spec: &ModelSpec, b: usize) -> (Array3<f32>, Array3<f32>) {
-    let x = Array3::from_shape_fn((spec.window, b, 1), |(t, i, _)| ((t + 3 * i) as f32 * 0.1).sin());
-    let f = Array3::from_shape_fn((spec.horizon, b, 1), |(t, i, _)| ((t + 3 * i) as f32 * 0.1).cos());
+    let x = Array3::from_shape_fn((spec.window, b, 1), |(t, i, _)| {
+        ((t + 3 * i) as f32 * 0.1).sin()
+    });
+    let f = Array3::from_shape_fn((spec.horizon, b, 1), |(t, i, _)| {
+        ((t + 3 * i) as f32 * 0.1).cos()
+    });
     (x, f)
 }
 
 fn train_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("train_step_batch64");
     g.throughput(Throughput::Elements(64));
-    for (name, di) in [("repeat", DecoderInput::Repeat), ("state", DecoderInput::State), ("conditional", DecoderInput::Conditional)] {
+    for (name, di) in [
+        ("repeat", DecoderInput::Repeat),
+        ("state", DecoderInput::State),
+        ("conditional", DecoderInput::Conditional),
+    ] {
         let spec = ModelSpec {
             decoder_input: di,
             ..ModelSpec::default()
@@ -30,7 +38,13 @@ fn train_step(c: &mut Criterion) {
             let mut adam = Adam::new(&params, 1e-3);
             g.bench_function(format!("{name}/threads{threads}"), |bench| {
                 bench.iter(|| {
-                    let (_, grads) = composite::loss_and_grad_parallel(&params, &spec, x.view(), Some(f.view()), threads);
+                    let (_, grads) = composite::loss_and_grad_parallel(
+                        &params,
+                        &spec,
+                        x.view(),
+                        Some(f.view()),
+                        threads,
+                    );
                     adam.update(&mut params, &grads, 1.0);
                 })
             });

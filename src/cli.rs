@@ -385,19 +385,31 @@ fn score_cmd(a: ScoreArgs) -> Result<()> {
 fn print_labelled(scored: &score::Scored, file: &Path, labels: &Path) -> Result<()> {
     let raw = std::fs::read(labels).with_context(|| format!("reading {}", labels.display()))?;
     let all: std::collections::BTreeMap<String, Vec<(String, String)>> =
-        serde_json::from_slice(&raw).with_context(|| format!("{}: not a NAB windows file", labels.display()))?;
+        serde_json::from_slice(&raw)
+            .with_context(|| format!("{}: not a NAB windows file", labels.display()))?;
     let path = file.to_string_lossy().replace('\\', "/");
     let Some((key, windows)) = all.iter().find(|(k, _)| path.ends_with(k.as_str())) else {
-        println!("labels: {} has no entry for {}", labels.display(), file.display());
+        println!(
+            "labels: {} has no entry for {}",
+            labels.display(),
+            file.display()
+        );
         return Ok(());
     };
     let ts = &scored.series.timestamps;
     let mut caught = 0;
     for (start, end) in windows {
-        let (Some(a), Some(b)) = (crate::data::parse_timestamp(start), crate::data::parse_timestamp(end)) else {
-            anyhow::bail!("{}: {key}: unreadable window [{start}, {end}]", labels.display());
+        let (Some(a), Some(b)) = (
+            crate::data::parse_timestamp(start),
+            crate::data::parse_timestamp(end),
+        ) else {
+            anyhow::bail!(
+                "{}: {key}: unreadable window [{start}, {end}]",
+                labels.display()
+            );
         };
-        let hit = (0..ts.len()).find(|&r| ts[r] >= a && ts[r] <= b && scored.is_anomaly(r) == Some(true));
+        let hit =
+            (0..ts.len()).find(|&r| ts[r] >= a && ts[r] <= b && scored.is_anomaly(r) == Some(true));
         if hit.is_some() {
             caught += 1;
         }

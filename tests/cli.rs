@@ -269,6 +269,8 @@ fn ctrl_c_stops_training_and_keeps_the_best_epoch() {
             "--quiet",
         ])
         .env("RUST_LOG", "info")
+        // No early stopping: only the interrupt may end this run.
+        .env("LSTM_AE__TRAINING__PATIENCE", "0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
