@@ -39,3 +39,25 @@
 //!    windower's minimum gives the offset to commit.
 
 pub mod codec;
+pub mod offsets;
+pub mod windower;
+
+/// A parameter of a stream component is out of range. Returned by
+/// constructors so a bad configuration fails at start-up, not mid-stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct ParamError {
+    /// The parameter, as named in the constructor's config.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ParamError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
