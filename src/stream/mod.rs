@@ -38,6 +38,7 @@
 //! 5. Periodically, [`offsets::OffsetTracker::committable`] with the
 //!    windower's minimum gives the offset to commit.
 
+pub mod batcher;
 pub mod codec;
 pub mod offsets;
 pub mod windower;
