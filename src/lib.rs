@@ -15,6 +15,8 @@
 //! - [`train`]: LSTM forward/backward over ndarray, the composite model, Adam,
 //!   the training loop and threshold calibration.
 //! - [`infer`]: the ONNX Runtime backend (library discovery, sessions) and scoring.
+//! - [`stream`]: the daemon's Kafka-independent core: message codec, per-key
+//!   windower, batching policy and the offset commit rule.
 //! - [`eval`]: benchmark evaluation (NAB scoring).
 //! - [`report`]: SVG charts for training and scoring reports.
 
@@ -29,4 +31,5 @@ pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod report;
+pub mod stream;
 pub mod train;

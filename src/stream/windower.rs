@@ -1,0 +1,830 @@
+//! Per-key sliding windows over a stream of points, with bounded memory and
+//! an exact account of which input offsets its buffers still need.
+//!
+//! The windower owns, for every live series key, the last few points (at
+//! most T − 1 between calls) and the bookkeeping that decides when a window
+//! of T points is complete. It knows nothing about Kafka beyond an
+//! [`Origin`] (partition, offset) attached to each point.
+//!
+//! ## Windows and stride
+//!
+//! A key's accepted points are numbered 1, 2, 3, … A window is T
+//! consecutive points; the first ends at point T, the next at T + stride,
+//! then T + 2·stride, … So each window is emitted once every `stride`
+//! points after the buffer first fills. With `stride > T` the points
+//! between two windows belong to no window; they are accepted (they advance
+//! the key's clock) but reported as [`PointStatus::Skipped`] and not kept.
+//!
+//! ## Late data policy
+//!
+//! Event time must strictly increase per key. A point whose timestamp is
+//! equal to the key's last accepted one is [`Rejected::Duplicate`]; an
+//! earlier one is [`Rejected::OutOfOrder`]. Rejected points change nothing
+//! (not even the key's idle clock). The daemon **counts** them (by
+//! [`Rejected::kind`]) and releases their offsets at once; it does not
+//! dead-letter them, because late data is not malformed and a replay after
+//! a restart produces exactly such duplicates. A point with the wrong
+//! number of values is [`Rejected::FeatureMismatch`]: the codec already
+//! checks this, so it only guards against a glue bug without panicking.
+//!
+//! ## Eviction (bounded memory)
+//!
+//! Memory is bounded by `max_keys × (T − 1) × F` values.
+//!
+//! - **Idle keys**: a key not updated for more than `key_ttl_ms` of
+//!   processing time (`now_ms`, made monotonic internally) is dropped by
+//!   [`Windower::evict_idle`]; a key found idle on [`Windower::push`] is
+//!   dropped before the point is applied, so no window ever spans an idle
+//!   gap regardless of how often `evict_idle` runs. The key then starts
+//!   over (it needs T new points, and its last timestamp is forgotten).
+//! - **Too many keys**: when a new key would exceed `max_keys`, the least
+//!   recently updated key is dropped.
+//! - **Revoked partitions**: [`Windower::forget_partition`] drops every key
+//!   with a buffered point from, or a last point from, that partition; its
+//!   new owner rebuilds them from the committed offset.
+//!
+//! Dropping a key releases its holds: those points are given up (they will
+//! not be replayed after a restart either), which is what keeps one dead
+//! series from blocking commits for its whole partition forever.
+//!
+//! ## Offset holds
+//!
+//! A point is still needed while some future window will contain it. Every
+//! point the windower keeps is needed (the buffer is trimmed to exactly the
+//! points of the next window), and each is counted in a per-partition
+//! multiset of offsets, so [`Windower::min_held_offset`] is a lookup of the
+//! smallest key, not a scan over keys. An emitted [`Window`] carries, in
+//! [`Window::holds`], the lowest offset per partition among its points: the
+//! daemon turns those into tracker holds until the window's outputs are
+//! delivered (see [`super::offsets`]).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::ParamError;
+
+/// Where a point came from in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    /// Input partition.
+    pub partition: i32,
+    /// Offset of the message within the partition.
+    pub offset: i64,
+}
+
+/// Windowing parameters; validated by [`Windower::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowerConfig {
+    /// T: points per window (the model's window length).
+    pub window: usize,
+    /// Points between the ends of consecutive windows; 1 scores every point.
+    pub stride: usize,
+    /// F: values per point.
+    pub features: usize,
+    /// A key not updated for longer than this (processing time) is dropped.
+    pub key_ttl_ms: u64,
+    /// Most keys kept at once; the least recently updated makes room.
+    pub max_keys: usize,
+}
+
+impl WindowerConfig {
+    /// T and F with the defaults: stride 1, one hour TTL, 100 000 keys.
+    pub fn new(window: usize, features: usize) -> Self {
+        Self {
+            window,
+            stride: 1,
+            features,
+            key_ttl_ms: 3_600_000,
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// A complete window of one key, ready for the batcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Series key.
+    pub key: String,
+    /// Event time of the first point.
+    pub start_ts_ms: i64,
+    /// Event time of the last point.
+    pub end_ts_ms: i64,
+    /// T·F values, row-major, oldest point first.
+    pub values: Vec<f32>,
+    /// The T event times.
+    pub timestamps: Vec<i64>,
+    /// Lowest offset per partition among the window's points, sorted by
+    /// partition: holding these until the outputs are delivered keeps every
+    /// point of the window replayable.
+    pub holds: Vec<Origin>,
+    /// The point that completed the window (for the anomaly's source).
+    pub completed_by: Origin,
+}
+
+/// Why a point was not windowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Same event time as the key's last accepted point.
+    Duplicate,
+    /// Earlier event time than the key's last accepted point.
+    OutOfOrder,
+    /// Not F values (a glue bug: the codec checks this).
+    FeatureMismatch {
+        /// F.
+        expected: usize,
+        /// What was pushed.
+        got: usize,
+    },
+}
+
+impl Rejected {
+    /// Low-cardinality metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::OutOfOrder => "out_of_order",
+            Self::FeatureMismatch { .. } => "feature_mismatch",
+        }
+    }
+}
+
+/// What happened to a pushed point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointStatus {
+    /// Accepted and part of the next window (kept, or in the emitted one).
+    Accepted,
+    /// Accepted (it advanced the key's clock) but in no window: it falls in
+    /// the gap of a stride larger than the window.
+    Skipped,
+    /// Not windowed; see the late-data policy in the module docs.
+    Rejected(Rejected),
+}
+
+/// Keys dropped to bound memory, for metrics and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Eviction {
+    /// Keys dropped for being idle longer than the TTL.
+    pub expired_keys: usize,
+    /// Keys dropped to make room under `max_keys`.
+    pub capacity_keys: usize,
+    /// Keys dropped because their partition was revoked.
+    pub revoked_keys: usize,
+    /// Buffered points discarded with them.
+    pub dropped_points: usize,
+}
+
+impl Eviction {
+    /// Whether anything was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.expired_keys + self.capacity_keys + self.revoked_keys == 0
+    }
+}
+
+/// The result of [`Windower::push`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushOutcome {
+    /// What happened to the point.
+    pub status: PointStatus,
+    /// The window this point completed, if any (at most one per point).
+    pub window: Option<Window>,
+    /// Keys dropped while handling this point.
+    pub evicted: Eviction,
+}
+
+/// One key's buffer: exactly the points of its next window seen so far.
+#[derive(Debug)]
+struct KeyState {
+    timestamps: VecDeque<i64>,
+    origins: VecDeque<Origin>,
+    values: VecDeque<f32>,
+    /// Accepted points still to ignore before the next window starts.
+    skip: usize,
+    last_ts: i64,
+    last_partition: i32,
+    touched_ms: i64,
+    /// Position in the LRU order.
+    seq: u64,
+}
+
+/// Per-key sliding windows; see the module docs for the policies.
+#[derive(Debug)]
+pub struct Windower {
+    cfg: WindowerConfig,
+    keys: HashMap<String, KeyState>,
+    /// Keys by last update; `seq` grows with the monotonic clock, so the
+    /// first entry is both the least recently updated and the most idle.
+    lru: BTreeMap<u64, String>,
+    next_seq: u64,
+    clock_ms: i64,
+    /// Per partition, a multiset (offset → count) of buffered points.
+    held: HashMap<i32, BTreeMap<i64, usize>>,
+    buffered: usize,
+}
+
+fn add_hold(held: &mut HashMap<i32, BTreeMap<i64, usize>>, o: Origin) {
+    *held
+        .entry(o.partition)
+        .or_default()
+        .entry(o.offset)
+        .or_insert(0) += 1;
+}
+
+fn remove_hold(held: &mut HashMap<i32, BTreeMap<i64, usize>>, o: Origin) {
+    if let Some(set) = held.get_mut(&o.partition) {
+        if let Some(n) = set.get_mut(&o.offset) {
+            *n -= 1;
+            if *n == 0 {
+                set.remove(&o.offset);
+            }
+        }
+        if set.is_empty() {
+            held.remove(&o.partition);
+        }
+    }
+}
+
+impl Windower {
+    /// A windower with no keys; rejects parameters that would make it
+    /// emit nothing or grow without bound.
+    pub fn new(cfg: WindowerConfig) -> Result<Self, ParamError> {
+        for (field, v) in [
+            ("window", cfg.window),
+            ("stride", cfg.stride),
+            ("features", cfg.features),
+            ("max_keys", cfg.max_keys),
+        ] {
+            if v == 0 {
+                return Err(ParamError::new(field, "must be at least 1"));
+            }
+        }
+        if cfg.key_ttl_ms == 0 || i64::try_from(cfg.key_ttl_ms).is_err() {
+            return Err(ParamError::new(
+                "key_ttl_ms",
+                "must be at least 1 and fit in i64",
+            ));
+        }
+        Ok(Self {
+            cfg,
+            keys: HashMap::new(),
+            lru: BTreeMap::new(),
+            next_seq: 0,
+            clock_ms: i64::MIN,
+            held: HashMap::new(),
+            buffered: 0,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &WindowerConfig {
+        &self.cfg
+    }
+
+    /// Number of keys with state.
+    pub fn live_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Number of points kept in buffers (each holds its offset).
+    pub fn buffered_points(&self) -> usize {
+        self.buffered
+    }
+
+    /// The lowest offset of `partition` still needed by a future window,
+    /// or `None` when no buffered point comes from it.
+    pub fn min_held_offset(&self, partition: i32) -> Option<i64> {
+        self.held
+            .get(&partition)
+            .and_then(|set| set.first_key_value())
+            .map(|(&offset, _)| offset)
+    }
+
+    fn is_idle(&self, touched_ms: i64) -> bool {
+        // clock_ms ≥ touched_ms: both come from the monotonic clock.
+        self.clock_ms.saturating_sub(touched_ms).unsigned_abs() > self.cfg.key_ttl_ms
+    }
+
+    /// Drops a key and its holds; returns the number of points discarded.
+    fn drop_key(&mut self, key: &str) -> usize {
+        match self.keys.remove(key) {
+            Some(state) => self.release(&state),
+            None => 0,
+        }
+    }
+
+    /// Releases what a key state removed from `keys` still holds: its LRU
+    /// entry and its offsets. Returns the number of points discarded.
+    fn release(&mut self, state: &KeyState) -> usize {
+        self.lru.remove(&state.seq);
+        for &o in &state.origins {
+            remove_hold(&mut self.held, o);
+        }
+        self.buffered -= state.origins.len();
+        state.origins.len()
+    }
+
+    fn new_state(&self, ts_ms: i64, origin: Origin) -> KeyState {
+        let cap = self.cfg.window.min(64);
+        KeyState {
+            timestamps: VecDeque::with_capacity(cap),
+            origins: VecDeque::with_capacity(cap),
+            values: VecDeque::with_capacity(cap * self.cfg.features),
+            skip: 0,
+            last_ts: ts_ms,
+            last_partition: origin.partition,
+            touched_ms: self.clock_ms,
+            seq: u64::MAX,
+        }
+    }
+
+    /// Drops every key idle for longer than `key_ttl_ms` at `now_ms`,
+    /// releasing its holds. Cost is proportional to the keys dropped.
+    pub fn evict_idle(&mut self, now_ms: i64) -> Eviction {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let mut ev = Eviction::default();
+        while let Some((_, key)) = self.lru.first_key_value() {
+            let idle = self
+                .keys
+                .get(key)
+                .is_none_or(|s| self.is_idle(s.touched_ms));
+            if !idle {
+                break;
+            }
+            let key = key.clone();
+            ev.dropped_points += self.drop_key(&key);
+            ev.expired_keys += 1;
+        }
+        ev
+    }
+
+    /// Drops every key fed from a revoked partition (see module docs).
+    /// Scans all keys: revocation is rare.
+    pub fn forget_partition(&mut self, partition: i32) -> Eviction {
+        let doomed: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| {
+                s.last_partition == partition || s.origins.iter().any(|o| o.partition == partition)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut ev = Eviction::default();
+        for key in doomed {
+            ev.dropped_points += self.drop_key(&key);
+            ev.revoked_keys += 1;
+        }
+        ev
+    }
+
+    /// Applies one point of `key`; see the module docs for what is
+    /// emitted, rejected and evicted. `now_ms` is processing time.
+    pub fn push(
+        &mut self,
+        key: &str,
+        ts_ms: i64,
+        values: &[f32],
+        origin: Origin,
+        now_ms: i64,
+    ) -> PushOutcome {
+        let mut evicted = Eviction::default();
+        let rejected = |r: Rejected, evicted: Eviction| PushOutcome {
+            status: PointStatus::Rejected(r),
+            window: None,
+            evicted,
+        };
+        if values.len() != self.cfg.features {
+            return rejected(
+                Rejected::FeatureMismatch {
+                    expected: self.cfg.features,
+                    got: values.len(),
+                },
+                evicted,
+            );
+        }
+        self.clock_ms = self.clock_ms.max(now_ms);
+
+        // Take the state out (keeping its owned key) so the map is not
+        // borrowed while holds and the LRU order are updated.
+        let (name, mut state) = match self.keys.remove_entry(key) {
+            Some((name, state)) if self.is_idle(state.touched_ms) => {
+                evicted.dropped_points += self.release(&state);
+                evicted.expired_keys += 1;
+                (name, self.new_state(ts_ms, origin))
+            }
+            Some((name, state)) if ts_ms <= state.last_ts => {
+                let r = if ts_ms == state.last_ts {
+                    Rejected::Duplicate
+                } else {
+                    Rejected::OutOfOrder
+                };
+                self.keys.insert(name, state);
+                return rejected(r, evicted);
+            }
+            Some(entry) => entry,
+            None => {
+                if self.keys.len() >= self.cfg.max_keys {
+                    if let Some((_, lru_key)) = self.lru.first_key_value() {
+                        let lru_key = lru_key.clone();
+                        evicted.dropped_points += self.drop_key(&lru_key);
+                        evicted.capacity_keys += 1;
+                    }
+                }
+                (key.to_owned(), self.new_state(ts_ms, origin))
+            }
+        };
+
+        let lru_name = self.lru.remove(&state.seq).unwrap_or_else(|| name.clone());
+        state.seq = self.next_seq;
+        self.next_seq += 1;
+        self.lru.insert(state.seq, lru_name);
+        state.touched_ms = self.clock_ms;
+        state.last_ts = ts_ms;
+        state.last_partition = origin.partition;
+        let outcome = self.apply(&name, &mut state, ts_ms, values, origin, evicted);
+        self.keys.insert(name, state);
+        outcome
+    }
+
+    /// Buffers an accepted point and emits the window it completes.
+    fn apply(
+        &mut self,
+        key: &str,
+        state: &mut KeyState,
+        ts_ms: i64,
+        values: &[f32],
+        origin: Origin,
+        evicted: Eviction,
+    ) -> PushOutcome {
+        let (t, f, stride) = (self.cfg.window, self.cfg.features, self.cfg.stride);
+        if state.skip > 0 {
+            state.skip -= 1;
+            return PushOutcome {
+                status: PointStatus::Skipped,
+                window: None,
+                evicted,
+            };
+        }
+
+        state.timestamps.push_back(ts_ms);
+        state.origins.push_back(origin);
+        state.values.extend(values.iter().copied());
+        add_hold(&mut self.held, origin);
+        self.buffered += 1;
+
+        let window = if state.timestamps.len() == t {
+            let mut holds: Vec<Origin> = Vec::new();
+            for o in &state.origins {
+                match holds.iter_mut().find(|h| h.partition == o.partition) {
+                    Some(h) => h.offset = h.offset.min(o.offset),
+                    None => holds.push(*o),
+                }
+            }
+            holds.sort_unstable();
+            let w = Window {
+                key: key.to_owned(),
+                start_ts_ms: state.timestamps[0],
+                end_ts_ms: ts_ms,
+                values: state.values.iter().copied().collect(),
+                timestamps: state.timestamps.iter().copied().collect(),
+                holds,
+                completed_by: origin,
+            };
+            // Slide: keep exactly the points the next window needs.
+            let drop = stride.min(t);
+            for _ in 0..drop {
+                state.timestamps.pop_front();
+                if let Some(o) = state.origins.pop_front() {
+                    remove_hold(&mut self.held, o);
+                }
+            }
+            state.values.drain(..drop * f);
+            self.buffered -= drop;
+            state.skip = stride.saturating_sub(t);
+            Some(w)
+        } else {
+            None
+        };
+        PushOutcome {
+            status: PointStatus::Accepted,
+            window,
+            evicted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(window: usize, stride: usize, features: usize) -> WindowerConfig {
+        WindowerConfig {
+            window,
+            stride,
+            features,
+            key_ttl_ms: 1_000,
+            max_keys: 100,
+        }
+    }
+
+    fn at(partition: i32, offset: i64) -> Origin {
+        Origin { partition, offset }
+    }
+
+    /// Pushes a single-feature point at processing time 0.
+    fn push1(w: &mut Windower, key: &str, ts: i64, v: f32, o: Origin) -> PushOutcome {
+        w.push(key, ts, &[v], o, 0)
+    }
+
+    #[test]
+    fn interleaved_keys_give_exact_windows() {
+        // T = 3, F = 2, stride 1. Key a: ts i → [i, 10i]; key b: ts i → [100 + i, -i].
+        let mut w = Windower::new(cfg(3, 1, 2)).unwrap();
+        let mut windows = Vec::new();
+        let mut offset = 0;
+        for i in 1..=4 {
+            for (key, vals) in [
+                ("a", [i as f32, 10.0 * i as f32]),
+                ("b", [100.0 + i as f32, -(i as f32)]),
+            ] {
+                let out = w.push(key, i, &vals, at(0, offset), 0);
+                assert_eq!(out.status, PointStatus::Accepted);
+                offset += 1;
+                windows.extend(out.window);
+            }
+        }
+        let got: Vec<(&str, Vec<f32>, Vec<i64>)> = windows
+            .iter()
+            .map(|w| (w.key.as_str(), w.values.clone(), w.timestamps.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", vec![1., 10., 2., 20., 3., 30.], vec![1, 2, 3]),
+                ("b", vec![101., -1., 102., -2., 103., -3.], vec![1, 2, 3]),
+                ("a", vec![2., 20., 3., 30., 4., 40.], vec![2, 3, 4]),
+                ("b", vec![102., -2., 103., -3., 104., -4.], vec![2, 3, 4]),
+            ]
+        );
+        // Offsets: a got 0, 2, 4, 6 and b got 1, 3, 5, 7.
+        assert_eq!(windows[0].holds, vec![at(0, 0)]);
+        assert_eq!(windows[0].completed_by, at(0, 4));
+        assert_eq!(windows[3].holds, vec![at(0, 3)]);
+        assert_eq!((windows[3].start_ts_ms, windows[3].end_ts_ms), (2, 4));
+        // Buffers now: a {3: off 4, 4: off 6}, b {3: off 5, 4: off 7}.
+        assert_eq!(w.buffered_points(), 4);
+        assert_eq!(w.min_held_offset(0), Some(4));
+        assert_eq!(w.min_held_offset(1), None);
+        assert_eq!(w.live_keys(), 2);
+    }
+
+    #[test]
+    fn stride_smaller_than_window() {
+        // T = 3, stride 2: windows end at points 3, 5, 7, 9.
+        let mut w = Windower::new(cfg(3, 2, 1)).unwrap();
+        let mut ends = Vec::new();
+        for i in 1..=9 {
+            let out = push1(&mut w, "k", i, i as f32, at(0, i));
+            assert_eq!(out.status, PointStatus::Accepted);
+            if let Some(win) = out.window {
+                ends.push(win.values);
+            }
+        }
+        assert_eq!(
+            ends,
+            vec![
+                vec![1., 2., 3.],
+                vec![3., 4., 5.],
+                vec![5., 6., 7.],
+                vec![7., 8., 9.]
+            ]
+        );
+        // Next window is points 9, 10, 11: only point 9 (offset 9) is kept.
+        assert_eq!(w.buffered_points(), 1);
+        assert_eq!(w.min_held_offset(0), Some(9));
+    }
+
+    #[test]
+    fn stride_larger_than_window_skips_and_holds_nothing_in_gaps() {
+        // T = 2, stride 4: windows are points (1,2), (5,6), (9,10); 3, 4, 7, 8 skipped.
+        let mut w = Windower::new(cfg(2, 4, 1)).unwrap();
+        let mut statuses = Vec::new();
+        let mut windows = Vec::new();
+        let mut held_after = Vec::new();
+        for i in 1..=10 {
+            let out = push1(&mut w, "k", i * 10, i as f32, at(3, 100 + i));
+            statuses.push(out.status);
+            windows.extend(out.window.map(|w| w.values));
+            held_after.push(w.min_held_offset(3));
+        }
+        use PointStatus::{Accepted as A, Skipped as S};
+        assert_eq!(statuses, vec![A, A, S, S, A, A, S, S, A, A]);
+        assert_eq!(windows, vec![vec![1., 2.], vec![5., 6.], vec![9., 10.]]);
+        assert_eq!(
+            held_after,
+            vec![
+                Some(101),
+                None,
+                None,
+                None,
+                Some(105),
+                None,
+                None,
+                None,
+                Some(109),
+                None
+            ]
+        );
+        assert_eq!(w.buffered_points(), 0);
+    }
+
+    #[test]
+    fn duplicates_and_out_of_order_are_rejected_without_effect() {
+        let mut w = Windower::new(cfg(2, 1, 1)).unwrap();
+        assert_eq!(
+            push1(&mut w, "k", 10, 1.0, at(0, 0)).status,
+            PointStatus::Accepted
+        );
+        let mut counts = std::collections::BTreeMap::new();
+        for (ts, off) in [(10, 1), (9, 2), (10, 3), (5, 4)] {
+            let out = push1(&mut w, "k", ts, 99.0, at(0, off));
+            assert!(out.window.is_none());
+            let PointStatus::Rejected(r) = out.status else {
+                panic!("ts {ts} accepted");
+            };
+            *counts.entry(r.kind()).or_insert(0) += 1;
+        }
+        assert_eq!(
+            counts,
+            std::collections::BTreeMap::from([("duplicate", 2), ("out_of_order", 2)])
+        );
+        // Rejected points are not held and not windowed: the next window is (10, 11).
+        assert_eq!(w.min_held_offset(0), Some(0));
+        let out = push1(&mut w, "k", 11, 2.0, at(0, 5));
+        assert_eq!(out.window.unwrap().values, vec![1.0, 2.0]);
+        // Another key with the same timestamps is unaffected.
+        assert_eq!(
+            push1(&mut w, "j", 10, 1.0, at(0, 6)).status,
+            PointStatus::Accepted
+        );
+        // Wrong number of values is rejected, not a panic.
+        let out = w.push("k", 50, &[1.0, 2.0], at(0, 7), 0);
+        assert_eq!(
+            out.status,
+            PointStatus::Rejected(Rejected::FeatureMismatch {
+                expected: 1,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn ttl_eviction_releases_holds() {
+        // TTL 1000 ms.
+        let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
+        w.push("a", 1, &[1.0], at(0, 10), 0);
+        w.push("a", 2, &[2.0], at(0, 11), 500);
+        w.push("b", 1, &[1.0], at(1, 20), 900);
+        assert_eq!(w.min_held_offset(0), Some(10));
+        // a was last updated at 500: idle 1000 at 1500 is not *more* than the TTL.
+        assert!(w.evict_idle(1_500).is_empty());
+        let ev = w.evict_idle(1_501);
+        assert_eq!(
+            ev,
+            Eviction {
+                expired_keys: 1,
+                dropped_points: 2,
+                ..Eviction::default()
+            }
+        );
+        assert_eq!(w.min_held_offset(0), None);
+        assert_eq!(w.min_held_offset(1), Some(20));
+        assert_eq!(w.live_keys(), 1);
+        // A clock going backwards does not resurrect anything or expire early.
+        assert!(w.evict_idle(0).is_empty());
+        let ev = w.evict_idle(1_901);
+        assert_eq!(ev.expired_keys, 1);
+        assert_eq!(w.live_keys(), 0);
+        assert_eq!(w.buffered_points(), 0);
+    }
+
+    #[test]
+    fn idle_key_starts_over_on_push_without_evict_idle() {
+        let mut w = Windower::new(cfg(2, 1, 1)).unwrap();
+        w.push("a", 100, &[1.0], at(0, 1), 0);
+        // 1001 ms later: a's buffer is dropped, so no window (1, 2) spanning the gap,
+        // and its last timestamp is forgotten, so an earlier ts is accepted.
+        let out = w.push("a", 50, &[2.0], at(0, 2), 1_001);
+        assert_eq!(out.status, PointStatus::Accepted);
+        assert!(out.window.is_none());
+        assert_eq!(out.evicted.expired_keys, 1);
+        assert_eq!(out.evicted.dropped_points, 1);
+        assert_eq!(w.min_held_offset(0), Some(2));
+        let out = w.push("a", 60, &[3.0], at(0, 3), 1_002);
+        assert_eq!(out.window.unwrap().values, vec![2.0, 3.0]);
+    }
+
+    #[test]
+    fn max_keys_evicts_least_recently_updated() {
+        let mut w = Windower::new(WindowerConfig {
+            max_keys: 2,
+            ..cfg(3, 1, 1)
+        })
+        .unwrap();
+        w.push("a", 1, &[1.0], at(0, 1), 1);
+        w.push("b", 1, &[1.0], at(0, 2), 2);
+        w.push("a", 2, &[1.0], at(0, 3), 3); // a is now more recent than b
+        assert_eq!(w.min_held_offset(0), Some(1));
+        let out = w.push("c", 1, &[1.0], at(1, 4), 4);
+        assert_eq!(
+            out.evicted,
+            Eviction {
+                capacity_keys: 1,
+                dropped_points: 1,
+                ..Eviction::default()
+            }
+        );
+        assert_eq!(w.live_keys(), 2);
+        // b (offset 2) is gone; a still holds 1 and 3.
+        assert_eq!(w.min_held_offset(0), Some(1));
+        assert_eq!(w.buffered_points(), 3);
+        // b comes back as a new key and evicts a, the LRU now: partition 0 keeps only b's point.
+        let out = w.push("b", 2, &[1.0], at(0, 5), 5);
+        assert_eq!(out.evicted.capacity_keys, 1);
+        assert_eq!(out.evicted.dropped_points, 2);
+        assert_eq!(w.min_held_offset(0), Some(5));
+        assert_eq!(w.min_held_offset(1), Some(4));
+    }
+
+    #[test]
+    fn min_held_offset_across_keys_partitions_and_slides() {
+        // T = 3, stride 1. Key a on partition 0, key b on partition 1, key x on both.
+        let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
+        w.push("a", 1, &[0.], at(0, 0), 0);
+        w.push("b", 1, &[0.], at(1, 0), 0);
+        w.push("x", 1, &[0.], at(1, 1), 0);
+        w.push("x", 2, &[0.], at(0, 1), 0);
+        w.push("a", 2, &[0.], at(0, 2), 0);
+        assert_eq!(
+            (w.min_held_offset(0), w.min_held_offset(1)),
+            (Some(0), Some(0))
+        );
+        // a's third point completes (0, 2, 4); a keeps offsets 2, 4.
+        let win = w.push("a", 3, &[0.], at(0, 4), 0).window.unwrap();
+        assert_eq!(win.holds, vec![at(0, 0)]);
+        assert_eq!(w.min_held_offset(0), Some(1)); // x's point
+                                                   // x's third point comes from partition 1: holds one offset per partition.
+        let win = w.push("x", 3, &[0.], at(1, 2), 0).window.unwrap();
+        assert_eq!(win.holds, vec![at(0, 1), at(1, 1)]);
+        // x slid: it keeps (0, 1) and (1, 2); partition 1 still has b at 0.
+        assert_eq!(
+            (w.min_held_offset(0), w.min_held_offset(1)),
+            (Some(1), Some(0))
+        );
+        w.push("x", 4, &[0.], at(1, 3), 0);
+        // x now keeps (1, 2), (1, 3): partition 0's minimum is a's 2.
+        assert_eq!(
+            (w.min_held_offset(0), w.min_held_offset(1)),
+            (Some(2), Some(0))
+        );
+        // Revoking partition 1 drops b and x (x's last point is from 1), not a.
+        let ev = w.forget_partition(1);
+        assert_eq!((ev.revoked_keys, ev.dropped_points), (2, 3));
+        assert_eq!(
+            (w.min_held_offset(0), w.min_held_offset(1)),
+            (Some(2), None)
+        );
+        assert_eq!(w.live_keys(), 1);
+    }
+
+    #[test]
+    fn rejects_degenerate_config() {
+        for bad in [
+            WindowerConfig {
+                window: 0,
+                ..cfg(3, 1, 1)
+            },
+            WindowerConfig {
+                stride: 0,
+                ..cfg(3, 1, 1)
+            },
+            WindowerConfig {
+                features: 0,
+                ..cfg(3, 1, 1)
+            },
+            WindowerConfig {
+                max_keys: 0,
+                ..cfg(3, 1, 1)
+            },
+            WindowerConfig {
+                key_ttl_ms: 0,
+                ..cfg(3, 1, 1)
+            },
+            WindowerConfig {
+                key_ttl_ms: u64::MAX,
+                ..cfg(3, 1, 1)
+            },
+        ] {
+            assert!(Windower::new(bad).is_err());
+        }
+        let d = WindowerConfig::new(64, 3);
+        assert_eq!((d.window, d.stride, d.features), (64, 1, 3));
+    }
+}
