@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
-use crate::infer::{score, BackendOptions, OnnxBackend};
+use crate::infer::{score, OnnxBackend};
 use crate::model::{Activation, Bundle, DecoderInput, Mode};
 use crate::train::fit::{EpochStats, Progress};
 use crate::train::pipeline;
@@ -116,7 +116,8 @@ struct ScoreArgs {
     /// Output CSV; default: <file stem>.scored.csv next to the input.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// TOML settings (the [data] section applies: timestamp column, fill rule).
+    /// TOML settings ([data]: timestamp column, fill rule, timestamp order;
+    /// [runtime]: ONNX Runtime library and threads).
     #[arg(long)]
     config: Option<PathBuf>,
     /// NAB-style labels (`{"category/file.csv": [[start, end], …]}`): report
@@ -322,7 +323,7 @@ fn score_cmd(a: ScoreArgs) -> Result<()> {
     let s = Settings::load(a.config.as_deref())?;
     let bundle = Bundle::open(&a.model)?;
     let series = score::load_for_bundle(&bundle, &a.file, &pipeline::csv_options(&s))?;
-    let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &BackendOptions::default())?;
+    let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let scored = score::score_series(&bundle, &mut backend, series)?;
     let out = a.out.unwrap_or_else(|| {
         let stem = a

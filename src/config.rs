@@ -145,6 +145,28 @@ impl Default for BundleSettings {
     }
 }
 
+/// How ONNX Runtime is found and run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Path of the ONNX Runtime shared library (or its folder). Empty =
+    /// `ORT_DYLIB_PATH`, then `.local/onnxruntime/lib/`, then next to the
+    /// executable.
+    pub onnxruntime_library: String,
+    /// Threads ONNX Runtime uses inside one inference call; 0 = its default.
+    pub intra_threads: usize,
+}
+
+impl RuntimeSettings {
+    pub fn backend_options(&self) -> crate::infer::BackendOptions {
+        crate::infer::BackendOptions {
+            intra_threads: self.intra_threads,
+            library: (!self.onnxruntime_library.is_empty())
+                .then(|| self.onnxruntime_library.clone().into()),
+        }
+    }
+}
+
 /// Every setting of `lstm-ae`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +179,7 @@ pub struct Settings {
     /// `{ rule = "quantile", q = 0.995 }` or `{ rule = "mean_std", k = 4.0 }`.
     pub calibration: ThresholdRule,
     pub bundle: BundleSettings,
+    pub runtime: RuntimeSettings,
 }
 
 impl Settings {

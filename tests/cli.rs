@@ -298,3 +298,41 @@ fn ctrl_c_stops_training_and_keeps_the_best_epoch() {
     assert!(m["training"]["epochs_run"].as_u64().unwrap() < 1000);
     assert!(m["training"]["best_epoch"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn a_configured_onnx_runtime_path_is_used_and_a_wrong_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let bundle = dir.path().join("bundle");
+    assert!(train(&data, &bundle, &[]).status.success());
+    let args = [
+        "score",
+        "--model",
+        bundle.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ];
+    let out = run(
+        &args,
+        &[(
+            "LSTM_AE__RUNTIME__ONNXRUNTIME_LIBRARY",
+            "/nowhere/libonnxruntime.so",
+        )],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/nowhere/libonnxruntime.so") && err.contains("scripts/setup.sh"),
+        "{err}"
+    );
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".local/onnxruntime/lib/libonnxruntime.so");
+    let out = run(
+        &args,
+        &[(
+            "LSTM_AE__RUNTIME__ONNXRUNTIME_LIBRARY",
+            lib.to_str().unwrap(),
+        )],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
