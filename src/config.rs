@@ -167,6 +167,161 @@ impl RuntimeSettings {
     }
 }
 
+/// One input topic and its wire format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputTopic {
+    pub topic: String,
+    /// `points`, `windows` or `binary_windows` (see README, "Message formats").
+    pub format: crate::stream::codec::Format,
+}
+
+/// Kafka: where to read and write, and raw librdkafka settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Consumer group; offsets are committed under it.
+    pub group_id: String,
+    /// Input topics with their formats.
+    pub inputs: Vec<InputTopic>,
+    /// One message per scored window: key, times, embedding, score.
+    pub embeddings_topic: String,
+    /// Windows whose normalised score is at least 1 (subject to the storm rule).
+    pub anomalies_topic: String,
+    /// Optional: every window's score without the embedding; empty = off.
+    pub scores_topic: String,
+    /// Malformed input: original key, bytes and headers, plus the reason.
+    pub dead_letter_topic: String,
+    /// Larger input messages are dead-lettered as `oversized`.
+    pub max_message_bytes: usize,
+    /// How often offsets are committed.
+    pub commit_interval_ms: u64,
+    /// librdkafka statistics period (consumer lag metrics); 0 = off.
+    pub statistics_interval_ms: u64,
+    /// Raw librdkafka consumer properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    pub consumer: std::collections::BTreeMap<String, String>,
+    /// Raw librdkafka producer properties.
+    pub producer: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "lstm-ae".into(),
+            inputs: vec![InputTopic {
+                topic: "lstm-ae.points".into(),
+                format: crate::stream::codec::Format::Points,
+            }],
+            embeddings_topic: "lstm-ae.embeddings".into(),
+            anomalies_topic: "lstm-ae.anomalies".into(),
+            scores_topic: String::new(),
+            dead_letter_topic: "lstm-ae.dead-letters".into(),
+            max_message_bytes: 1 << 20,
+            commit_interval_ms: 1000,
+            statistics_interval_ms: 5000,
+            consumer: Default::default(),
+            producer: Default::default(),
+        }
+    }
+}
+
+/// The daemon's model, batching and shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSettings {
+    /// Model bundle folder (model.onnx + manifest.json).
+    pub model: String,
+    /// Most windows per inference call.
+    pub max_batch: usize,
+    /// Longest a window waits for its batch to fill.
+    pub max_wait_ms: u64,
+    /// Batches queued for or inside inference at once: beyond it, consumption pauses.
+    pub max_batches_in_flight: usize,
+    /// After SIGTERM/SIGINT: longest wait for in-flight work and acks.
+    pub drain_timeout_ms: u64,
+    /// Address of /metrics, /healthz, /readyz.
+    pub metrics_listen: String,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            model: "models/machine_temperature".into(),
+            max_batch: 256,
+            max_wait_ms: 20,
+            max_batches_in_flight: 2,
+            drain_timeout_ms: 10_000,
+            metrics_listen: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
+/// Per-key windows over `points` inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowingSettings {
+    /// Points between consecutive windows of a key; 1 scores every point.
+    pub stride: usize,
+    /// A key without points for this long (processing time) is dropped.
+    pub key_ttl_ms: u64,
+    /// Most keys in memory; the least recently updated makes room.
+    pub max_keys: usize,
+}
+
+impl Default for WindowingSettings {
+    fn default() -> Self {
+        WindowingSettings {
+            stride: 1,
+            key_ttl_ms: 3_600_000,
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// What goes on the anomalies topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySettings {
+    /// (step, feature) cells with the largest squared error listed per anomaly.
+    pub top_contributors: usize,
+    /// Storm rule: publish only after this many consecutive anomalous windows of a key.
+    pub min_consecutive: usize,
+    /// Storm rule: after publishing, suppress this many following windows of the key.
+    pub cooldown_windows: usize,
+}
+
+impl Default for AnomalySettings {
+    fn default() -> Self {
+        AnomalySettings {
+            top_contributors: 5,
+            min_consecutive: 1,
+            cooldown_windows: 0,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: crate::telemetry::logging::LogFormat,
+    /// A tracing filter, e.g. `info` or `lstm_ae=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: Default::default(),
+            level: "info".into(),
+        }
+    }
+}
+
 /// Every setting of `lstm-ae`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,6 +335,11 @@ pub struct Settings {
     pub calibration: ThresholdRule,
     pub bundle: BundleSettings,
     pub runtime: RuntimeSettings,
+    pub kafka: KafkaSettings,
+    pub serve: ServeSettings,
+    pub windowing: WindowingSettings,
+    pub anomalies: AnomalySettings,
+    pub log: LogSettings,
 }
 
 impl Settings {
@@ -254,6 +414,46 @@ impl Settings {
         if !(self.training.learning_rate > 0.0 && self.training.learning_rate.is_finite()) {
             return bad("training.learning_rate", "must be a positive number");
         }
+        if self.kafka.inputs.is_empty() {
+            return bad("kafka.inputs", "needs at least one input topic");
+        }
+        for (key, v) in [
+            ("kafka.brokers", &self.kafka.brokers),
+            ("kafka.group_id", &self.kafka.group_id),
+            ("kafka.embeddings_topic", &self.kafka.embeddings_topic),
+            ("kafka.anomalies_topic", &self.kafka.anomalies_topic),
+            ("kafka.dead_letter_topic", &self.kafka.dead_letter_topic),
+        ] {
+            if v.trim().is_empty() {
+                return bad(key, "must not be empty");
+            }
+        }
+        if self.serve.max_batch == 0 {
+            return bad("serve.max_batch", "must be at least 1");
+        }
+        if self.serve.max_batches_in_flight == 0 {
+            return bad("serve.max_batches_in_flight", "must be at least 1");
+        }
+        if self.windowing.stride == 0 {
+            return bad("windowing.stride", "must be at least 1");
+        }
+        if self.windowing.max_keys == 0 {
+            return bad("windowing.max_keys", "must be at least 1");
+        }
+        if self.anomalies.min_consecutive == 0 {
+            return bad("anomalies.min_consecutive", "must be at least 1");
+        }
+        if self
+            .serve
+            .metrics_listen
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return bad(
+                "serve.metrics_listen",
+                "must be an address like 127.0.0.1:9898",
+            );
+        }
         if let Err(e) = self.model.spec(1).validate() {
             return bad(&format!("model.{}", e.field), &e.reason);
         }
@@ -291,6 +491,34 @@ mod tests {
         assert_eq!(s.training.epochs, 9);
         assert_eq!(s.calibration, ThresholdRule::Quantile { q: 0.99 });
         assert_eq!(s.model.window, ModelSettings::default().window);
+    }
+
+    #[test]
+    fn librdkafka_properties_pass_through_with_their_dots() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[kafka]\nbrokers = \"b:1\"\n[[kafka.inputs]]\ntopic = \"t\"\nformat = \"binary_windows\"\n[kafka.consumer]\n\"fetch.min.bytes\" = \"1\"\n\"security.protocol\" = \"SASL_SSL\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&f), no_env()).unwrap();
+        assert_eq!(s.kafka.brokers, "b:1");
+        assert_eq!(
+            s.kafka.inputs[0].format,
+            crate::stream::codec::Format::BinaryWindows
+        );
+        assert_eq!(
+            s.kafka.consumer.get("fetch.min.bytes").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            s.kafka
+                .consumer
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_SSL")
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //!   windower, batching policy and the offset commit rule.
 //! - [`eval`]: benchmark evaluation (NAB scoring).
 //! - [`report`]: SVG charts for training and scoring reports.
+//! - [`serve`]: the Kafka daemon: ingest, inference thread, sink, offsets, shutdown.
+//! - [`telemetry`]: Prometheus metrics, the HTTP endpoints and logging setup.
 
 // `deny`, not `forbid`: ndarray's `s!` macro expands to an item marked
 // `#[allow(unsafe_code)]`, which `forbid` rejects. No code of ours is unsafe.
@@ -31,5 +33,7 @@ pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod stream;
+pub mod telemetry;
 pub mod train;

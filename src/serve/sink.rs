@@ -1,0 +1,266 @@
+//! The sink: turns scored windows into output messages (embeddings,
+//! anomalies, optional scores), produces them, and once the broker has
+//! acknowledged every output of a window, hands the window's offset holds
+//! back to the ingest loop. The alert-storm rule lives here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{Ack, Scored};
+use crate::config::{AnomalySettings, KafkaSettings};
+use crate::model::Manifest;
+use crate::stream::codec::{format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord};
+use crate::telemetry::Metrics;
+
+/// Per-key state of the storm rule; only keys in an anomalous run or a
+/// cool-down are stored, so memory follows the number of alerting keys.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Storm {
+    consecutive: usize,
+    cooldown_left: usize,
+}
+
+/// Decides whether an anomalous window is published: after
+/// `min_consecutive` anomalous windows in a row, then nothing for
+/// `cooldown_windows` windows of that key; counting starts again after
+/// the cool-down.
+pub fn storm_rule(
+    state: &mut HashMap<String, Storm>,
+    key: &str,
+    anomalous: bool,
+    cfg: &AnomalySettings,
+) -> bool {
+    let mut s = state.get(key).copied().unwrap_or_default();
+    let publish = if s.cooldown_left > 0 {
+        // A new run must start after the cool-down, not during it.
+        s.cooldown_left -= 1;
+        s.consecutive = 0;
+        false
+    } else if anomalous {
+        s.consecutive += 1;
+        if s.consecutive >= cfg.min_consecutive {
+            s.cooldown_left = cfg.cooldown_windows;
+            s.consecutive = 0;
+            true
+        } else {
+            false
+        }
+    } else {
+        s.consecutive = 0;
+        false
+    };
+    if s == Storm::default() {
+        state.remove(key);
+    } else {
+        state.insert(key.to_string(), s);
+    }
+    publish
+}
+
+/// Queues one message; waits while librdkafka's queue is full (that wait
+/// is back-pressure on the whole pipeline).
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> Result<rdkafka::producer::DeliveryFuture, String> {
+    loop {
+        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(format!("producing to {topic} failed: {e}")),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs until the scored-window channel closes and every delivery has
+/// finished. A failed delivery is fatal (returned): its window's offsets
+/// stay uncommitted, so a restart replays it.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    mut scored: mpsc::Receiver<Vec<Scored>>,
+    producer: FutureProducer,
+    kafka: KafkaSettings,
+    anomalies: AnomalySettings,
+    manifest: Arc<Manifest>,
+    acks: mpsc::UnboundedSender<Ack>,
+    metrics: Metrics,
+) -> Result<(), String> {
+    let mut storm: HashMap<String, Storm> = HashMap::new();
+    let mut deliveries: JoinSet<Result<(), String>> = JoinSet::new();
+    let threshold = manifest.threshold.value;
+    let version = manifest.model_version.to_string();
+    let (t, f) = (manifest.spec.window, manifest.spec.features);
+    while let Some(batch) = scored.recv().await {
+        // Reap finished deliveries so the set stays small; stop on failure.
+        while let Some(done) = deliveries.try_join_next() {
+            done.map_err(|e| e.to_string())??;
+        }
+        for s in batch {
+            let normalized = s.score / threshold;
+            metrics.windows_scored.inc();
+            metrics.normalized_score.observe(normalized as f64);
+            let job = s.job;
+            let start = format_ts_ms(job.start_ts_ms);
+            let end = format_ts_ms(job.end_ts_ms);
+            let mut outputs: Vec<(String, Vec<u8>)> = vec![];
+            let emb = EmbeddingRecord {
+                key: job.key.clone(),
+                window_start_ts: start.clone(),
+                window_end_ts: end.clone(),
+                model_version: version.clone(),
+                embedding: s.embedding,
+                score: s.score,
+                normalized_score: normalized,
+            };
+            let emb_json = emb.to_json().map_err(|e| e.to_string())?;
+            if !kafka.scores_topic.is_empty() {
+                let score = serde_json::json!({
+                    "key": job.key, "window_start_ts": start, "window_end_ts": end,
+                    "model_version": version, "score": s.score, "normalized_score": normalized,
+                });
+                outputs.push((kafka.scores_topic.clone(), score.to_string().into_bytes()));
+            }
+            outputs.push((kafka.embeddings_topic.clone(), emb_json));
+            if storm_rule(&mut storm, &job.key, normalized >= 1.0, &anomalies) {
+                let rec = AnomalyRecord {
+                    key: job.key.clone(),
+                    window_start_ts: start,
+                    window_end_ts: end,
+                    score: s.score,
+                    threshold,
+                    normalized_score: normalized,
+                    model_version: version.clone(),
+                    contributors: top_contributors(
+                        &s.squared_error,
+                        t,
+                        f,
+                        &manifest.feature_names,
+                        &job.timestamps,
+                        anomalies.top_contributors,
+                    ),
+                    source: job.source.clone(),
+                };
+                outputs.push((
+                    kafka.anomalies_topic.clone(),
+                    rec.to_json().map_err(|e| e.to_string())?,
+                ));
+                metrics.anomalies.inc();
+            } else if normalized >= 1.0 {
+                metrics.anomalies_suppressed.inc();
+            }
+            // Enqueue now, in window order, so each key's outputs keep their
+            // order on the topic; only the wait for acknowledgements is spawned.
+            let mut pending = Vec::with_capacity(outputs.len());
+            for (topic, payload) in &outputs {
+                pending.push(enqueue(&producer, topic, &job.key, payload).await?);
+            }
+            let acks = acks.clone();
+            let metrics = metrics.clone();
+            let holds = job.holds;
+            let input_ts = job.input_ts_ms;
+            deliveries.spawn(async move {
+                let results = futures::future::join_all(pending).await;
+                let acked = now_ms();
+                for ((topic, _), r) in outputs.iter().zip(&results) {
+                    match r {
+                        Ok(Ok(_)) => {
+                            metrics
+                                .outputs_produced
+                                .with_label_values(&[topic.as_str()])
+                                .inc();
+                            if let Some(ts) = input_ts {
+                                let secs =
+                                    Duration::from_millis((acked - ts).max(0) as u64).as_secs_f64();
+                                metrics
+                                    .end_to_end_latency
+                                    .with_label_values(&[topic.as_str()])
+                                    .observe(secs);
+                            }
+                        }
+                        Ok(Err((e, _))) => {
+                            metrics
+                                .produce_errors
+                                .with_label_values(&[topic.as_str()])
+                                .inc();
+                            return Err(format!("producing to {topic} failed: {e}"));
+                        }
+                        Err(_) => {
+                            return Err(format!("the producer dropped a message for {topic}"))
+                        }
+                    }
+                }
+                metrics.windows_in_flight.dec();
+                // The ingest loop may already be gone at the very end of a drain.
+                let _ = acks.send(Ack(holds));
+                Ok(())
+            });
+        }
+    }
+    while let Some(done) = deliveries.join_next().await {
+        done.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(min_consecutive: usize, cooldown_windows: usize) -> AnomalySettings {
+        AnomalySettings {
+            top_contributors: 3,
+            min_consecutive,
+            cooldown_windows,
+        }
+    }
+
+    fn run_rule(flags: &[bool], c: &AnomalySettings) -> Vec<bool> {
+        let mut state = HashMap::new();
+        flags
+            .iter()
+            .map(|&a| storm_rule(&mut state, "k", a, c))
+            .collect()
+    }
+
+    #[test]
+    fn without_a_rule_every_anomalous_window_is_published() {
+        let f = [false, true, true, false, true];
+        assert_eq!(run_rule(&f, &cfg(1, 0)), f.to_vec());
+    }
+
+    #[test]
+    fn consecutive_windows_and_cooldown() {
+        // 3 in a row publish once, then 2 windows of silence.
+        let f = [true, true, true, true, true, true, true, true, false, true];
+        let want = [
+            false, false, true, false, false, false, false, true, false, false,
+        ];
+        assert_eq!(run_rule(&f, &cfg(3, 2)), want.to_vec());
+    }
+
+    #[test]
+    fn quiet_keys_leave_no_state() {
+        let mut state = HashMap::new();
+        for k in 0..1000 {
+            storm_rule(&mut state, &k.to_string(), false, &cfg(2, 5));
+        }
+        assert!(state.is_empty());
+    }
+}

@@ -1,0 +1,271 @@
+//! Every Prometheus metric of the daemon, defined in this one place.
+//!
+//! Names follow `lstm_ae_<name>_<unit>[_total]`, base units; labels are
+//! low-cardinality only (topic, partition, reason) — never a series key.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The daemon's metrics and the registry that exports them.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages_consumed: IntCounterVec,
+    pub windows_scored: IntCounter,
+    pub anomalies: IntCounter,
+    pub anomalies_suppressed: IntCounter,
+    pub dead_letters: IntCounterVec,
+    pub points_rejected: IntCounterVec,
+    pub outputs_produced: IntCounterVec,
+    pub produce_errors: IntCounterVec,
+    pub inference_batch_size: Histogram,
+    pub inference_duration: Histogram,
+    pub end_to_end_latency: HistogramVec,
+    pub normalized_score: Histogram,
+    pub consumer_lag: IntGaugeVec,
+    pub windows_in_flight: IntGauge,
+    pub live_series_keys: IntGauge,
+    pub offsets_committed: IntCounter,
+    pub model_info: GaugeVec,
+    pub build_info: GaugeVec,
+    pub ready: Gauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric definition is valid");
+    r.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("static metric definition is valid");
+    r.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("static metric definition is valid");
+    r.register(Box::new(h.clone()))
+        .expect("each metric is registered once");
+    h
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g =
+        GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    r.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let secs = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let latency = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ];
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "lstm_ae_consumer_lag_messages",
+                "Messages behind the partition's high watermark, from librdkafka statistics.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(lag.clone()))
+            .expect("each metric is registered once");
+        let e2e = HistogramVec::new(
+            HistogramOpts::new(
+                "lstm_ae_end_to_end_latency_seconds",
+                "From the input message's Kafka timestamp to the broker's acknowledgement of an output, by output topic.",
+            )
+            .buckets(latency),
+            &["topic"],
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(e2e.clone()))
+            .expect("each metric is registered once");
+        let in_flight = IntGauge::new(
+            "lstm_ae_windows_in_flight",
+            "Windows taken from the stream whose outputs are not yet acknowledged.",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(in_flight.clone()))
+            .expect("each metric is registered once");
+        let keys = IntGauge::new(
+            "lstm_ae_live_series_keys",
+            "Series keys with a window buffer in memory.",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(keys.clone()))
+            .expect("each metric is registered once");
+        let ready = Gauge::new(
+            "lstm_ae_ready",
+            "1 when the model is loaded and partitions are assigned.",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(ready.clone()))
+            .expect("each metric is registered once");
+        let build_info = gauge_vec(
+            &r,
+            "lstm_ae_build_info",
+            "Build of the running binary; always 1.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        Metrics {
+            messages_consumed: counter_vec(
+                &r,
+                "lstm_ae_messages_consumed_total",
+                "Input messages read, by topic.",
+                &["topic"],
+            ),
+            windows_scored: counter(
+                &r,
+                "lstm_ae_windows_scored_total",
+                "Windows run through the model and scored.",
+            ),
+            anomalies: counter(
+                &r,
+                "lstm_ae_anomalies_total",
+                "Windows published as anomalies (normalised score >= 1).",
+            ),
+            anomalies_suppressed: counter(
+                &r,
+                "lstm_ae_anomalies_suppressed_total",
+                "Anomalous windows not published because of the alert-storm rule.",
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "lstm_ae_dead_letters_total",
+                "Input messages sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            points_rejected: counter_vec(
+                &r,
+                "lstm_ae_points_rejected_total",
+                "Points not windowed (duplicate or out-of-order timestamp), by reason.",
+                &["reason"],
+            ),
+            outputs_produced: counter_vec(
+                &r,
+                "lstm_ae_outputs_produced_total",
+                "Output messages acknowledged by the broker, by topic.",
+                &["topic"],
+            ),
+            produce_errors: counter_vec(
+                &r,
+                "lstm_ae_produce_errors_total",
+                "Output messages the broker did not acknowledge, by topic.",
+                &["topic"],
+            ),
+            inference_batch_size: histogram(
+                &r,
+                "lstm_ae_inference_batch_size_windows",
+                "Windows per inference call.",
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ],
+            ),
+            inference_duration: histogram(
+                &r,
+                "lstm_ae_inference_duration_seconds",
+                "Time of one ONNX Runtime call.",
+                secs,
+            ),
+            end_to_end_latency: e2e,
+            normalized_score: histogram(
+                &r,
+                "lstm_ae_normalized_score",
+                "Scores divided by the model's threshold (1 = anomaly boundary).",
+                vec![0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 100.0],
+            ),
+            consumer_lag: lag,
+            windows_in_flight: in_flight,
+            live_series_keys: keys,
+            offsets_committed: counter(
+                &r,
+                "lstm_ae_offsets_committed_total",
+                "Offset commits sent to the broker.",
+            ),
+            model_info: gauge_vec(
+                &r,
+                "lstm_ae_model_info",
+                "The model being served; always 1.",
+                &[
+                    "model_id", "version", "window", "features", "hidden", "mode",
+                ],
+            ),
+            build_info,
+            ready,
+            registry: r,
+        }
+    }
+
+    /// The text exposition format, for `GET /metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = vec![];
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let m = Metrics::new();
+        m.messages_consumed.with_label_values(&["in"]).inc();
+        m.dead_letters.with_label_values(&["invalid_json"]).inc();
+        m.points_rejected.with_label_values(&["duplicate"]).inc();
+        m.outputs_produced.with_label_values(&["out"]).inc();
+        m.produce_errors.with_label_values(&["out"]).inc();
+        m.end_to_end_latency
+            .with_label_values(&["out"])
+            .observe(0.1);
+        m.consumer_lag.with_label_values(&["in", "0"]).set(3);
+        m.model_info
+            .with_label_values(&["m", "1", "64", "1", "64", "composite"])
+            .set(1.0);
+        for f in m.registry.gather() {
+            let name = f.name();
+            assert!(name.starts_with("lstm_ae_"), "{name}");
+            let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            assert_eq!(
+                counter,
+                name.ends_with("_total"),
+                "{name}: counters and only counters end in _total"
+            );
+            for metric in f.get_metric() {
+                for l in metric.get_label() {
+                    assert_ne!(l.name(), "key", "{name}: no series key as a label");
+                }
+            }
+        }
+        let text = m.render();
+        assert!(
+            text.contains("lstm_ae_build_info{version=\"")
+                && text.contains("lstm_ae_messages_consumed_total{topic=\"in\"} 1")
+        );
+    }
+}
