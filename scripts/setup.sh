@@ -26,11 +26,13 @@ ORT_LIB_SHA256="6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f
 ORT_DIR="$ROOT/.local/onnxruntime/lib"
 ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 
-# Debian packages the build needs today. Rust crates in Cargo.lock build no C
-# code on Linux, so only a linker (build-essential) is needed; unzip and
-# ca-certificates serve the ONNX Runtime step. Add a -dev package here only
-# when a dependency really compiles against it.
-DEBIAN_PACKAGES=(build-essential ca-certificates unzip)
+# Debian packages the build needs. build-essential: the linker, and the C
+# compiler and make that build the bundled librdkafka (rdkafka-sys);
+# libssl-dev + pkg-config: its TLS and SASL-SCRAM support (rdkafka's `ssl`
+# feature); zlib1g-dev: its compression; unzip and ca-certificates serve the
+# ONNX Runtime step. Add a -dev package here only when a dependency really
+# compiles against it.
+DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev)
 
 MODE=install
 case "${1:-}" in
