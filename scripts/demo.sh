@@ -20,3 +20,6 @@ echo
 echo "== scoring all 22,695 rows (the last 10,095 were never seen in training)"
 "$bin" score --model "$out/machine_temperature" "$data" --out "$out/machine_temperature.scored.csv" \
   --config deploy/train.default.toml --labels data/nab/combined_windows.json
+echo
+echo "== the daemon: the same series through Kafka (embedded), ONNX Runtime and back (lstm-ae demo)"
+"$bin" demo --model models/machine_temperature --data "$data" --labels data/nab/combined_windows.json
