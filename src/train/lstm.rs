@@ -221,22 +221,76 @@ pub fn forward<A: Real>(
         }
     }
     for t in 0..steps {
-        let (h_prev, mut h_next) = tr.h.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        let mut g = tr.gates.index_axis_mut(Axis(0), t);
-        general_mat_mul(A::one(), &h_prev, &p.w_h, A::one(), &mut g);
-        let (c_prev, mut c_next) = tr.c.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        let mut ac = tr.act_c.index_axis_mut(Axis(0), t);
-        cell_forward(
-            a,
-            hidden,
-            as_mut_slice(&mut g),
-            slice_of(&c_prev.view()),
-            as_mut_slice(&mut c_next),
-            as_mut_slice(&mut ac),
-            as_mut_slice(&mut h_next),
-        );
+        step_forward(p, a, &mut tr, t);
     }
     tr
+}
+
+/// Step `t`: adds the recurrence `h_{t-1}·w_h` to the gates already holding
+/// the input part, then advances the cell.
+fn step_forward<A: Real>(p: &LstmParams<A>, a: Activation, tr: &mut Trace<A>, t: usize) {
+    let hidden = p.hidden();
+    let (h_prev, mut h_next) = tr.h.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
+    let mut g = tr.gates.index_axis_mut(Axis(0), t);
+    general_mat_mul(A::one(), &h_prev, &p.w_h, A::one(), &mut g);
+    let (c_prev, mut c_next) = tr.c.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
+    let mut ac = tr.act_c.index_axis_mut(Axis(0), t);
+    cell_forward(
+        a,
+        hidden,
+        as_mut_slice(&mut g),
+        slice_of(&c_prev.view()),
+        as_mut_slice(&mut c_next),
+        as_mut_slice(&mut ac),
+        as_mut_slice(&mut h_next),
+    );
+}
+
+/// Step `t` backwards through the cell: `dh` is the total gradient on
+/// `h_t`, `dc` carries the cell gradient from `t + 1` to `t - 1`; the
+/// pre-activation gate gradient lands in `dgates[t]`.
+fn step_backward<A: Real>(
+    a: Activation,
+    tr: &Trace<A>,
+    t: usize,
+    dh: &Array2<A>,
+    dc: &mut Array2<A>,
+    dgates: &mut Array3<A>,
+) {
+    let hidden = tr.h.len_of(Axis(2));
+    let mut dg = dgates.index_axis_mut(Axis(0), t);
+    cell_backward(
+        a,
+        hidden,
+        slice_of(&tr.gates.index_axis(Axis(0), t)),
+        slice_of(&tr.c.index_axis(Axis(0), t)),
+        slice_of(&tr.act_c.index_axis(Axis(0), t)),
+        slice_of(&dh.view()),
+        dc.as_slice_mut().expect("owned array is contiguous"),
+        as_mut_slice(&mut dg),
+    );
+}
+
+/// Recurrent weight and bias gradients of all steps in one product:
+/// `dw_h = Σ_t h_{t-1}ᵀ·dG_t`, `db = Σ_t dG_t`. Returns `dG` as
+/// `[T·B, 4H]` for the input-weight gradient.
+fn recurrent_grads<'g, A: Real>(
+    tr: &Trace<A>,
+    dgates: &'g Array3<A>,
+    grads: &mut LstmParams<A>,
+) -> ArrayView2<'g, A> {
+    let (steps, batch, hidden) = (tr.steps(), tr.h.len_of(Axis(1)), tr.h.len_of(Axis(2)));
+    let dg2 = dgates
+        .view()
+        .into_shape_with_order((steps * batch, 4 * hidden))
+        .expect("contiguous");
+    let h_prev = tr.h.slice(s![..steps, .., ..]);
+    let h_prev = h_prev
+        .into_shape_with_order((steps * batch, hidden))
+        .expect("h rows are contiguous");
+    general_mat_mul(A::one(), &h_prev.t(), &dg2, A::one(), &mut grads.w_h);
+    grads.b += &dg2.sum_axis(Axis(0));
+    dg2
 }
 
 fn as_mut_slice<'a, A>(v: &'a mut ArrayViewMut2<'_, A>) -> &'a mut [A] {
@@ -283,30 +337,12 @@ pub fn backward<A: Real>(
         if let Some(d) = &dh_out {
             dh += &d.index_axis(Axis(0), t);
         }
-        let mut dg = dgates.index_axis_mut(Axis(0), t);
-        cell_backward(
-            a,
-            hidden,
-            slice_of(&tr.gates.index_axis(Axis(0), t)),
-            slice_of(&tr.c.index_axis(Axis(0), t)),
-            slice_of(&tr.act_c.index_axis(Axis(0), t)),
-            slice_of(&dh.view()),
-            dc.as_slice_mut().expect("owned array is contiguous"),
-            as_mut_slice(&mut dg),
-        );
+        step_backward(a, tr, t, &dh, &mut dc, &mut dgates);
         // dh_{t-1} = dG_t · w_hᵀ (overwrites: the old dh is fully consumed).
+        let dg = dgates.index_axis(Axis(0), t);
         general_mat_mul(A::one(), &dg, &p.w_h.t(), A::zero(), &mut dh);
     }
-    let dg2 = dgates
-        .view()
-        .into_shape_with_order((steps * batch, 4 * hidden))
-        .expect("contiguous");
-    let h_prev = tr.h.slice(s![..steps, .., ..]);
-    let h_prev = h_prev
-        .into_shape_with_order((steps * batch, hidden))
-        .expect("h rows are contiguous");
-    general_mat_mul(A::one(), &h_prev.t(), &dg2, A::one(), &mut grads.w_h);
-    grads.b += &dg2.sum_axis(Axis(0));
+    let dg2 = recurrent_grads(tr, &dgates, grads);
     let dinput = match input {
         Input::Sequence(x) => {
             let i = x.len_of(Axis(2));
@@ -357,9 +393,8 @@ pub fn forward_feedback<A: Real>(
             .expect("bias broadcasts"),
     );
     for t in 0..steps {
-        let (h_prev, mut h_next) = tr.h.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        let mut g = tr.gates.index_axis_mut(Axis(0), t);
         if t > 0 {
+            let mut g = tr.gates.index_axis_mut(Axis(0), t);
             general_mat_mul(
                 A::one(),
                 &y.index_axis(Axis(0), t - 1),
@@ -368,21 +403,16 @@ pub fn forward_feedback<A: Real>(
                 &mut g,
             );
         }
-        general_mat_mul(A::one(), &h_prev, &p.w_h, A::one(), &mut g);
-        let (c_prev, mut c_next) = tr.c.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        let mut ac = tr.act_c.index_axis_mut(Axis(0), t);
-        cell_forward(
-            a,
-            hidden,
-            as_mut_slice(&mut g),
-            slice_of(&c_prev.view()),
-            as_mut_slice(&mut c_next),
-            as_mut_slice(&mut ac),
-            as_mut_slice(&mut h_next),
-        );
+        step_forward(p, a, &mut tr, t);
         let mut yt = y.index_axis_mut(Axis(0), t);
         yt.assign(&b_out.broadcast((batch, features)).expect("bias broadcasts"));
-        general_mat_mul(A::one(), &h_next, w_out, A::one(), &mut yt);
+        general_mat_mul(
+            A::one(),
+            &tr.h.index_axis(Axis(0), t + 1),
+            w_out,
+            A::one(),
+            &mut yt,
+        );
     }
     (tr, y)
 }
@@ -415,17 +445,8 @@ pub fn backward_feedback<A: Real>(
         *grad_b_out += &dyt.sum_axis(Axis(0));
         let mut dh = dh_rec.clone();
         general_mat_mul(A::one(), &dyt, &w_out.t(), A::one(), &mut dh);
-        let mut dg = dgates.index_axis_mut(Axis(0), t);
-        cell_backward(
-            a,
-            hidden,
-            slice_of(&tr.gates.index_axis(Axis(0), t)),
-            slice_of(&tr.c.index_axis(Axis(0), t)),
-            slice_of(&tr.act_c.index_axis(Axis(0), t)),
-            slice_of(&dh.view()),
-            dc.as_slice_mut().expect("owned array is contiguous"),
-            as_mut_slice(&mut dg),
-        );
+        step_backward(a, tr, t, &dh, &mut dc, &mut dgates);
+        let dg = dgates.index_axis(Axis(0), t);
         general_mat_mul(A::one(), &dg, &p.w_h.t(), A::zero(), &mut dh_rec);
         if t > 0 {
             let y_prev = y.index_axis(Axis(0), t - 1);
@@ -433,16 +454,7 @@ pub fn backward_feedback<A: Real>(
             general_mat_mul(A::one(), &dg, &p.w_x.t(), A::zero(), &mut dy_carry);
         }
     }
-    let dg2 = dgates
-        .view()
-        .into_shape_with_order((steps * batch, 4 * hidden))
-        .expect("contiguous");
-    let h_prev = tr.h.slice(s![..steps, .., ..]);
-    let h_prev = h_prev
-        .into_shape_with_order((steps * batch, hidden))
-        .expect("h rows are contiguous");
-    general_mat_mul(A::one(), &h_prev.t(), &dg2, A::one(), &mut grads.w_h);
-    grads.b += &dg2.sum_axis(Axis(0));
+    recurrent_grads(tr, &dgates, grads);
     Backward {
         dh0: dh_rec,
         dc0: dc,
