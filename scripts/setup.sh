@@ -12,7 +12,8 @@
 #   2. rust_toolchain   — checks cargo, rustfmt and clippy (cannot be installed here)
 #   3. onnxruntime      — the ONNX Runtime shared library, from the pinned PyPI wheel,
 #                         into .local/onnxruntime/lib/ (git-ignored), sha256-checked
-#   4. (hook)           — later steps, e.g. the Kafka broker for the daemon's tests
+#   4. kafka_broker     — tansu, a Kafka-protocol broker for the daemon's tests
+#                         (cargo install, once)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -164,18 +165,47 @@ onnxruntime() {
   READY+=("ONNX Runtime $ORT_VERSION")
 }
 
-# --- 4. hook: later steps -----------------------------------------------------
-# Add further steps as functions like the ones above (honour MODE=check: record
-# with `missing` instead of installing; on success append to READY) and list
-# them in `main`. Planned: the Kafka broker for the daemon's tests, e.g.
-#   kafka_broker() { command -v tansu … || cargo install --locked tansu …; }
+# --- 4. kafka_broker -----------------------------------------------------------
+# tansu, a Kafka-protocol broker, for the daemon's integration tests: the
+# crates.io build (no binary download), compiled once (about 10 minutes cold
+# on 2 cores) into cargo's bin folder and reused after.
+TANSU_VERSION="0.6.0"
+
+tansu_bin() {
+  local b
+  for b in "${TANSU_BIN:-}" "$(command -v tansu 2>/dev/null || true)" "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"; do
+    if [ -n "$b" ] && [ -x "$b" ] && "$b" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+      echo "$b"
+      return 0
+    fi
+  done
+  return 1
+}
+
+kafka_broker() {
+  if tansu_bin >/dev/null; then
+    READY+=("tansu $TANSU_VERSION")
+    return
+  fi
+  if [ "$MODE" = check ]; then
+    missing "tansu $TANSU_VERSION (Kafka broker for the tests)"
+    return
+  fi
+  log "building tansu $TANSU_VERSION (the Kafka broker the tests run; about 10 minutes, once)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql --quiet
+  if tansu_bin >/dev/null; then
+    READY+=("tansu $TANSU_VERSION")
+  else
+    missing "tansu $TANSU_VERSION (cargo install finished but no tansu $TANSU_VERSION is runnable)"
+  fi
+}
 
 main() {
   cd "$ROOT"
   debian_packages
   rust_toolchain
   onnxruntime
-  # kafka_broker   # <- later steps go here
+  kafka_broker
 
   if [ "${#MISSING[@]}" -gt 0 ]; then
     local list

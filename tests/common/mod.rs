@@ -59,3 +59,5 @@ pub const SMALL: &[&str] = &[
     "32",
     "--quiet",
 ];
+
+pub mod broker;

@@ -1,0 +1,341 @@
+//! A real Kafka-protocol broker process (tansu) and a real `lstm-ae serve`
+//! process for the integration tests, with the helpers to feed and read
+//! topics and scrape the daemon's HTTP endpoints.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::Message;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The tansu binary: `TANSU_BIN`, `tansu` on PATH, or cargo's bin folder.
+pub fn tansu_bin() -> PathBuf {
+    let mut candidates = vec![];
+    if let Ok(b) = std::env::var("TANSU_BIN") {
+        candidates.push(PathBuf::from(b));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&paths).map(|p| p.join("tansu")));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
+    candidates.push(cargo_home.join("bin/tansu"));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("the tansu broker is not installed: run scripts/setup.sh")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker on a free port, killed on drop.
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+    dir: PathBuf,
+    storage: String,
+}
+
+impl Broker {
+    /// In-memory storage, or sqlite (a file in `dir`) to survive restarts.
+    pub fn start(dir: &Path, sqlite: bool) -> Broker {
+        let port = free_port();
+        let storage = if sqlite {
+            "sqlite://tansu.db".to_string()
+        } else {
+            "memory://tansu/".to_string()
+        };
+        let child = Self::spawn(dir, port, &storage);
+        wait_for_port(port, "tansu");
+        Broker {
+            port,
+            child,
+            dir: dir.to_path_buf(),
+            storage,
+        }
+    }
+
+    fn spawn(dir: &Path, port: u16, storage: &str) -> Child {
+        let url = format!("tcp://127.0.0.1:{port}");
+        Command::new(tansu_bin())
+            .current_dir(dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                storage,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts")
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let st = Command::new(tansu_bin())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .args(["--partitions", &partitions.to_string(), name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "tansu topic create {name}");
+    }
+
+    pub fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for (k, v) in messages {
+            loop {
+                match p.send(BaseRecord::to(topic).key(k).payload(v)) {
+                    Ok(()) => break,
+                    Err(_) => {
+                        p.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Every message of `topic` from the start, read by a fresh group until
+    /// `idle` passes without a new one.
+    pub fn read_all(&self, topic: &str, idle: Duration) -> Vec<Record> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", format!("reader-{}", free_port()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&[topic]).unwrap();
+        let mut out = vec![];
+        let mut last = Instant::now();
+        // Group join takes a few seconds; allow for it before counting idle time.
+        let first_deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    out.push(Record::from(&m));
+                    last = Instant::now();
+                }
+                _ => {
+                    let waited = if out.is_empty() {
+                        Instant::now() > first_deadline
+                    } else {
+                        last.elapsed() > idle
+                    };
+                    if waited {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A consumed message.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("a JSON record")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<&rdkafka::message::BorrowedMessage<'_>> for Record {
+    fn from(m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        Record {
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A running `lstm-ae serve`.
+pub struct Daemon {
+    pub child: Child,
+    pub metrics_port: u16,
+}
+
+impl Daemon {
+    /// Starts the daemon against `brokers` with the default model; `extra`
+    /// are additional `LSTM_AE__…` variables.
+    pub fn start(
+        dir: &Path,
+        brokers: &str,
+        config: Option<&Path>,
+        extra: &[(&str, &str)],
+    ) -> Daemon {
+        let port = free_port();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+        // A short group session, so that a restarted daemon does not wait the
+        // default 45 s for its killed predecessor to be declared dead.
+        let default_cfg = dir.join("group.toml");
+        std::fs::write(
+            &default_cfg,
+            "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+        )
+        .unwrap();
+        let mut c = Command::new(super::bin());
+        c.arg("serve")
+            .arg("--config")
+            .arg(config.unwrap_or(&default_cfg));
+        c.current_dir(dir)
+            .env("LSTM_AE__KAFKA__BROKERS", brokers)
+            .env("LSTM_AE__SERVE__MODEL", &model)
+            .env(
+                "LSTM_AE__SERVE__METRICS_LISTEN",
+                format!("127.0.0.1:{port}"),
+            )
+            .env("LSTM_AE__KAFKA__COMMIT_INTERVAL_MS", "200")
+            .env("LSTM_AE__SERVE__MAX_WAIT_MS", "5")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let child = c.spawn().expect("lstm-ae serve starts");
+        wait_for_port(port, "lstm-ae serve's metrics endpoint");
+        Daemon {
+            child,
+            metrics_port: port,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics_port, path)
+    }
+
+    /// A counter or gauge value from /metrics (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until `cond` holds, polling; panics with `what` after `secs`.
+    pub fn wait_until(&self, secs: u64, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s =
+        TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint accepts connections");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
