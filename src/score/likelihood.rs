@@ -65,15 +65,15 @@ impl Default for PostprocessConfig {
     fn default() -> Self {
         PostprocessConfig {
             prediction_weight: 1.0,
-            log_errors: true,
+            log_errors: false,
             error_floor: 1e-4,
-            short_window: 10,
-            long_window: 2000,
+            short_window: 20,
+            long_window: 8000,
             min_history: 100,
-            std_floor: 0.05,
+            std_floor: 0.01,
             log_scale: true,
-            refractory: 0,
-            fire_level: 0.5,
+            refractory: 100,
+            fire_level: 0.25,
         }
     }
 }
