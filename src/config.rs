@@ -157,6 +157,9 @@ pub struct Settings {
     /// `{ rule = "quantile", q = 0.995 }` or `{ rule = "mean_std", k = 4.0 }`.
     pub calibration: ThresholdRule,
     pub bundle: BundleSettings,
+    /// How the daemon turns each key's raw window errors into anomaly
+    /// scores: the same state machine and defaults as `lstm-ae eval nab`.
+    pub postprocess: crate::score::PostprocessConfig,
 }
 
 impl Settings {
@@ -234,6 +237,9 @@ impl Settings {
         if let Err(e) = self.model.spec(1).validate() {
             return bad(&format!("model.{}", e.field), &e.reason);
         }
+        if let Err(e) = self.postprocess.validate() {
+            return bad(&format!("postprocess.{}", e.field), e.reason);
+        }
         Ok(())
     }
 }
@@ -268,6 +274,23 @@ mod tests {
         assert_eq!(s.training.epochs, 9);
         assert_eq!(s.calibration, ThresholdRule::Quantile { q: 0.99 });
         assert_eq!(s.model.window, ModelSettings::default().window);
+    }
+
+    #[test]
+    fn postprocess_section_loads_and_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[postprocess]\nrefractory = 7\nshort_window = 3\n").unwrap();
+        let s = Settings::load_with_env(Some(&f), no_env()).unwrap();
+        assert_eq!(
+            (s.postprocess.refractory, s.postprocess.short_window),
+            (7, 3)
+        );
+        std::fs::write(&f, "[postprocess]\nshort_window = 0\n").unwrap();
+        let e = Settings::load_with_env(Some(&f), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postprocess.short_window"), "{e}");
     }
 
     #[test]

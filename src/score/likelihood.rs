@@ -17,7 +17,7 @@
 //!    adding `m`, so an anomaly does not dilute its own evidence;
 //! 5. tail probability `p = Q((m − μ)/σ)` of the standard normal; the score
 //!    is `1 − p`, or with `log_scale` Numenta's log-likelihood
-//!    `min(1, −ln(p + 1e−10)/ln(1e10))`, which spreads the interesting
+//!    `min(1, −log10(p + 10^−d)/d)` (`d = log_decades`), which spreads the interesting
 //!    `1 − p > 0.999` region across the scale;
 //! 6. until `min_history` means are known the score is 0;
 //! 7. refractory period: after a score `≥ fire_level`, the next
@@ -28,9 +28,6 @@
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
-
-/// `ln(1e10)`: the log-likelihood scale of Numenta's detector.
-const LOG_LIKELIHOOD_SCALE: f64 = 23.025_850_929_940_457;
 
 /// How raw errors become scores; the defaults are the configuration that
 /// scored best on NAB (see README, *Evaluation on NAB*).
@@ -53,12 +50,23 @@ pub struct PostprocessConfig {
     pub min_history: usize,
     /// Lower bound of the long-term standard deviation (transformed units).
     pub std_floor: f64,
-    /// Report Numenta's log-likelihood instead of `1 − p`.
+    /// Report the log-likelihood `min(1, −log10(p + 10^−d)/d)`, `d =
+    /// log_decades`, instead of `1 − p` (Numenta's detector uses `d = 10`).
     pub log_scale: bool,
+    /// Decades of tail probability the log scale spans before it saturates
+    /// at 1: more keeps extreme rows apart for the threshold sweep.
+    pub log_decades: f64,
     /// Rows forced to 0 after a score reaches `fire_level`; 0 disables.
     pub refractory: usize,
     /// The score that starts a refractory period.
     pub fire_level: f64,
+    /// Use the median and the scaled median absolute deviation (1.4826·MAD)
+    /// of the history instead of its mean and standard deviation: past
+    /// anomalies then do not inflate the spread that hides the next one.
+    pub robust: bool,
+    /// With `robust`, re-estimate median and MAD every this many rows (they
+    /// need a sort of the history).
+    pub reestimate_every: usize,
 }
 
 impl Default for PostprocessConfig {
@@ -72,8 +80,11 @@ impl Default for PostprocessConfig {
             min_history: 100,
             std_floor: 0.01,
             log_scale: true,
+            log_decades: 10.0,
             refractory: 100,
-            fire_level: 0.25,
+            fire_level: 0.35,
+            robust: false,
+            reestimate_every: 50,
         }
     }
 }
@@ -110,6 +121,12 @@ impl PostprocessConfig {
         }
         if !(self.std_floor.is_finite() && self.std_floor >= 0.0) {
             return bad("std_floor", "must be a finite number >= 0");
+        }
+        if self.robust && self.reestimate_every == 0 {
+            return bad("reestimate_every", "must be at least 1");
+        }
+        if !(self.log_decades.is_finite() && self.log_decades > 0.0) {
+            return bad("log_decades", "must be a positive number");
         }
         if !self.fire_level.is_finite() {
             return bad("fire_level", "must be finite");
@@ -168,6 +185,9 @@ pub struct Postprocessor {
     pivot: Option<f64>,
     /// Pushes since the sums were last recomputed exactly.
     since_exact: usize,
+    /// Robust (median, spread) of the history, and pushes since estimated.
+    robust_stats: Option<(f64, f64)>,
+    since_robust: usize,
     quiet_left: usize,
 }
 
@@ -183,6 +203,8 @@ impl Postprocessor {
             long_sumsq: 0.0,
             pivot: None,
             since_exact: 0,
+            robust_stats: None,
+            since_robust: 0,
             quiet_left: 0,
         })
     }
@@ -211,11 +233,8 @@ impl Postprocessor {
         }
         let m = self.short_sum / self.short.len() as f64;
         let score = if self.long.len() >= self.cfg.min_history {
-            let n = self.long.len() as f64;
-            let mean_shift = self.long_sum / n;
-            let var = (self.long_sumsq / n - mean_shift * mean_shift).max(0.0);
-            let sd = var.sqrt().max(self.cfg.std_floor);
-            let mu = mean_shift + self.pivot.unwrap_or(0.0);
+            let (mu, sd) = self.location_spread();
+            let sd = sd.max(self.cfg.std_floor);
             let p = if sd > 0.0 {
                 gaussian_tail((m - mu) / sd)
             } else if m > mu {
@@ -224,7 +243,8 @@ impl Postprocessor {
                 0.5
             };
             if self.cfg.log_scale {
-                (-(p + 1e-10).ln() / LOG_LIKELIHOOD_SCALE).clamp(0.0, 1.0)
+                let d = self.cfg.log_decades;
+                (-(p + 10f64.powf(-d)).log10() / d).clamp(0.0, 1.0)
             } else {
                 (1.0 - p).clamp(0.0, 1.0)
             }
@@ -240,6 +260,26 @@ impl Postprocessor {
             self.quiet_left = self.cfg.refractory;
         }
         score
+    }
+
+    /// Centre and spread of the history: mean and standard deviation, or
+    /// median and 1.4826·MAD (re-estimated every `reestimate_every` rows).
+    fn location_spread(&mut self) -> (f64, f64) {
+        if self.cfg.robust {
+            if self.robust_stats.is_none() || self.since_robust >= self.cfg.reestimate_every {
+                self.since_robust = 0;
+                let mut v: Vec<f64> = self.long.iter().copied().collect();
+                let med = median(&mut v);
+                let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+                self.robust_stats = Some((med, 1.4826 * median(&mut dev)));
+            }
+            self.since_robust += 1;
+            return self.robust_stats.unwrap_or((0.0, 0.0));
+        }
+        let n = self.long.len() as f64;
+        let mean_shift = self.long_sum / n;
+        let var = (self.long_sumsq / n - mean_shift * mean_shift).max(0.0);
+        (mean_shift + self.pivot.unwrap_or(0.0), var.sqrt())
     }
 
     fn remember(&mut self, m: f64) {
@@ -265,6 +305,21 @@ impl Postprocessor {
     }
 }
 
+/// Median of a non-empty slice (mean of the middle two for even lengths);
+/// reorders it.
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,8 +334,11 @@ mod tests {
             min_history: min,
             std_floor: 0.0,
             log_scale: false,
+            log_decades: 10.0,
             refractory: 0,
             fire_level: 0.5,
+            robust: false,
+            reestimate_every: 1,
         }
     }
 
@@ -350,6 +408,41 @@ mod tests {
         assert_eq!(p.push(1e30), 1.0);
         // Non-finite errors score 0 and change nothing.
         assert_eq!(p.push(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn robust_mode_uses_median_and_mad() {
+        let cfg = PostprocessConfig {
+            robust: true,
+            reestimate_every: 1,
+            ..plain(1, 10, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        for e in [1.0, 2.0, 100.0] {
+            p.push(e);
+        }
+        // History {1, 2, 100}: median 2, |deviations| {1, 0, 98} → MAD 1,
+        // spread 1.4826; m = 2 + 1.4826 → z = 1 (the outlier 100 does not
+        // widen the spread as it would the standard deviation).
+        assert!(close(p.push(3.4826), 1.0 - 0.158_655_253_9, 1e-8));
+        // History {1, 2, 100, 3.4826}: median 2.7413, deviations
+        // {1.7413, 0.7413, 97.2587, 0.7413} → MAD 1.2413; m = 2.7413 → z = 0.
+        assert!(close(p.push(2.7413), 0.5, 1e-8));
+    }
+
+    #[test]
+    fn log_decades_set_where_the_scale_saturates() {
+        let cfg = PostprocessConfig {
+            log_scale: true,
+            log_decades: 2.0,
+            ..plain(1, 10, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        p.push(1.0);
+        p.push(3.0);
+        // μ = 2, σ = 1; m = 2 + 1.959964 → p = 0.025:
+        // −log10(0.025 + 0.01)/2 = 0.727966.
+        assert!(close(p.push(3.959_963_985), 0.727_966_0, 1e-6));
     }
 
     #[test]
