@@ -114,6 +114,7 @@ fn results_tree_is_nab_readable_and_scored() {
 fn no_score_depends_on_later_rows() {
     let Some(root) = nab_root() else { return };
     let mut cfg = NabEvalConfig::default();
+    cfg.training.epochs = 5;
     // Retraining is where look-ahead would most easily creep in.
     cfg.retrain.every = 1000;
     cfg.retrain.epochs = 1;

@@ -101,7 +101,7 @@ impl Default for NabEvalConfig {
                 ..ModelSettings::default()
             },
             training: TrainOptions {
-                epochs: 20,
+                epochs: 50,
                 batch_size: 32,
                 learning_rate: 5e-3,
                 clip_norm: 1.0,
@@ -123,7 +123,12 @@ impl NabEvalConfig {
             path: path.to_path_buf(),
             message,
         };
+        // Defaults first, so a partial section (say `[training] epochs = 5`)
+        // keeps this config's other defaults, not the section type's own.
+        let defaults =
+            config::Config::try_from(&NabEvalConfig::default()).map_err(|e| err(e.to_string()))?;
         let built = config::Config::builder()
+            .add_source(defaults)
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .build()
             .map_err(|e| err(e.to_string()))?;
@@ -506,6 +511,28 @@ mod tests {
         let other = score_series(&changed, &cfg).unwrap();
         assert_eq!(full.scores[..650], other.scores[..650]);
         assert_ne!(full.scores[650..], other.scores[650..]);
+    }
+
+    #[test]
+    fn a_partial_config_file_keeps_the_other_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("eval.toml");
+        std::fs::write(
+            &f,
+            "[training]\nepochs = 3\n[postprocess]\nrefractory = 7\n",
+        )
+        .unwrap();
+        let cfg = NabEvalConfig::load(&f).unwrap();
+        let d = NabEvalConfig::default();
+        assert_eq!(cfg.training.epochs, 3);
+        assert_eq!(cfg.postprocess.refractory, 7);
+        assert_eq!(cfg.training.batch_size, d.training.batch_size);
+        assert_eq!(cfg.training.learning_rate, d.training.learning_rate);
+        assert_eq!(cfg.model, d.model);
+        assert_eq!(cfg.postprocess.short_window, d.postprocess.short_window);
+        std::fs::write(&f, "[model]\nwindow = 0\n").unwrap();
+        let e = NabEvalConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("eval.toml") && e.contains("window"), "{e}");
     }
 
     #[test]
