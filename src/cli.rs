@@ -1,4 +1,4 @@
-//! Command-line interface: `train`, `score`, `inspect`. Errors end the
+//! Command-line interface: `train`, `score`, `inspect`, `eval nab`. Errors end the
 //! process with one readable line (and its causes) and exit code 1; usage
 //! errors exit 2.
 
@@ -76,6 +76,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate the detector on a benchmark.
+    Eval {
+        #[command(subcommand)]
+        bench: EvalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Stream every NAB series (train on the probation, score causally),
+    /// write NAB's results tree and a report, print the three profile scores.
+    Nab(EvalNabArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalNabArgs {
+    /// NAB root: holds data/, labels/ and config/profiles.json.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output folder: results/<detector>/…, report.md, summary.json, figures/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Labelled windows; default: <data>/labels/combined_windows.json. Only
+    /// the series listed there are evaluated.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// TOML evaluation settings (model, training, retrain, postprocess); see
+    /// `eval::run::NabEvalConfig`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Series evaluated in parallel (0 = every core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -186,6 +219,9 @@ pub fn main() -> ExitCode {
             speed,
             metrics_listen,
         } => demo(config, model, data, labels, speed, metrics_listen),
+        Command::Eval {
+            bench: EvalCommand::Nab(a),
+        } => eval_nab(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -523,6 +559,51 @@ fn print_labelled(scored: &score::Scored, file: &Path, labels: &Path) -> Result<
         );
     }
     println!("labelled windows detected: {caught} of {}", windows.len());
+    Ok(())
+}
+
+fn eval_nab(a: EvalNabArgs) -> Result<()> {
+    use crate::eval::{nab, report, run};
+    let mut cfg = match &a.config {
+        Some(path) => run::NabEvalConfig::load(path)?,
+        None => run::NabEvalConfig::default(),
+    };
+    if let Some(t) = a.threads {
+        cfg.threads = t;
+    }
+    let labels = a
+        .labels
+        .clone()
+        .unwrap_or_else(|| a.data.join("labels/combined_windows.json"));
+    let progress = |ev: &run::EvaluatedSeries, done: usize, total: usize| {
+        tracing::info!(
+            series = %ev.key,
+            rows = ev.values.len(),
+            seconds = format!("{:.1}", ev.seconds),
+            "{done}/{total} scored"
+        );
+    };
+    let result = run::run_nab(&a.data, &labels, &a.out, &cfg, &progress)
+        .with_context(|| format!("evaluating on {}", a.data.display()))?;
+    let profiles = nab::load_profiles(a.data.join("config/profiles.json"))?;
+    let written = report::write(&a.out, &result, &cfg, &profiles)
+        .with_context(|| format!("writing the report into {}", a.out.display()))?;
+    for r in &result.reports {
+        println!(
+            "{:<20} {:>6.2}  (threshold {:.4}, raw {:.2})",
+            r.profile, r.normalised, r.threshold, r.raw
+        );
+    }
+    println!(
+        "{} series in {:.1} s; results in {}, report {}",
+        result.series.len(),
+        result.seconds,
+        a.out.join("results").join(&result.detector).display(),
+        written
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -340,6 +340,9 @@ pub struct Settings {
     pub windowing: WindowingSettings,
     pub anomalies: AnomalySettings,
     pub log: LogSettings,
+    /// How the daemon turns each key's raw window errors into anomaly
+    /// scores: the same state machine and defaults as `lstm-ae eval nab`.
+    pub postprocess: crate::score::PostprocessConfig,
 }
 
 impl Settings {
@@ -457,6 +460,9 @@ impl Settings {
         if let Err(e) = self.model.spec(1).validate() {
             return bad(&format!("model.{}", e.field), &e.reason);
         }
+        if let Err(e) = self.postprocess.validate() {
+            return bad(&format!("postprocess.{}", e.field), e.reason);
+        }
         Ok(())
     }
 }
@@ -519,6 +525,23 @@ mod tests {
                 .map(String::as_str),
             Some("SASL_SSL")
         );
+    }
+
+    #[test]
+    fn postprocess_section_loads_and_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[postprocess]\nrefractory = 7\nshort_window = 3\n").unwrap();
+        let s = Settings::load_with_env(Some(&f), no_env()).unwrap();
+        assert_eq!(
+            (s.postprocess.refractory, s.postprocess.short_window),
+            (7, 3)
+        );
+        std::fs::write(&f, "[postprocess]\nshort_window = 0\n").unwrap();
+        let e = Settings::load_with_env(Some(&f), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postprocess.short_window"), "{e}");
     }
 
     #[test]

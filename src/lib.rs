@@ -17,7 +17,9 @@
 //! - [`infer`]: the ONNX Runtime backend (library discovery, sessions) and scoring.
 //! - [`stream`]: the daemon's Kafka-independent core: message codec, per-key
 //!   windower, batching policy and the offset commit rule.
-//! - [`eval`]: benchmark evaluation (NAB scoring).
+//! - [`eval`]: benchmark evaluation (NAB scoring, the `eval nab` driver and report).
+//! - [`score`]: streaming post-processing of raw model errors into anomaly
+//!   scores (anomaly likelihood, refractory period), shared with the daemon.
 //! - [`report`]: SVG charts for training and scoring reports.
 //! - [`serve`]: the Kafka daemon: ingest, inference thread, sink, offsets, shutdown.
 //! - [`telemetry`]: Prometheus metrics, the HTTP endpoints and logging setup.
@@ -33,6 +35,7 @@ pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod report;
+pub mod score;
 pub mod serve;
 pub mod stream;
 pub mod telemetry;

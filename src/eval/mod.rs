@@ -4,5 +4,11 @@
 //! - [`nab`]: the Numenta Anomaly Benchmark — its labels, profiles and result
 //!   layout, the windowed scoring rule, the threshold sweep and the
 //!   normalised score.
+//! - [`run`]: `lstm-ae eval nab`, the streaming evaluation driver (train on
+//!   the probation, score causally, write NAB's results tree).
+//! - [`report`]: the evaluation report (per-category scores, scoreboard,
+//!   charts of the worst series).
 
 pub mod nab;
+pub mod report;
+pub mod run;

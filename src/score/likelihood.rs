@@ -1,0 +1,499 @@
+//! The anomaly-likelihood state machine: one [`Postprocessor`] per series
+//! (per key in the daemon) turns each row's raw model error into an anomaly
+//! score in `[0, 1]`, using only errors seen so far.
+//!
+//! Why: a raw reconstruction error is not comparable across series (nor
+//! across time on one series), and NAB sweeps one threshold over all 58
+//! files. What is comparable is how surprising the *recent* errors are
+//! against the series' own error history. Per pushed error `e`:
+//!
+//! 1. combine: `e = reconstruction + prediction_weight · prediction` (done by
+//!    [`PostprocessConfig::combine`], so every caller combines alike);
+//! 2. transform: `x = ln(e + error_floor)` when `log_errors` (errors are
+//!    heavy-tailed; their logarithm is closer to Gaussian);
+//! 3. short-term mean `m` of the last `short_window` values of `x`;
+//! 4. long-term distribution: mean `μ` and standard deviation `σ` (floored at
+//!    `std_floor`) of the previous `long_window` short-term means, *before*
+//!    adding `m`, so an anomaly does not dilute its own evidence;
+//! 5. tail probability `p = Q((m − μ)/σ)` of the standard normal; the score
+//!    is `1 − p`, or with `log_scale` Numenta's log-likelihood
+//!    `min(1, −log10(p + 10^−d)/d)` (`d = log_decades`), which spreads the interesting
+//!    `1 − p > 0.999` region across the scale;
+//! 6. until `min_history` means are known the score is 0;
+//! 7. refractory period: after a score `≥ fire_level`, the next
+//!    `refractory` rows score 0. NAB rewards only the earliest detection in a
+//!    window and charges every false positive, so repeating an alarm for the
+//!    same event only costs.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// How raw errors become scores; the defaults are the configuration that
+/// scored best on NAB (see README, *Evaluation on NAB*).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostprocessConfig {
+    /// Weight of the prediction error (mean squared error of the forecasts
+    /// of the current row) added to the reconstruction error; 0 ignores it.
+    pub prediction_weight: f64,
+    /// Take `ln(error + error_floor)` before anything else.
+    pub log_errors: bool,
+    /// Added to errors before the logarithm (scaled units²), so a perfect
+    /// reconstruction is not `−∞`.
+    pub error_floor: f64,
+    /// Rows averaged into the short-term mean.
+    pub short_window: usize,
+    /// Short-term means kept as the long-term history.
+    pub long_window: usize,
+    /// Short-term means needed before any score other than 0.
+    pub min_history: usize,
+    /// Lower bound of the long-term standard deviation (transformed units).
+    pub std_floor: f64,
+    /// Report the log-likelihood `min(1, −log10(p + 10^−d)/d)`, `d =
+    /// log_decades`, instead of `1 − p` (Numenta's detector uses `d = 10`).
+    pub log_scale: bool,
+    /// Decades of tail probability the log scale spans before it saturates
+    /// at 1: more keeps extreme rows apart for the threshold sweep.
+    pub log_decades: f64,
+    /// Rows forced to 0 after a score reaches `fire_level`; 0 disables.
+    pub refractory: usize,
+    /// The score that starts a refractory period.
+    pub fire_level: f64,
+    /// Use the median and the scaled median absolute deviation (1.4826·MAD)
+    /// of the history instead of its mean and standard deviation: past
+    /// anomalies then do not inflate the spread that hides the next one.
+    pub robust: bool,
+    /// With `robust`, re-estimate median and MAD every this many rows (they
+    /// need a sort of the history).
+    pub reestimate_every: usize,
+}
+
+impl Default for PostprocessConfig {
+    fn default() -> Self {
+        PostprocessConfig {
+            prediction_weight: 1.0,
+            log_errors: false,
+            error_floor: 1e-4,
+            short_window: 20,
+            long_window: 8000,
+            min_history: 100,
+            std_floor: 0.01,
+            log_scale: true,
+            log_decades: 10.0,
+            refractory: 100,
+            fire_level: 0.35,
+            robust: false,
+            reestimate_every: 50,
+        }
+    }
+}
+
+/// A configuration that cannot work, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid postprocess.{field}: {reason}")]
+pub struct PostprocessError {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+impl PostprocessConfig {
+    /// Checks the values types cannot.
+    pub fn validate(&self) -> Result<(), PostprocessError> {
+        let bad = |field, reason| Err(PostprocessError { field, reason });
+        if self.short_window == 0 {
+            return bad("short_window", "must be at least 1");
+        }
+        if self.min_history < 2 {
+            return bad(
+                "min_history",
+                "must be at least 2 (a deviation needs two values)",
+            );
+        }
+        if self.long_window < self.min_history {
+            return bad("long_window", "must be at least min_history");
+        }
+        if !(self.prediction_weight.is_finite() && self.prediction_weight >= 0.0) {
+            return bad("prediction_weight", "must be a finite number >= 0");
+        }
+        if !(self.error_floor.is_finite() && self.error_floor > 0.0) {
+            return bad("error_floor", "must be a positive number");
+        }
+        if !(self.std_floor.is_finite() && self.std_floor >= 0.0) {
+            return bad("std_floor", "must be a finite number >= 0");
+        }
+        if self.robust && self.reestimate_every == 0 {
+            return bad("reestimate_every", "must be at least 1");
+        }
+        if !(self.log_decades.is_finite() && self.log_decades > 0.0) {
+            return bad("log_decades", "must be a positive number");
+        }
+        if !self.fire_level.is_finite() {
+            return bad("fire_level", "must be finite");
+        }
+        Ok(())
+    }
+
+    /// The raw error of one row: reconstruction plus weighted prediction
+    /// error when there is one.
+    pub fn combine(&self, reconstruction: f64, prediction: Option<f64>) -> f64 {
+        match prediction {
+            Some(p) if self.prediction_weight > 0.0 => reconstruction + self.prediction_weight * p,
+            _ => reconstruction,
+        }
+    }
+}
+
+/// Upper tail of the standard normal, `Q(z) = P(Z > z) = erfc(z/√2)/2`.
+pub fn gaussian_tail(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function by the classic Chebyshev fit of
+/// `t·exp(−x² + P(t))`, relative error below 1.2e−7 everywhere: enough for
+/// tail probabilities down to the 1e−10 the log scale resolves.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Streaming state of one series: feed it every row's raw error in order.
+#[derive(Debug, Clone)]
+pub struct Postprocessor {
+    cfg: PostprocessConfig,
+    short: VecDeque<f64>,
+    short_sum: f64,
+    long: VecDeque<f64>,
+    /// Sums of `(m − pivot)` and its square over `long`; the pivot (the first
+    /// mean seen) keeps them small so the variance does not cancel.
+    long_sum: f64,
+    long_sumsq: f64,
+    pivot: Option<f64>,
+    /// Pushes since the sums were last recomputed exactly.
+    since_exact: usize,
+    /// Robust (median, spread) of the history, and pushes since estimated.
+    robust_stats: Option<(f64, f64)>,
+    since_robust: usize,
+    quiet_left: usize,
+}
+
+impl Postprocessor {
+    pub fn new(cfg: PostprocessConfig) -> Result<Self, PostprocessError> {
+        cfg.validate()?;
+        Ok(Postprocessor {
+            short: VecDeque::with_capacity(cfg.short_window + 1),
+            long: VecDeque::with_capacity(cfg.long_window + 1),
+            cfg,
+            short_sum: 0.0,
+            long_sum: 0.0,
+            long_sumsq: 0.0,
+            pivot: None,
+            since_exact: 0,
+            robust_stats: None,
+            since_robust: 0,
+            quiet_left: 0,
+        })
+    }
+
+    pub fn config(&self) -> &PostprocessConfig {
+        &self.cfg
+    }
+
+    /// The score of the row whose raw error is `raw`. A non-finite error
+    /// (no window yet) changes nothing and scores 0.
+    pub fn push(&mut self, raw: f64) -> f64 {
+        if !raw.is_finite() {
+            return 0.0;
+        }
+        let x = if self.cfg.log_errors {
+            (raw.max(0.0) + self.cfg.error_floor).ln()
+        } else {
+            raw
+        };
+        self.short.push_back(x);
+        self.short_sum += x;
+        if self.short.len() > self.cfg.short_window {
+            if let Some(old) = self.short.pop_front() {
+                self.short_sum -= old;
+            }
+        }
+        let m = self.short_sum / self.short.len() as f64;
+        let score = if self.long.len() >= self.cfg.min_history {
+            let (mu, sd) = self.location_spread();
+            let sd = sd.max(self.cfg.std_floor);
+            let p = if sd > 0.0 {
+                gaussian_tail((m - mu) / sd)
+            } else if m > mu {
+                0.0
+            } else {
+                0.5
+            };
+            if self.cfg.log_scale {
+                let d = self.cfg.log_decades;
+                (-(p + 10f64.powf(-d)).log10() / d).clamp(0.0, 1.0)
+            } else {
+                (1.0 - p).clamp(0.0, 1.0)
+            }
+        } else {
+            0.0
+        };
+        self.remember(m);
+        if self.quiet_left > 0 {
+            self.quiet_left -= 1;
+            return 0.0;
+        }
+        if self.cfg.refractory > 0 && score >= self.cfg.fire_level {
+            self.quiet_left = self.cfg.refractory;
+        }
+        score
+    }
+
+    /// Centre and spread of the history: mean and standard deviation, or
+    /// median and 1.4826·MAD (re-estimated every `reestimate_every` rows).
+    fn location_spread(&mut self) -> (f64, f64) {
+        if self.cfg.robust {
+            if self.robust_stats.is_none() || self.since_robust >= self.cfg.reestimate_every {
+                self.since_robust = 0;
+                let mut v: Vec<f64> = self.long.iter().copied().collect();
+                let med = median(&mut v);
+                let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+                self.robust_stats = Some((med, 1.4826 * median(&mut dev)));
+            }
+            self.since_robust += 1;
+            return self.robust_stats.unwrap_or((0.0, 0.0));
+        }
+        let n = self.long.len() as f64;
+        let mean_shift = self.long_sum / n;
+        let var = (self.long_sumsq / n - mean_shift * mean_shift).max(0.0);
+        (mean_shift + self.pivot.unwrap_or(0.0), var.sqrt())
+    }
+
+    fn remember(&mut self, m: f64) {
+        let pivot = *self.pivot.get_or_insert(m);
+        let d = m - pivot;
+        self.long.push_back(m);
+        self.long_sum += d;
+        self.long_sumsq += d * d;
+        if self.long.len() > self.cfg.long_window {
+            if let Some(old) = self.long.pop_front() {
+                let d = old - pivot;
+                self.long_sum -= d;
+                self.long_sumsq -= d * d;
+            }
+        }
+        // Running sums drift; recompute them exactly now and then.
+        self.since_exact += 1;
+        if self.since_exact >= self.cfg.long_window {
+            self.since_exact = 0;
+            self.long_sum = self.long.iter().map(|v| v - pivot).sum();
+            self.long_sumsq = self.long.iter().map(|v| (v - pivot).powi(2)).sum();
+        }
+    }
+}
+
+/// Median of a non-empty slice (mean of the middle two for even lengths);
+/// reorders it.
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(short: usize, long: usize, min: usize) -> PostprocessConfig {
+        PostprocessConfig {
+            prediction_weight: 0.0,
+            log_errors: false,
+            error_floor: 1e-4,
+            short_window: short,
+            long_window: long,
+            min_history: min,
+            std_floor: 0.0,
+            log_scale: false,
+            log_decades: 10.0,
+            refractory: 0,
+            fire_level: 0.5,
+            robust: false,
+            reestimate_every: 1,
+        }
+    }
+
+    /// Within `tol` absolutely, or within the tail fit's relative error
+    /// (1.2e−7) of `b`.
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol.max(2e-7 * b.abs())
+    }
+
+    #[test]
+    fn gaussian_tail_matches_tables() {
+        // Standard normal table values.
+        assert!(close(gaussian_tail(0.0), 0.5, 1e-9));
+        assert!(close(gaussian_tail(1.0), 0.158_655_253_9, 1e-8));
+        assert!(close(gaussian_tail(1.959_963_985), 0.025, 1e-8));
+        assert!(close(gaussian_tail(-1.0), 0.841_344_746_1, 1e-8));
+        // Far tail: Q(6) = 9.8658765e−10, within the fit's relative accuracy.
+        assert!((gaussian_tail(6.0) / 9.865_876_450e-10 - 1.0).abs() < 2e-7);
+    }
+
+    #[test]
+    fn scores_by_hand_without_log_transforms() {
+        let mut p = Postprocessor::new(plain(1, 4, 2)).unwrap();
+        // Fewer than two past means: 0.
+        assert_eq!(p.push(1.0), 0.0);
+        assert_eq!(p.push(3.0), 0.0);
+        // History {1, 3}: μ = 2, σ = 1; m = 2 → z = 0 → 1 − 0.5.
+        assert!(close(p.push(2.0), 0.5, 1e-9));
+        // History {1, 3, 2}: μ = 2, σ = √(2/3); m = 5 → z = 3.674235.
+        // Q(3.674235) = 1.192817e−4.
+        assert!(close(p.push(5.0), 1.0 - 1.192_817e-4, 1e-8));
+        // History {1, 3, 2, 5}: μ = 2.75, σ² = (3.0625+0.0625+0.5625+5.0625)/4
+        // = 2.1875; m = 2.75 → z = 0 → 0.5.
+        assert!(close(p.push(2.75), 0.5, 1e-9));
+        // The window is 4: history is now {3, 2, 5, 2.75}, μ = 3.1875;
+        // m = 3.1875 → 0.5 exactly.
+        assert!(close(p.push(3.1875), 0.5, 1e-9));
+    }
+
+    #[test]
+    fn short_mean_averages_recent_errors() {
+        // short 2: means 1, 2 (of 1,3), 2.5 (of 3,2)... check a hand case.
+        let mut p = Postprocessor::new(plain(2, 10, 2)).unwrap();
+        p.push(1.0); // m = 1
+        p.push(3.0); // m = 2
+                     // history {1, 2}: μ = 1.5, σ = 0.5; m = (3 + 2)/2 = 2.5 → z = 2,
+                     // Q(2) = 0.0227501319.
+        assert!(close(p.push(2.0), 1.0 - 0.022_750_131_9, 1e-8));
+    }
+
+    #[test]
+    fn log_scale_and_log_errors() {
+        let cfg = PostprocessConfig {
+            log_errors: true,
+            error_floor: 1.0,
+            log_scale: true,
+            ..plain(1, 10, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        // x = ln(e + 1): e = e¹ − 1 → 1, e = e³ − 1 → 3.
+        p.push(std::f64::consts::E - 1.0);
+        p.push(3f64.exp() - 1.0);
+        // History {1, 3}; x = 2 → p = 0.5 → −ln(0.5 + 1e−10)/ln(1e10).
+        let s = p.push(2f64.exp() - 1.0);
+        assert!(close(s, 2f64.ln() / 10f64.ln() / 10.0, 1e-8), "{s}");
+        // A far outlier saturates at 1.
+        assert_eq!(p.push(1e30), 1.0);
+        // Non-finite errors score 0 and change nothing.
+        assert_eq!(p.push(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn robust_mode_uses_median_and_mad() {
+        let cfg = PostprocessConfig {
+            robust: true,
+            reestimate_every: 1,
+            ..plain(1, 10, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        for e in [1.0, 2.0, 100.0] {
+            p.push(e);
+        }
+        // History {1, 2, 100}: median 2, |deviations| {1, 0, 98} → MAD 1,
+        // spread 1.4826; m = 2 + 1.4826 → z = 1 (the outlier 100 does not
+        // widen the spread as it would the standard deviation).
+        assert!(close(p.push(3.4826), 1.0 - 0.158_655_253_9, 1e-8));
+        // History {1, 2, 100, 3.4826}: median 2.7413, deviations
+        // {1.7413, 0.7413, 97.2587, 0.7413} → MAD 1.2413; m = 2.7413 → z = 0.
+        assert!(close(p.push(2.7413), 0.5, 1e-8));
+    }
+
+    #[test]
+    fn log_decades_set_where_the_scale_saturates() {
+        let cfg = PostprocessConfig {
+            log_scale: true,
+            log_decades: 2.0,
+            ..plain(1, 10, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        p.push(1.0);
+        p.push(3.0);
+        // μ = 2, σ = 1; m = 2 + 1.959964 → p = 0.025:
+        // −log10(0.025 + 0.01)/2 = 0.727966.
+        assert!(close(p.push(3.959_963_985), 0.727_966_0, 1e-6));
+    }
+
+    #[test]
+    fn refractory_period_silences_rows_after_a_fire() {
+        let cfg = PostprocessConfig {
+            refractory: 2,
+            fire_level: 0.9,
+            ..plain(1, 100, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        for e in [1.0, 3.0, 2.0] {
+            p.push(e);
+        }
+        assert!(p.push(50.0) > 0.9);
+        assert_eq!(p.push(100.0), 0.0);
+        assert_eq!(p.push(200.0), 0.0);
+        assert!(p.push(1000.0) > 0.9, "the period is over");
+    }
+
+    #[test]
+    fn std_floor_bounds_the_deviation() {
+        let cfg = PostprocessConfig {
+            std_floor: 1.0,
+            ..plain(1, 10, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        p.push(2.0);
+        p.push(2.0);
+        // σ = 0 floored to 1: m = 3 → z = 1.
+        assert!(close(p.push(3.0), 1.0 - 0.158_655_253_9, 1e-8));
+    }
+
+    #[test]
+    fn combine_and_validation() {
+        let cfg = PostprocessConfig {
+            prediction_weight: 0.5,
+            ..PostprocessConfig::default()
+        };
+        assert_eq!(cfg.combine(1.0, Some(4.0)), 3.0);
+        assert_eq!(cfg.combine(1.0, None), 1.0);
+        assert!(Postprocessor::new(PostprocessConfig::default()).is_ok());
+        let bad = PostprocessConfig {
+            long_window: 5,
+            min_history: 10,
+            ..PostprocessConfig::default()
+        };
+        assert_eq!(Postprocessor::new(bad).unwrap_err().field, "long_window");
+        let bad = PostprocessConfig {
+            short_window: 0,
+            ..PostprocessConfig::default()
+        };
+        assert_eq!(Postprocessor::new(bad).unwrap_err().field, "short_window");
+    }
+}
