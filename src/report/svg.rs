@@ -117,34 +117,7 @@ pub fn line_chart(c: &LineChart) -> String {
     }
 
     // Axes and grid.
-    for (v, label) in &y_ticks {
-        let py = map.py(*v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{PLOT_X0:.1}" y1="{py:.1}" x2="{PLOT_X1:.1}" y2="{py:.1}" stroke="#e0e0e0"/>"##
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            PLOT_X0 - 6.0,
-            py + 4.0,
-            escape(label)
-        );
-    }
-    for (v, label) in &x_ticks {
-        let px = map.px(*v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{px:.1}" y1="{PLOT_Y1:.1}" x2="{px:.1}" y2="{:.1}" stroke="#333"/>"##,
-            PLOT_Y1 + 5.0
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            PLOT_Y1 + 19.0,
-            escape(label)
-        );
-    }
+    draw_ticks(&mut out, &map, &x_ticks, &y_ticks);
     frame(&mut out);
 
     // Series: one polyline per run of usable points.
@@ -285,34 +258,7 @@ pub fn histogram(
 
     let mut out = String::with_capacity(8 * 1024);
     open_svg(&mut out, title, x_label, "count");
-    for (v, label) in &y_ticks {
-        let py = map.py(*v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{PLOT_X0:.1}" y1="{py:.1}" x2="{PLOT_X1:.1}" y2="{py:.1}" stroke="#e0e0e0"/>"##
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            PLOT_X0 - 6.0,
-            py + 4.0,
-            escape(label)
-        );
-    }
-    for (v, label) in &x_ticks {
-        let px = map.px(*v);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{px:.1}" y1="{PLOT_Y1:.1}" x2="{px:.1}" y2="{:.1}" stroke="#333"/>"##,
-            PLOT_Y1 + 5.0
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            PLOT_Y1 + 19.0,
-            escape(label)
-        );
-    }
+    draw_ticks(&mut out, &map, &x_ticks, &y_ticks);
     let width = h.bin_width();
     for (i, &count) in h.counts.iter().enumerate() {
         if count == 0 {
@@ -571,6 +517,43 @@ fn time_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
             Some((ms, dt.format(fmt).to_string()))
         })
         .collect()
+}
+
+/// Tick lines and labels of both axes.
+fn draw_ticks(
+    out: &mut String,
+    map: &Mapping,
+    x_ticks: &[(f64, String)],
+    y_ticks: &[(f64, String)],
+) {
+    for (v, label) in y_ticks {
+        let py = map.py(*v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{PLOT_X0:.1}" y1="{py:.1}" x2="{PLOT_X1:.1}" y2="{py:.1}" stroke="#e0e0e0"/>"##
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            PLOT_X0 - 6.0,
+            py + 4.0,
+            escape(label)
+        );
+    }
+    for (v, label) in x_ticks {
+        let px = map.px(*v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{px:.1}" y1="{PLOT_Y1:.1}" x2="{px:.1}" y2="{:.1}" stroke="#333"/>"##,
+            PLOT_Y1 + 5.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            PLOT_Y1 + 19.0,
+            escape(label)
+        );
+    }
 }
 
 /// The document head: canvas, background, title and axis labels.
