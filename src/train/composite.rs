@@ -89,13 +89,9 @@ fn decoder_forward<A: Real>(
 
 /// The per-step dense layer over all steps at once.
 fn dense<A: Real>(d: &DecoderParams<A>, h: ArrayView3<'_, A>) -> Array3<A> {
-    let (steps, batch, hidden) = h.dim();
+    let (steps, batch, _) = h.dim();
     let features = d.w_out.ncols();
-    let h2 = h.as_standard_layout();
-    let h2 = h2
-        .view()
-        .into_shape_with_order((steps * batch, hidden))
-        .expect("standard layout reshapes");
+    let h2 = lstm::step_rows(h);
     let mut y = d
         .b_out
         .broadcast((steps * batch, features))
@@ -137,11 +133,7 @@ fn decoder_backward<A: Real>(
         .into_shape_with_order((steps * batch, features))
         .expect("loss gradient is contiguous");
     let h = run.trace.outputs();
-    let h2 = h.as_standard_layout();
-    let h2 = h2
-        .view()
-        .into_shape_with_order((steps * batch, hidden))
-        .expect("standard layout reshapes");
+    let h2 = lstm::step_rows(h);
     general_mat_mul(A::one(), &h2.t(), &dy2, A::one(), &mut g.w_out);
     g.b_out += &dy2.sum_axis(Axis(0));
     // Row-major on purpose: `dot` may pick column-major output for thin

@@ -10,7 +10,7 @@
 //! gates in ONNX order `[i, o, f, c]`, activation `g = h = tanh | relu`.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, Ix2};
 
 use crate::model::params::LstmParams;
 use crate::model::Activation;
@@ -185,12 +185,7 @@ pub fn forward<A: Real>(
     // Input projections that do not depend on the recurrence, for all steps.
     match input {
         Input::Sequence(x) => {
-            let i = x.len_of(Axis(2));
-            let x2 = x.as_standard_layout();
-            let x2 = x2
-                .view()
-                .into_shape_with_order((steps * batch, i))
-                .expect("standard layout reshapes");
+            let x2 = step_rows(*x);
             let mut g2 = tr
                 .gates
                 .view_mut()
@@ -224,6 +219,22 @@ pub fn forward<A: Real>(
         step_forward(p, a, &mut tr, t);
     }
     tr
+}
+
+/// A time-major `[T, B, N]` tensor as `[T·B, N]` rows, so that one matrix
+/// product covers every step; copies only when the view is not contiguous.
+pub fn step_rows<A: Clone>(x: ArrayView3<'_, A>) -> CowArray<'_, A, Ix2> {
+    let (steps, batch, n) = x.dim();
+    let rows = (steps * batch, n);
+    match x.into_shape_with_order(rows) {
+        Ok(v) => CowArray::from(v),
+        Err(_) => CowArray::from(
+            x.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(rows)
+                .expect("a standard-layout array reshapes"),
+        ),
+    }
 }
 
 /// Step `t`: adds the recurrence `h_{t-1}·w_h` to the gates already holding
@@ -345,12 +356,7 @@ pub fn backward<A: Real>(
     let dg2 = recurrent_grads(tr, &dgates, grads);
     let dinput = match input {
         Input::Sequence(x) => {
-            let i = x.len_of(Axis(2));
-            let x2 = x.as_standard_layout();
-            let x2 = x2
-                .view()
-                .into_shape_with_order((steps * batch, i))
-                .expect("standard layout reshapes");
+            let x2 = step_rows(*x);
             general_mat_mul(A::one(), &x2.t(), &dg2, A::one(), &mut grads.w_x);
             None
         }
