@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::Settings;
+use crate::config::{AnomalyRule, Settings};
 use crate::infer::{score, OnnxBackend};
 use crate::model::{Activation, Bundle, DecoderInput, Mode};
 use crate::train::fit::{EpochStats, Progress};
@@ -455,7 +455,11 @@ fn score_cmd(a: ScoreArgs) -> Result<()> {
     let bundle = Bundle::open(&a.model)?;
     let series = score::load_for_bundle(&bundle, &a.file, &pipeline::csv_options(&s))?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
-    let scored = score::score_series(&bundle, &mut backend, series)?;
+    let rule = score::Rule {
+        rule: s.anomalies.rule,
+        likelihood_threshold: s.anomalies.likelihood_threshold,
+    };
+    let scored = score::score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
     let out = a.out.unwrap_or_else(|| {
         let stem = a
             .file
@@ -482,23 +486,36 @@ fn score_cmd(a: ScoreArgs) -> Result<()> {
         .filter(|&r| scored.is_anomaly(r) == Some(true))
         .count();
     let stretches = scored.anomalous_stretches();
+    let rule = match s.anomalies.rule {
+        AnomalyRule::Threshold => format!("score ≥ threshold {:.5}", scored.threshold),
+        AnomalyRule::Likelihood => format!("likelihood ≥ {}", s.anomalies.likelihood_threshold),
+    };
     println!(
-        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretches (threshold {:.5})",
+        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretches ({rule})",
         a.file.display(),
         bundle.manifest.model_id,
         bundle.manifest.model_version,
         stretches.len(),
-        scored.threshold
     );
     for (from, to) in stretches.iter().take(20) {
-        let peak = (*from..=*to)
-            .filter_map(|r| scored.normalized(r))
-            .fold(0.0f32, f32::max);
+        let peak = match s.anomalies.rule {
+            AnomalyRule::Threshold => {
+                let p = (*from..=*to)
+                    .filter_map(|r| scored.normalized(r))
+                    .fold(0.0f32, f32::max);
+                format!("peak {p:.2}× threshold")
+            }
+            AnomalyRule::Likelihood => {
+                let p = (*from..=*to)
+                    .filter_map(|r| scored.likelihood[r])
+                    .fold(0.0f64, f64::max);
+                format!("peak likelihood {p:.3}")
+            }
+        };
         println!(
-            "  {} .. {}  peak {:.2}× threshold",
+            "  {} .. {}  {peak}",
             crate::data::format_timestamp(scored.series.timestamps[*from]),
             crate::data::format_timestamp(scored.series.timestamps[*to]),
-            peak
         );
     }
     if stretches.len() > 20 {

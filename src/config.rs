@@ -281,10 +281,35 @@ impl Default for WindowingSettings {
     }
 }
 
+/// Default `anomalies.likelihood_threshold`: with the default
+/// `[postprocess]` settings, NAB's sweep picks 0.3501 for all three profiles
+/// in `lstm-ae eval nab` — every window that reaches `postprocess.fire_level`
+/// (0.35) and starts a refractory period (README, *Evaluation on NAB*).
+pub const LIKELIHOOD_THRESHOLD: f64 = 0.35;
+
+/// What makes a window anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyRule {
+    /// `score / threshold >= 1`, with the threshold calibrated at training.
+    #[default]
+    Threshold,
+    /// The key's anomaly likelihood (`[postprocess]`, as in `lstm-ae eval
+    /// nab`) `>= likelihood_threshold`.
+    Likelihood,
+}
+
 /// What goes on the anomalies topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalySettings {
+    /// `threshold` (calibrated reconstruction-error threshold, no per-key
+    /// state) or `likelihood` (per-key anomaly likelihood from `[postprocess]`;
+    /// memory per key grows to about 8 bytes × `postprocess.long_window`).
+    pub rule: AnomalyRule,
+    /// With `rule = "likelihood"`: the likelihood at or above which a window
+    /// is anomalous.
+    pub likelihood_threshold: f64,
     /// (step, feature) cells with the largest squared error listed per anomaly.
     pub top_contributors: usize,
     /// Storm rule: publish only after this many consecutive anomalous windows of a key.
@@ -296,6 +321,8 @@ pub struct AnomalySettings {
 impl Default for AnomalySettings {
     fn default() -> Self {
         AnomalySettings {
+            rule: AnomalyRule::Threshold,
+            likelihood_threshold: LIKELIHOOD_THRESHOLD,
             top_contributors: 5,
             min_consecutive: 1,
             cooldown_windows: 0,
@@ -443,6 +470,13 @@ impl Settings {
         if self.windowing.max_keys == 0 {
             return bad("windowing.max_keys", "must be at least 1");
         }
+        let lt = self.anomalies.likelihood_threshold;
+        if !(lt > 0.0 && lt <= 1.0) {
+            return bad(
+                "anomalies.likelihood_threshold",
+                "must be in (0, 1]: likelihoods are in [0, 1]",
+            );
+        }
         if self.anomalies.min_consecutive == 0 {
             return bad("anomalies.min_consecutive", "must be at least 1");
         }
@@ -525,6 +559,33 @@ mod tests {
                 .map(String::as_str),
             Some("SASL_SSL")
         );
+    }
+
+    #[test]
+    fn the_serve_example_loads_and_documents_the_defaults() {
+        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/serve.example.toml");
+        let s = Settings::load_with_env(Some(&f), no_env()).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.anomalies, d.anomalies);
+        assert_eq!(s.postprocess, d.postprocess);
+        assert_eq!(s.windowing, d.windowing);
+    }
+
+    #[test]
+    fn the_anomaly_rule_is_chosen_by_name_and_its_threshold_checked() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let s =
+            Settings::load_with_env(None, env("LSTM_AE__ANOMALIES__RULE", "likelihood")).unwrap();
+        assert_eq!(s.anomalies.rule, AnomalyRule::Likelihood);
+        let e = Settings::load_with_env(None, env("LSTM_AE__ANOMALIES__RULE", "fancy"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fancy"), "{e}");
+        let e =
+            Settings::load_with_env(None, env("LSTM_AE__ANOMALIES__LIKELIHOOD_THRESHOLD", "1.5"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("anomalies.likelihood_threshold"), "{e}");
     }
 
     #[test]

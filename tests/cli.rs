@@ -58,7 +58,7 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("timestamp,value,score,normalized_score,is_anomaly")
+        Some("timestamp,value,score,normalized_score,anomaly_likelihood,is_anomaly")
     );
     let rows: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(str::to_string).collect())
@@ -70,7 +70,7 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
     let anomalous: Vec<usize> = rows
         .iter()
         .enumerate()
-        .filter(|(_, r)| r[4] == "true")
+        .filter(|(_, r)| r[5] == "true")
         .map(|(i, _)| i)
         .collect();
     // Windows ending at rows 1500..1525 contain the spike.
@@ -93,8 +93,43 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
     for r in &rows[15..] {
         let (s, n): (f64, f64) = (r[2].parse().unwrap(), r[3].parse().unwrap());
         assert!((s / threshold - n).abs() <= 1e-4 * n.abs().max(1.0));
-        assert_eq!(r[4] == "true", n >= 1.0);
+        assert_eq!(r[5] == "true", n >= 1.0);
+        let l: f64 = r[4].parse().unwrap();
+        assert!((0.0..=1.0).contains(&l), "likelihood {l}");
     }
+
+    // Under the likelihood rule, is_anomaly follows the likelihood: the
+    // spike stands out against the sine's own error history.
+    let out = run(
+        &[
+            "score",
+            "--model",
+            bundle.to_str().unwrap(),
+            test.to_str().unwrap(),
+            "--out",
+            scored.to_str().unwrap(),
+        ],
+        &[("LSTM_AE__ANOMALIES__RULE", "likelihood")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(&scored).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let mut flagged = vec![];
+    for (i, r) in rows.iter().enumerate().skip(15) {
+        let l: f64 = r[4].parse().unwrap();
+        assert_eq!(r[5] == "true", l >= 0.35, "row {i}: likelihood {l}");
+        if l >= 0.35 {
+            flagged.push(i);
+        }
+    }
+    assert!(
+        flagged.iter().any(|&r| (1500..1525).contains(&r)),
+        "the likelihood flags the spike: {flagged:?}"
+    );
     assert!(scored.with_extension("svg").exists());
 
     let out = run(&["inspect", bundle.to_str().unwrap()], &[]);

@@ -4,15 +4,18 @@
 //! gives; bad messages go to the dead-letter topic with their reason; the
 //! `/metrics` scrape agrees with what was sent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lstm_ae::config::Settings;
+use lstm_ae::config::{AnomalyRule, Settings};
+use lstm_ae::data::Series;
+use lstm_ae::infer::score::{score_series, Rule};
 use lstm_ae::infer::{BackendOptions, OnnxBackend};
 use lstm_ae::model::Bundle;
+use lstm_ae::stream::codec::format_ts_ms;
 use lstm_ae::telemetry::Metrics;
-use ndarray::Array3;
+use ndarray::{Array2, Array3};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
@@ -79,16 +82,13 @@ async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn points_become_scored_windows_and_bad_messages_dead_letters() {
-    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
-    let bundle = Bundle::open(&model_dir).unwrap();
-    let t = bundle.manifest.spec.window;
-
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
+/// Settings for the daemon against the mock cluster, with the topics created.
+fn mock_settings(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    model_dir: &Path,
+) -> Settings {
     let mut s = Settings::default();
-    s.kafka.brokers = brokers.clone();
+    s.kafka.brokers = cluster.bootstrap_servers();
     s.kafka.group_id = "it".into();
     s.kafka.inputs[0].topic = "points".into();
     s.serve.model = model_dir.to_string_lossy().into_owned();
@@ -102,17 +102,27 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
     ] {
         cluster.create_topic(topic, 1, 1).unwrap();
     }
+    s
+}
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let t0 = 1_700_000_000_000i64;
-    for i in 0..POINTS {
-        for k in 0..KEYS {
+const T0: i64 = 1_700_000_000_000;
+
+fn ts(i: usize) -> i64 {
+    T0 + 60_000 * i as i64
+}
+
+/// Sends `n` points of each of `keys` keys, interleaved, to `points`.
+async fn send_points(
+    producer: &FutureProducer,
+    keys: usize,
+    n: usize,
+    value: impl Fn(usize, usize) -> f32,
+) {
+    for i in 0..n {
+        for k in 0..keys {
             let body = format!(
                 r#"{{"key":"key-{k}","ts":{},"value":{}}}"#,
-                t0 + 60_000 * i as i64,
+                ts(i),
                 value(k, i)
             );
             producer
@@ -126,6 +136,79 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
                 .unwrap();
         }
     }
+}
+
+/// A daemon running in this process until stopped.
+struct Running {
+    metrics: Metrics,
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    daemon: tokio::task::JoinHandle<Result<lstm_ae::serve::Summary, lstm_ae::serve::ServeError>>,
+}
+
+async fn start(s: &Settings) -> Running {
+    let metrics = Metrics::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn(lstm_ae::serve::run::serve_with(
+        s.clone(),
+        metrics.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        move |a| {
+            let _ = addr_tx.send(a);
+        },
+    ));
+    let addr = addr_rx.await.unwrap();
+    Running {
+        metrics,
+        addr,
+        stop,
+        daemon,
+    }
+}
+
+impl Running {
+    /// Waits until `total` messages are consumed and nothing is in flight.
+    async fn wait_consumed(&self, total: u64) {
+        let consumed = self
+            .metrics
+            .messages_consumed
+            .with_label_values(&["points"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while consumed.get() < total || self.metrics.windows_in_flight.get() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "consumed {} of {total}",
+                consumed.get()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the daemon and checks that it drained.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        let summary = self.daemon.await.unwrap().unwrap();
+        assert!(summary.drained);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_become_scored_windows_and_bad_messages_dead_letters() {
+    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+    let bundle = Bundle::open(&model_dir).unwrap();
+    let t = bundle.manifest.spec.window;
+
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let s = mock_settings(&cluster, &model_dir);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    send_points(&producer, KEYS, POINTS, value).await;
     let bad: Vec<(&str, &str)> = vec![
         ("not json", "invalid_json"),
         (
@@ -150,30 +233,9 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
     }
     let total = (KEYS * POINTS + bad.len()) as u64;
 
-    let metrics = Metrics::new();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let daemon = tokio::spawn(lstm_ae::serve::run::serve_with(
-        s.clone(),
-        metrics.clone(),
-        async {
-            let _ = stopped.await;
-        },
-        move |a| {
-            let _ = addr_tx.send(a);
-        },
-    ));
-    let addr = addr_rx.await.unwrap();
-    let consumed = metrics.messages_consumed.with_label_values(&["points"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while consumed.get() < total || metrics.windows_in_flight.get() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "consumed {} of {total}",
-            consumed.get()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let daemon = start(&s).await;
+    daemon.wait_consumed(total).await;
+    let addr = daemon.addr;
     assert!(scrape(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
     let text = scrape(addr, "/metrics").await;
     let windows = KEYS * (POINTS - t + 1);
@@ -195,9 +257,7 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
             "{kind}: {text}"
         );
     }
-    stop.send(()).unwrap();
-    let summary = daemon.await.unwrap().unwrap();
-    assert!(summary.drained);
+    daemon.stop().await;
 
     // Exactly the expected windows, each once, with offline scores.
     let emb = drain_topic(&brokers, &s.kafka.embeddings_topic, windows).await;
@@ -230,7 +290,7 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
         let x = Array3::from_shape_fn((n, t, 1), |(w, i, _)| value(k, w + i));
         let scores = backend.run(x.view()).unwrap().score.unwrap();
         for w in 0..n {
-            let end = lstm_ae::stream::codec::format_ts_ms(t0 + 60_000 * (w + t - 1) as i64);
+            let end = format_ts_ms(ts(w + t - 1));
             let daemon_score = got[&(format!("key-{k}"), end.clone())];
             assert!(
                 (daemon_score - scores[w] as f64).abs() <= 1e-4,
@@ -260,4 +320,118 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
             "{kind}"
         );
     }
+}
+
+/// The spike in key 1 of the likelihood test.
+const SPIKE: std::ops::Range<usize> = 250..254;
+
+fn spiky(key: usize, i: usize) -> f32 {
+    value(key, i)
+        + if key == 1 && SPIKE.contains(&i) {
+            25.0
+        } else {
+            0.0
+        }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
+    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+    let bundle = Bundle::open(&model_dir).unwrap();
+    let t = bundle.manifest.spec.window;
+    let (keys, n) = (2, 320);
+
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut s = mock_settings(&cluster, &model_dir);
+    s.anomalies.rule = AnomalyRule::Likelihood;
+    // A short history, so that the likelihood has something to say within a
+    // few hundred windows.
+    s.postprocess.min_history = 30;
+    s.postprocess.long_window = 200;
+    s.postprocess.short_window = 3;
+    s.postprocess.refractory = 10;
+    s.validate().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    send_points(&producer, keys, n, spiky).await;
+    let daemon = start(&s).await;
+    daemon.wait_consumed((keys * n) as u64).await;
+    let text = scrape(daemon.addr, "/metrics").await;
+    assert!(text.contains("lstm_ae_likelihood_keys 2"), "{text}");
+    daemon.stop().await;
+
+    let windows = keys * (n - t + 1);
+    let emb = drain_topic(&brokers, &s.kafka.embeddings_topic, windows).await;
+    assert_eq!(emb.len(), windows);
+    let mut got: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for (_, payload, _) in &emb {
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        got.insert(
+            (
+                v["key"].as_str().unwrap().to_string(),
+                v["window_end_ts"].as_str().unwrap().to_string(),
+            ),
+            v["anomaly_likelihood"]
+                .as_f64()
+                .expect("a likelihood on every window"),
+        );
+    }
+
+    // Offline: each key's series through `lstm-ae score`'s row-indexed path.
+    let mut backend =
+        OnnxBackend::load_from_memory(&bundle.onnx, &BackendOptions::default()).unwrap();
+    let rule = Rule {
+        rule: AnomalyRule::Likelihood,
+        likelihood_threshold: s.anomalies.likelihood_threshold,
+    };
+    let mut flagged = BTreeSet::new();
+    for k in 0..keys {
+        let series = Series {
+            path: format!("key-{k}.csv").into(),
+            timestamps: (0..n).map(ts).collect(),
+            feature_names: vec!["value".into()],
+            values: Array2::from_shape_fn((n, 1), |(i, _)| spiky(k, i)),
+            sha256: String::new(),
+            filled: 0,
+        };
+        let offline = score_series(&bundle, &mut backend, series, &s.postprocess, rule).unwrap();
+        for row in t - 1..n {
+            let key = (format!("key-{k}"), format_ts_ms(ts(row)));
+            let want = offline.likelihood[row].unwrap();
+            assert!(
+                (got[&key] - want).abs() <= 1e-3,
+                "{key:?}: daemon {}, offline {want}",
+                got[&key]
+            );
+            if offline.is_anomaly(row) == Some(true) {
+                flagged.insert(key);
+            }
+        }
+    }
+    let spike_ends: BTreeSet<_> = SPIKE
+        .map(|i| ("key-1".to_string(), format_ts_ms(ts(i))))
+        .collect();
+    assert!(
+        !flagged.is_disjoint(&spike_ends),
+        "the spike is flagged: {flagged:?}"
+    );
+    let anomalies = drain_topic(&brokers, &s.kafka.anomalies_topic, flagged.len()).await;
+    let published: BTreeSet<(String, String)> = anomalies
+        .iter()
+        .map(|(_, p, _)| {
+            let v: serde_json::Value = serde_json::from_slice(p).unwrap();
+            assert!(v["anomaly_likelihood"].as_f64().unwrap() >= s.anomalies.likelihood_threshold);
+            (
+                v["key"].as_str().unwrap().to_string(),
+                v["window_end_ts"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        published, flagged,
+        "exactly the windows at or above the likelihood threshold are published"
+    );
 }

@@ -23,7 +23,7 @@ use crate::config::ModelSettings;
 use crate::data::{self, CsvOptions, Scaler, ScalerKind, TimestampOrder};
 use crate::eval::nab::{self, FileScores, NabError, ProfileReport, ResultRow};
 use crate::model::{DecoderInput, Mode, ModelSpec, Params};
-use crate::score::{PostprocessConfig, PostprocessError, Postprocessor};
+use crate::score::{prediction_errors, PostprocessConfig, PostprocessError, Postprocessor};
 use crate::train::composite;
 use crate::train::fit::{self, Dataset, Quiet, TrainOptions};
 
@@ -268,7 +268,8 @@ pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores,
         epochs: cfg.retrain.epochs.max(1),
         ..opts.clone()
     };
-    // forecasts[e][k]: the forecast of row e + 1 + k from the window ending at e.
+    // forecasts[e][k·F + f]: the forecast of row e + 1 + k, feature f, from
+    // the window ending at e.
     let mut forecasts: Vec<Option<Vec<f32>>> = vec![None; n];
     for (i, seg) in bounds.windows(2).enumerate() {
         let (lo, hi) = (seg[0], seg[1]);
@@ -292,26 +293,12 @@ pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores,
             }
             if let Some(pred) = &fw.prediction {
                 for (b, &e) in chunk.iter().enumerate() {
-                    forecasts[e] = Some(pred.slice(s![.., b, 0]).to_vec());
+                    forecasts[e] = Some(pred.slice(s![.., b, ..]).iter().copied().collect());
                 }
             }
         }
     }
-    for row in 0..n {
-        let mut sum = 0.0;
-        let mut count = 0usize;
-        for k in 1..=p {
-            let Some(end) = row.checked_sub(k) else { break };
-            if let Some(f) = &forecasts[end] {
-                let d = f64::from(f[k - 1] - scaled[[row, 0]]);
-                sum += d * d;
-                count += 1;
-            }
-        }
-        if count > 0 {
-            out.prediction[row] = sum / count as f64;
-        }
-    }
+    out.prediction = prediction_errors(&forecasts, scaled.view(), p);
     let mut post = Postprocessor::new(cfg.postprocess.clone())?;
     for row in 0..n {
         let rec = out.reconstruction[row];

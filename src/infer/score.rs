@@ -1,12 +1,15 @@
 //! Offline scoring (`lstm-ae score`): every window of a CSV through a
 //! bundle's model in ONNX Runtime, one score per row (the window ending at
-//! that row), normalised by the bundle's threshold.
+//! that row), normalised by the bundle's threshold, and the series' anomaly
+//! likelihood (`[postprocess]`, as the daemon computes it per key).
 
 use std::path::Path;
 
+use crate::config::AnomalyRule;
 use crate::data::{self, CsvOptions, DataError, Series};
 use crate::infer::{Backend, InferError};
 use crate::model::Bundle;
+use crate::score::{prediction_errors, PostprocessConfig, PostprocessError, Postprocessor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -32,6 +35,8 @@ pub enum ScoreError {
     NoScore(String),
     #[error("the model returned no `score` output")]
     MissingScore,
+    #[error(transparent)]
+    Postprocess(#[from] PostprocessError),
 }
 
 /// Scores of a whole series; index = row. Rows before the first full window
@@ -40,6 +45,17 @@ pub struct Scored {
     pub series: Series,
     pub scores: Vec<Option<f32>>,
     pub threshold: f32,
+    /// Anomaly likelihood per row, from the `[postprocess]` state machine.
+    pub likelihood: Vec<Option<f64>>,
+    /// Which of the two decides [`Scored::is_anomaly`].
+    pub rule: Rule,
+}
+
+/// The anomaly decision, as `[anomalies]` configures the daemon's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rule {
+    pub rule: AnomalyRule,
+    pub likelihood_threshold: f64,
 }
 
 impl Scored {
@@ -48,7 +64,12 @@ impl Scored {
     }
 
     pub fn is_anomaly(&self, row: usize) -> Option<bool> {
-        self.normalized(row).map(|n| n >= 1.0)
+        match self.rule.rule {
+            AnomalyRule::Threshold => self.normalized(row).map(|n| n >= 1.0),
+            AnomalyRule::Likelihood => {
+                self.likelihood[row].map(|l| l >= self.rule.likelihood_threshold)
+            }
+        }
     }
 
     /// `(first row, last row)` of each run of anomalous rows.
@@ -105,6 +126,8 @@ pub fn score_series(
     bundle: &Bundle,
     backend: &mut dyn Backend,
     series: Series,
+    post: &PostprocessConfig,
+    rule: Rule,
 ) -> Result<Scored, ScoreError> {
     let m = &bundle.manifest;
     if !m.spec.mode.has_reconstruction() {
@@ -121,29 +144,55 @@ pub fn score_series(
     }
     let starts = data::window_starts(0, series.rows(), t, 0, 1);
     let mut scores = vec![None; series.rows()];
+    // forecasts[e]: the P × F forecast (raw) of the window ending at row e.
+    let mut forecasts: Vec<Option<Vec<f32>>> = vec![None; series.rows()];
     for chunk in starts.chunks(BATCH) {
         let x = data::gather_batch_major(series.values.view(), chunk, t);
         let out = backend.infer(x.view())?;
         let s = out.score.ok_or(ScoreError::MissingScore)?;
-        for (&start, &v) in chunk.iter().zip(s.iter()) {
+        for (b, (&start, &v)) in chunk.iter().zip(s.iter()).enumerate() {
             scores[start + t - 1] = Some(v);
+            if let Some(p) = &out.prediction {
+                forecasts[start + t - 1] =
+                    Some(p.index_axis(ndarray::Axis(0), b).iter().copied().collect());
+            }
         }
     }
+    // The likelihood works in scaled units, like the model's score.
+    let scaled = m.scaler.transform(series.values.view());
+    let f = m.spec.features;
+    for fc in forecasts.iter_mut().flatten() {
+        for (i, v) in fc.iter_mut().enumerate() {
+            *v = (*v - m.scaler.offset[i % f]) * m.scaler.scale[i % f];
+        }
+    }
+    let prediction = prediction_errors(&forecasts, scaled.view(), m.spec.target_horizon());
+    let mut pp = Postprocessor::new(post.clone())?;
+    let likelihood = scores
+        .iter()
+        .zip(&prediction)
+        .map(|(s, &p)| {
+            s.map(|s| pp.push(post.combine(f64::from(s), Some(p).filter(|p| p.is_finite()))))
+        })
+        .collect();
     Ok(Scored {
         series,
         scores,
         threshold: m.threshold.value,
+        likelihood,
+        rule,
     })
 }
 
-/// Writes `timestamp, <features…>, score, normalized_score, is_anomaly`.
+/// Writes `timestamp, <features…>, score, normalized_score,
+/// anomaly_likelihood, is_anomaly` (under the configured rule).
 pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
     let s = &scored.series;
     writeln!(
         w,
-        "timestamp,{},score,normalized_score,is_anomaly",
+        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly",
         s.feature_names.join(",")
     )?;
     for row in 0..s.rows() {
@@ -151,14 +200,14 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
         for v in s.values.row(row) {
             write!(w, ",{v}")?;
         }
-        match scored.scores[row] {
-            Some(sc) => writeln!(
+        match (scored.scores[row], scored.likelihood[row]) {
+            (Some(sc), Some(l)) => writeln!(
                 w,
-                ",{sc},{},{}",
+                ",{sc},{},{l},{}",
                 sc / scored.threshold,
-                sc / scored.threshold >= 1.0
+                scored.is_anomaly(row) == Some(true)
             )?,
-            None => writeln!(w, ",,,")?,
+            _ => writeln!(w, ",,,,")?,
         }
     }
     w.flush()

@@ -196,7 +196,9 @@ impl Postprocessor {
         cfg.validate()?;
         Ok(Postprocessor {
             short: VecDeque::with_capacity(cfg.short_window + 1),
-            long: VecDeque::with_capacity(cfg.long_window + 1),
+            // Grown on demand: the daemon keeps one per key, most of which
+            // never fill a long history.
+            long: VecDeque::new(),
             cfg,
             short_sum: 0.0,
             long_sum: 0.0,

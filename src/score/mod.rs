@@ -1,10 +1,15 @@
 //! Streaming post-processing of the model's raw window errors into anomaly
-//! scores in `[0, 1]`, shared by the NAB evaluation and (later) the daemon.
+//! scores in `[0, 1]`, shared by the NAB evaluation, `lstm-ae score` and the
+//! daemon.
 //!
 //! - [`likelihood`]: the per-key state machine ([`Postprocessor`]) and its
 //!   serde-deserialisable configuration ([`PostprocessConfig`]), whose
-//!   defaults are the configuration measured best on NAB.
+//!   defaults are the configuration measured best on NAB;
+//! - [`keyed`]: one post-processor per series key with bounded memory, and
+//!   the prediction error of a window from earlier windows' forecasts.
 
+pub mod keyed;
 pub mod likelihood;
 
+pub use keyed::{prediction_errors, KeyedLikelihood, WindowErrors};
 pub use likelihood::{gaussian_tail, PostprocessConfig, PostprocessError, Postprocessor};

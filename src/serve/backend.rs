@@ -50,6 +50,10 @@ pub fn run(
                 score: score[i],
                 embedding: emb.row(i).to_vec(),
                 squared_error: se.index_axis(ndarray::Axis(0), i).iter().copied().collect(),
+                prediction: out
+                    .prediction
+                    .as_ref()
+                    .map(|p| p.index_axis(ndarray::Axis(0), i).iter().copied().collect()),
                 job,
             });
         }

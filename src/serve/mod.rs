@@ -35,9 +35,10 @@ use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::config::Settings;
+use crate::config::{AnomalyRule, Settings};
 use crate::infer::{Backend, OnnxBackend};
 use crate::model::Bundle;
+use crate::score::KeyedLikelihood;
 use crate::stream::batcher::Batcher;
 use crate::stream::codec::{self, DeadLetterHeaders, Decoded, Format, SourceRef};
 use crate::stream::offsets::{Hold, OffsetTracker};
@@ -68,6 +69,8 @@ pub struct Scored {
     pub score: f32,
     pub embedding: Vec<f32>,
     pub squared_error: Vec<f32>,
+    /// `P × F` raw forecast of the next points, when the model predicts.
+    pub prediction: Option<Vec<f32>>,
 }
 
 /// Holds to release: every output of their message(s) is acknowledged.
@@ -189,11 +192,25 @@ pub async fn run(
         .spawn(move || backend::run(boxed, t, f, batch_rx, scored_tx, infer_metrics))
         .map_err(|e| ServeError::Pipeline(format!("cannot start the inference thread: {e}")))?;
     let manifest = Arc::new(bundle.manifest.clone());
+    let likelihood = match settings.anomalies.rule {
+        AnomalyRule::Threshold => None,
+        AnomalyRule::Likelihood => Some(
+            KeyedLikelihood::new(
+                settings.postprocess.clone(),
+                spec.target_horizon(),
+                f,
+                settings.windowing.max_keys,
+                settings.windowing.key_ttl_ms,
+            )
+            .map_err(|e| ServeError::Pipeline(e.to_string()))?,
+        ),
+    };
     let mut sink = tokio::spawn(sink::run(
         scored_rx,
         producer.clone(),
         k.clone(),
         settings.anomalies.clone(),
+        likelihood,
         manifest,
         ack_tx,
         metrics.clone(),

@@ -1,7 +1,9 @@
 //! The sink: turns scored windows into output messages (embeddings,
 //! anomalies, optional scores), produces them, and once the broker has
 //! acknowledged every output of a window, hands the window's offset holds
-//! back to the ingest loop. The alert-storm rule lives here.
+//! back to the ingest loop. The anomaly decision (calibrated threshold or
+//! per-key likelihood) and the alert-storm rule live here; windows arrive in
+//! order per key (one inference thread), which both rely on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{Ack, Scored};
-use crate::config::{AnomalySettings, KafkaSettings};
+use crate::config::{AnomalyRule, AnomalySettings, KafkaSettings};
 use crate::model::Manifest;
+use crate::score::{KeyedLikelihood, WindowErrors};
 use crate::stream::codec::{format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord};
 use crate::telemetry::Metrics;
 
@@ -82,6 +85,25 @@ async fn enqueue(
     }
 }
 
+/// The window's errors in scaled units, as the likelihood needs them: the
+/// model's score is already scaled; its last point and forecast are raw.
+fn window_errors<'a>(s: &'a Scored, m: &Manifest) -> WindowErrors<'a> {
+    let f = m.spec.features;
+    let scale = |raw: &[f32]| -> Vec<f32> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, v)| (v - m.scaler.offset[i % f]) * m.scaler.scale[i % f])
+            .collect()
+    };
+    let last = s.job.values.len().saturating_sub(f);
+    WindowErrors {
+        reconstruction: f64::from(s.score),
+        timestamps: &s.job.timestamps,
+        last_point: scale(&s.job.values[last..]),
+        forecast: s.prediction.as_deref().map(scale),
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -98,6 +120,7 @@ pub async fn run(
     producer: FutureProducer,
     kafka: KafkaSettings,
     anomalies: AnomalySettings,
+    mut likelihood: Option<KeyedLikelihood>,
     manifest: Arc<Manifest>,
     acks: mpsc::UnboundedSender<Ack>,
     metrics: Metrics,
@@ -116,6 +139,16 @@ pub async fn run(
             let normalized = s.score / threshold;
             metrics.windows_scored.inc();
             metrics.normalized_score.observe(normalized as f64);
+            let anomaly_likelihood = likelihood.as_mut().map(|l| {
+                let v = l.push(&s.job.key, window_errors(&s, &manifest), now_ms() as u64);
+                metrics.anomaly_likelihood.observe(v);
+                metrics.likelihood_keys.set(l.len() as i64);
+                v
+            });
+            let anomalous = match (anomalies.rule, anomaly_likelihood) {
+                (AnomalyRule::Likelihood, Some(v)) => v >= anomalies.likelihood_threshold,
+                _ => normalized >= 1.0,
+            };
             let job = s.job;
             let start = format_ts_ms(job.start_ts_ms);
             let end = format_ts_ms(job.end_ts_ms);
@@ -128,17 +161,19 @@ pub async fn run(
                 embedding: s.embedding,
                 score: s.score,
                 normalized_score: normalized,
+                anomaly_likelihood,
             };
             let emb_json = emb.to_json().map_err(|e| e.to_string())?;
             if !kafka.scores_topic.is_empty() {
                 let score = serde_json::json!({
                     "key": job.key, "window_start_ts": start, "window_end_ts": end,
                     "model_version": version, "score": s.score, "normalized_score": normalized,
+                    "anomaly_likelihood": anomaly_likelihood,
                 });
                 outputs.push((kafka.scores_topic.clone(), score.to_string().into_bytes()));
             }
             outputs.push((kafka.embeddings_topic.clone(), emb_json));
-            if storm_rule(&mut storm, &job.key, normalized >= 1.0, &anomalies) {
+            if storm_rule(&mut storm, &job.key, anomalous, &anomalies) {
                 let rec = AnomalyRecord {
                     key: job.key.clone(),
                     window_start_ts: start,
@@ -146,6 +181,7 @@ pub async fn run(
                     score: s.score,
                     threshold,
                     normalized_score: normalized,
+                    anomaly_likelihood,
                     model_version: version.clone(),
                     contributors: top_contributors(
                         &s.squared_error,
@@ -162,7 +198,7 @@ pub async fn run(
                     rec.to_json().map_err(|e| e.to_string())?,
                 ));
                 metrics.anomalies.inc();
-            } else if normalized >= 1.0 {
+            } else if anomalous {
                 metrics.anomalies_suppressed.inc();
             }
             // Enqueue now, in window order, so each key's outputs keep their
@@ -228,6 +264,7 @@ mod tests {
             top_contributors: 3,
             min_consecutive,
             cooldown_windows,
+            ..AnomalySettings::default()
         }
     }
 

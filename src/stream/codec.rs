@@ -674,8 +674,12 @@ pub struct EmbeddingRecord {
     pub embedding: Vec<f32>,
     /// Reconstruction error of the window.
     pub score: f32,
-    /// `score / threshold`: above 1 means anomalous.
+    /// `score / threshold`: 1 or more is anomalous under `rule = "threshold"`.
     pub normalized_score: f32,
+    /// The key's anomaly likelihood in `[0, 1]`; only with
+    /// `anomalies.rule = "likelihood"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_likelihood: Option<f64>,
 }
 
 /// Where an output came from, so an alert can be traced to the input.
@@ -717,6 +721,10 @@ pub struct AnomalyRecord {
     pub threshold: f32,
     /// `score / threshold`.
     pub normalized_score: f32,
+    /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`
+    /// (it is then what crossed `anomalies.likelihood_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_likelihood: Option<f64>,
     /// The model that scored it.
     pub model_version: String,
     /// The cells with the largest squared error, largest first.
@@ -1372,6 +1380,7 @@ mod tests {
             score: 2.5,
             threshold: 1.25,
             normalized_score: 2.0,
+            anomaly_likelihood: Some(0.75),
             model_version: "m@1".into(),
             contributors: vec![Contributor {
                 step: 3,
@@ -1388,6 +1397,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&rec.to_json().unwrap()).unwrap();
         assert_eq!(v["window_end_ts"], "2026-01-01T00:01:00.000Z");
         assert_eq!(v["threshold"], 1.25);
+        assert_eq!(v["anomaly_likelihood"], 0.75);
         assert_eq!(v["contributors"][0]["feature"], "temp");
         assert_eq!(v["contributors"][0]["step"], 3);
         assert_eq!(v["source"]["partition"], 2);
@@ -1400,6 +1410,7 @@ mod tests {
             embedding: vec![0.5, f32::NAN],
             score: 1.0,
             normalized_score: 0.5,
+            anomaly_likelihood: None,
         };
         let v: Value = serde_json::from_slice(&emb.to_json().unwrap()).unwrap();
         assert_eq!(v["embedding"], serde_json::json!([0.5, null]));

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub windows_in_flight: IntGauge,
     pub live_series_keys: IntGauge,
+    pub anomaly_likelihood: Histogram,
+    pub likelihood_keys: IntGauge,
     pub offsets_committed: IntCounter,
     pub model_info: GaugeVec,
     pub build_info: GaugeVec,
@@ -107,6 +109,13 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         r.register(Box::new(keys.clone()))
+            .expect("each metric is registered once");
+        let likelihood_keys = IntGauge::new(
+            "lstm_ae_likelihood_keys",
+            "Series keys with anomaly-likelihood history in memory (rule = likelihood).",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(likelihood_keys.clone()))
             .expect("each metric is registered once");
         let ready = Gauge::new(
             "lstm_ae_ready",
@@ -194,6 +203,13 @@ impl Metrics {
             consumer_lag: lag,
             windows_in_flight: in_flight,
             live_series_keys: keys,
+            anomaly_likelihood: histogram(
+                &r,
+                "lstm_ae_anomaly_likelihood",
+                "Per-key anomaly likelihood of scored windows (rule = likelihood).",
+                vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0],
+            ),
+            likelihood_keys,
             offsets_committed: counter(
                 &r,
                 "lstm_ae_offsets_committed_total",
