@@ -142,11 +142,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
                 caught[i] = true;
             }
             if count <= 40 {
+                // What crossed the line: the likelihood under that rule.
+                let level = match v["anomaly_likelihood"].as_f64() {
+                    Some(l) => format!("likelihood {l:.3}"),
+                    None => format!(
+                        "{:.2}× threshold",
+                        v["normalized_score"].as_f64().unwrap_or(0.0)
+                    ),
+                };
                 println!(
-                    "anomaly  {}  window ending {}  {:.2}× threshold{}",
+                    "anomaly  {}  window ending {}  {level}{}",
                     v["key"].as_str().unwrap_or_default(),
                     end,
-                    v["normalized_score"].as_f64().unwrap_or(0.0),
                     if inside.is_some() {
                         "  [inside a labelled window]"
                     } else {
