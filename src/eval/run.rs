@@ -304,7 +304,8 @@ pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores,
         let rec = out.reconstruction[row];
         if rec.is_finite() {
             let pred = Some(out.prediction[row]).filter(|v| v.is_finite());
-            out.scores[row] = post.push(cfg.postprocess.combine(rec, pred));
+            let window = &values[row + 1 - t..=row];
+            out.scores[row] = post.push_window(cfg.postprocess.combine(rec, pred), window, 1);
         }
     }
     Ok(out)

@@ -168,11 +168,14 @@ pub fn score_series(
     }
     let prediction = prediction_errors(&forecasts, scaled.view(), m.spec.target_horizon());
     let mut pp = Postprocessor::new(post.clone())?;
-    let likelihood = scores
-        .iter()
-        .zip(&prediction)
-        .map(|(s, &p)| {
-            s.map(|s| pp.push(post.combine(f64::from(s), Some(p).filter(|p| p.is_finite()))))
+    let flat: Vec<f32> = series.values.iter().copied().collect();
+    let likelihood = (0..series.rows())
+        .map(|row| {
+            scores[row].map(|s| {
+                let p = Some(prediction[row]).filter(|p| p.is_finite());
+                let window = &flat[(row + 1 - t) * f..(row + 1) * f];
+                pp.push_window(post.combine(f64::from(s), p), window, f)
+            })
         })
         .collect();
     Ok(Scored {

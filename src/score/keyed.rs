@@ -59,6 +59,8 @@ pub struct WindowErrors<'a> {
     pub timestamps: &'a [i64],
     /// The window's last point, `F` values.
     pub last_point: Vec<f32>,
+    /// The window's raw values, `T × F` row-major (for the range check).
+    pub values: &'a [f32],
     /// The window's forecast of the next `P` points, `P × F` row-major.
     pub forecast: Option<Vec<f32>>,
 }
@@ -141,7 +143,7 @@ impl KeyedLikelihood {
         state.last_seen_ms = now_ms;
         let prediction = forecast_error(&state.forecasts, &w, horizon, f);
         let raw = self.cfg.combine(w.reconstruction, prediction);
-        let score = state.post.push(raw);
+        let score = state.post.push_window(raw, w.values, f);
         if let (Some(fc), Some(&end)) = (w.forecast, w.timestamps.last()) {
             state.forecasts.push_back((end, fc));
         }
@@ -284,27 +286,33 @@ mod tests {
             let mut offline = Postprocessor::new(c.clone()).unwrap();
             let mut keyed = KeyedLikelihood::new(c.clone(), p, f, 10, 0).unwrap();
             let ts: Vec<i64> = (0..60).map(|i| 1000 * i as i64).collect();
+            let flat: Vec<f32> = rows.iter().copied().collect();
             for e in (t - 1..60).step_by(stride) {
-                let want = offline.push(if stride == 1 {
-                    c.combine(recon[e], Some(pred[e]).filter(|v| v.is_finite()))
-                } else {
-                    // With a stride, only forecasts from scored windows count.
-                    let mut sum = 0.0;
-                    let mut n = 0;
-                    for k in 1..=p {
-                        let Some(end) = e.checked_sub(k) else { break };
-                        if (end + 1) % stride != t % stride || end < t - 1 {
-                            continue;
-                        }
-                        if let Some(fc) = &forecasts[end] {
-                            for j in 0..f {
-                                sum += f64::from(fc[(k - 1) * f + j] - rows[[e, j]]).powi(2);
-                                n += 1;
+                let window = &flat[(e + 1 - t) * f..(e + 1) * f];
+                let want = offline.push_window(
+                    if stride == 1 {
+                        c.combine(recon[e], Some(pred[e]).filter(|v| v.is_finite()))
+                    } else {
+                        // With a stride, only forecasts from scored windows count.
+                        let mut sum = 0.0;
+                        let mut n = 0;
+                        for k in 1..=p {
+                            let Some(end) = e.checked_sub(k) else { break };
+                            if (end + 1) % stride != t % stride || end < t - 1 {
+                                continue;
+                            }
+                            if let Some(fc) = &forecasts[end] {
+                                for j in 0..f {
+                                    sum += f64::from(fc[(k - 1) * f + j] - rows[[e, j]]).powi(2);
+                                    n += 1;
+                                }
                             }
                         }
-                    }
-                    c.combine(recon[e], (n > 0).then(|| sum / n as f64))
-                });
+                        c.combine(recon[e], (n > 0).then(|| sum / n as f64))
+                    },
+                    window,
+                    f,
+                );
                 let last: Vec<f32> = rows.row(e).to_vec();
                 let got = keyed.push(
                     "k",
@@ -313,6 +321,7 @@ mod tests {
                         timestamps: &ts[e + 1 - t..=e],
                         last_point: last,
                         forecast: forecasts[e].clone(),
+                        values: window,
                     },
                     0,
                 );
@@ -338,6 +347,7 @@ mod tests {
                 timestamps: &ts,
                 last_point: vec![0.0],
                 forecast: None,
+                values: &[],
             };
             assert_eq!(keyed.push("a", w(ea), 0), a.push(ea));
             assert_eq!(keyed.push("b", w(eb), 0), b.push(eb));
@@ -352,6 +362,7 @@ mod tests {
                 timestamps: ts,
                 last_point: vec![0.0],
                 forecast: Some(vec![0.0; 3]),
+                values: &[],
             }
         }
         let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 100, 0).unwrap();
@@ -382,6 +393,7 @@ mod tests {
                     timestamps: &ts[e - 3..=e],
                     last_point: vec![0.0],
                     forecast: Some(vec![0.0; 2]),
+                    values: &[],
                 },
                 0,
             );

@@ -101,6 +101,7 @@ fn window_errors<'a>(s: &'a Scored, m: &Manifest) -> WindowErrors<'a> {
         timestamps: &s.job.timestamps,
         last_point: scale(&s.job.values[last..]),
         forecast: s.prediction.as_deref().map(scale),
+        values: &s.job.values,
     }
 }
 
