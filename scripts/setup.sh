@@ -8,7 +8,8 @@
 # sudo runs with -n when there is no terminal).
 #
 # Steps, each a function so later issues add their own (see `main`):
-#   1. debian_packages  — the C toolchain/linker and the tools the steps below use
+#   1. debian_packages  — the C toolchain/linker, the tools the steps below use,
+#                         and promtool (Debian's prometheus) for tests/deploy.rs
 #   2. rust_toolchain   — checks cargo, rustfmt and clippy (cannot be installed here)
 #   3. onnxruntime      — the ONNX Runtime shared library, from the pinned PyPI wheel,
 #                         into .local/onnxruntime/lib/ (git-ignored), sha256-checked
@@ -31,15 +32,19 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 # compiler and make that build the bundled librdkafka (rdkafka-sys);
 # libssl-dev + pkg-config: its TLS and SASL-SCRAM support (rdkafka's `ssl`
 # feature); zlib1g-dev: its compression; unzip and ca-certificates serve the
-# ONNX Runtime step. Add a -dev package here only when a dependency really
-# compiles against it.
-DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev)
+# ONNX Runtime step; prometheus: its promtool, with which tests/deploy.rs
+# checks deploy/prometheus/ (config, alert rules and their unit tests). On a
+# machine that runs systemd, the package also enables its own Prometheus
+# service; the tests do not need it (`systemctl disable --now prometheus`).
+# Add a -dev package
+# here only when a dependency really compiles against it.
+DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev prometheus)
 
 MODE=install
 case "${1:-}" in
   "") ;;
   --check) MODE=check ;;
-  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "setup.sh: unknown argument '$1' (use --check or nothing)" >&2; exit 2 ;;
 esac
 

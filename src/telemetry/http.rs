@@ -35,6 +35,10 @@ struct AppState {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    // lstm_ae_ready mirrors /readyz at every scrape.
+    s.metrics
+        .ready
+        .set(if s.health.ready() { 1.0 } else { 0.0 });
     (
         [(
             header::CONTENT_TYPE,
@@ -85,4 +89,41 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = String::new();
+        c.read_to_string(&mut buf).await.unwrap();
+        buf
+    }
+
+    #[tokio::test]
+    async fn the_ready_gauge_follows_readyz() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let health = Arc::new(Health::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Metrics::new(), health.clone(), async {
+            let _ = stopped.await;
+        }));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 503"));
+        assert!(get(addr, "/metrics").await.contains("\nlstm_ae_ready 0\n"));
+        health.model_loaded.store(true, Ordering::Relaxed);
+        health.partitions_assigned.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 200"));
+        assert!(get(addr, "/metrics").await.contains("\nlstm_ae_ready 1\n"));
+        health.partitions_assigned.store(false, Ordering::Relaxed);
+        assert!(get(addr, "/metrics").await.contains("\nlstm_ae_ready 0\n"));
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }
