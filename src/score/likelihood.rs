@@ -315,7 +315,7 @@ impl Postprocessor {
         let Some(split) = window
             .len()
             .checked_sub(f)
-            .filter(|_| window.len() % f == 0)
+            .filter(|_| window.len().is_multiple_of(f))
         else {
             return false;
         };
