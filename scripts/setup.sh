@@ -35,7 +35,8 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 # ONNX Runtime step; prometheus: its promtool, with which tests/deploy.rs
 # checks deploy/prometheus/ (config, alert rules and their unit tests). On a
 # machine that runs systemd, the package also enables its own Prometheus
-# service; the tests do not need it (`systemctl disable --now prometheus`).
+# service; when this script installed the package it disables that service
+# again (the tests only need promtool).
 # Add a -dev package
 # here only when a dependency really compiles against it.
 DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev prometheus)
@@ -103,6 +104,10 @@ debian_packages() {
       return 0
     fi
     apt_install "${need[@]}"
+    if printf '%s\n' "${need[@]}" | grep -qx prometheus && [ -d /run/systemd/system ]; then
+      log "disabling the Prometheus service the prometheus package started (only promtool is used)"
+      as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   fi
   READY+=("Debian packages")
 }

@@ -282,9 +282,10 @@ impl Default for WindowingSettings {
 }
 
 /// Default `anomalies.likelihood_threshold`: with the default
-/// `[postprocess]` settings, NAB's sweep picks 0.3501 for all three profiles
-/// in `lstm-ae eval nab` — every window that reaches `postprocess.fire_level`
-/// (0.35) and starts a refractory period (README, *Evaluation on NAB*).
+/// `[postprocess]` settings, NAB's sweep picks 0.3501 for the standard and
+/// low-FN profiles in `lstm-ae eval nab` — every window that reaches
+/// `postprocess.fire_level` (0.35) and starts a refractory period (README,
+/// *Evaluation on NAB*).
 pub const LIKELIHOOD_THRESHOLD: f64 = 0.35;
 
 /// What makes a window anomalous.
