@@ -606,28 +606,47 @@ fn read_outputs(
 
 // --------------------------------------------------------------- ORT alone
 
-/// Windows/s of the model through ONNX Runtime alone at `batch`.
-fn bare_ort(bundle: &Bundle, threads: usize, batch: usize, secs: f64) -> Res<f64> {
+/// Windows/s of the model through ONNX Runtime alone at `batch`:
+/// `sessions` sessions of `threads` intra-op threads each, each running
+/// batches on its own thread, for `secs` after a warm-up.
+fn bare_ort(bundle: &Bundle, sessions: usize, threads: usize, batch: usize, secs: f64) -> Res<f64> {
     let opts = BackendOptions {
         intra_threads: threads,
         ..BackendOptions::default()
     };
-    let mut b = OnnxBackend::load_from_memory(&bundle.onnx, &opts).map_err(|e| e.to_string())?;
     let t = bundle.manifest.spec.window;
     let f = bundle.manifest.spec.features;
     let x = Array3::from_shape_fn((batch, t, f), |(i, j, _)| value(i % 100, j));
-    let run = |b: &mut OnnxBackend, d: f64| -> Res<(usize, f64)> {
+    let run = |b: &mut OnnxBackend, d: f64| -> Res<usize> {
         let start = Instant::now();
         let mut n = 0;
         while start.elapsed().as_secs_f64() < d {
             b.run(x.view()).map_err(|e| e.to_string())?;
             n += batch;
         }
-        Ok((n, start.elapsed().as_secs_f64()))
+        Ok(n)
     };
-    run(&mut b, 0.5)?; // warm-up
-    let (n, s) = run(&mut b, secs)?;
-    Ok(n as f64 / s)
+    let mut backends = (0..sessions)
+        .map(|_| OnnxBackend::load_from_memory(&bundle.onnx, &opts).map_err(|e| e.to_string()))
+        .collect::<Res<Vec<_>>>()?;
+    let started = Instant::now();
+    let counts = std::thread::scope(|s| {
+        let handles: Vec<_> = backends
+            .iter_mut()
+            .map(|b| {
+                s.spawn(|| {
+                    run(b, 0.5)?; // warm-up
+                    run(b, secs)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("panicked".into())))
+            .collect::<Res<Vec<usize>>>()
+    })?;
+    let wall = started.elapsed().as_secs_f64() - 0.5;
+    Ok(counts.iter().sum::<usize>() as f64 / wall)
 }
 
 // -------------------------------------------------------------------- runs
@@ -902,13 +921,22 @@ fn bench() -> Res<()> {
     );
     let mut results = vec![];
     for &threads in &o.threads {
+        if threads > 1 {
+            // Not what the daemon does (one session, one inference thread):
+            // what independent batches on every core would give.
+            let w = bare_ort(&bundle, threads, 1, o.max_batch, o.ort_secs)?;
+            println!(
+                "bare ONNX Runtime, {threads} sessions × 1 thread side by side, batch {}: {w:.0} windows/s",
+                o.max_batch
+            );
+        }
         for &mode in &o.modes {
             // Just before the broker starts: ONNX Runtime alone on the same
             // cores, at the daemon's largest batch.
             let bare = if mode.is_paced() {
                 None
             } else {
-                let w = bare_ort(&bundle, threads, o.max_batch, o.ort_secs)?;
+                let w = bare_ort(&bundle, 1, threads, o.max_batch, o.ort_secs)?;
                 println!(
                     "bare ONNX Runtime, {threads} thread(s), batch {}: {w:.0} windows/s",
                     o.max_batch
