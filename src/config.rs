@@ -240,6 +240,13 @@ pub struct ServeSettings {
     pub max_wait_ms: u64,
     /// Batches queued for or inside inference at once: beyond it, consumption pauses.
     pub max_batches_in_flight: usize,
+    /// Inference threads, each with its own ONNX Runtime session, taking
+    /// batches in turn (outputs stay in order); 0 = one per core. With more
+    /// than one, each session runs single-threaded unless
+    /// `runtime.intra_threads` says otherwise: independent sessions scale
+    /// better than one session's threads, which wait for each other at every
+    /// operator.
+    pub inference_threads: usize,
     /// After SIGTERM/SIGINT: longest wait for in-flight work and acks.
     pub drain_timeout_ms: u64,
     /// Address of /metrics, /healthz, /readyz.
@@ -253,6 +260,7 @@ impl Default for ServeSettings {
             max_batch: 256,
             max_wait_ms: 20,
             max_batches_in_flight: 2,
+            inference_threads: 0,
             drain_timeout_ms: 10_000,
             metrics_listen: "127.0.0.1:9898".into(),
         }

@@ -1,6 +1,9 @@
-//! The inference thread: ONNX Runtime runs here, never on a tokio worker.
-//! Batches arrive over a bounded channel; scored windows leave over another.
+//! The inference threads: ONNX Runtime runs here, never on a tokio worker.
+//! Batches arrive over a bounded channel shared by the threads (each takes
+//! the next batch when it is free); scored windows leave over another, with
+//! their batch number, so the sink can restore the order.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ndarray::Array3;
@@ -10,17 +13,45 @@ use super::{Job, Scored};
 use crate::infer::Backend;
 use crate::telemetry::Metrics;
 
+/// The batch channel's receiving end, shared by the inference threads.
+pub type SharedBatches = Arc<Mutex<mpsc::Receiver<(u64, Vec<Job>)>>>;
+
 /// Runs until the batch channel closes. An inference error is fatal: it is
-/// returned, and the daemon stops without committing the batch's offsets.
+/// returned, and the daemon stops without committing the batch's offsets —
+/// the shared channel is closed so that the ingest loop sees it at its next
+/// batch and the other threads stop.
 pub fn run(
+    backend: Box<dyn Backend>,
+    window: usize,
+    features: usize,
+    batches: SharedBatches,
+    scored: mpsc::Sender<(u64, Vec<Scored>)>,
+    metrics: Metrics,
+) -> Result<(), crate::infer::InferError> {
+    let r = serve_batches(backend, window, features, &batches, scored, metrics);
+    if r.is_err() {
+        if let Ok(mut rx) = batches.lock() {
+            rx.close();
+        }
+    }
+    r
+}
+
+fn serve_batches(
     mut backend: Box<dyn Backend>,
     window: usize,
     features: usize,
-    mut batches: mpsc::Receiver<Vec<Job>>,
-    scored: mpsc::Sender<Vec<Scored>>,
+    batches: &Mutex<mpsc::Receiver<(u64, Vec<Job>)>>,
+    scored: mpsc::Sender<(u64, Vec<Scored>)>,
     metrics: Metrics,
 ) -> Result<(), crate::infer::InferError> {
-    while let Some(batch) = batches.blocking_recv() {
+    loop {
+        // The lock is held only while waiting for the next batch.
+        let next = match batches.lock() {
+            Ok(mut rx) => rx.blocking_recv(),
+            Err(_) => None, // another inference thread panicked: stop too
+        };
+        let Some((seq, batch)) = next else { break };
         let b = batch.len();
         let mut x = Array3::<f32>::zeros((b, window, features));
         for (i, job) in batch.iter().enumerate() {
@@ -57,7 +88,7 @@ pub fn run(
                 job,
             });
         }
-        if scored.blocking_send(results).is_err() {
+        if scored.blocking_send((seq, results)).is_err() {
             break; // the sink is gone: shutting down
         }
     }

@@ -1,9 +1,10 @@
 //! `lstm-ae serve`: the Kafka → ONNX Runtime → Kafka daemon.
 //!
 //! ```text
-//! Kafka ─► ingest ──(Vec<Job>, bounded)──► inference thread ──(Vec<Scored>, bounded)──► sink ─► Kafka
-//!          decode, dead letters,           ONNX Runtime                              outputs, storm rule
-//!          per-key windows, batching                                                    │
+//! Kafka ─► ingest ──(Vec<Job>, bounded)──► inference threads ─(Vec<Scored>, bounded)─► sink ─► Kafka
+//!          decode, dead letters,           ONNX Runtime, one                         back in batch order,
+//!          per-key windows, batching       session each                              outputs, storm rule
+//!                                                                                        │
 //!          offsets ◄──────────────────────── acks (holds released on delivery) ────────┘
 //! ```
 //!
@@ -144,7 +145,18 @@ pub async fn run(
     if !m.spec.mode.has_reconstruction() {
         return Err(ServeError::NoScore(m.model_id.clone()));
     }
-    let backend = OnnxBackend::load_from_memory(&bundle.onnx, &settings.runtime.backend_options())?;
+    let workers = match settings.serve.inference_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut opts = settings.runtime.backend_options();
+    if workers > 1 && opts.intra_threads == 0 {
+        opts.intra_threads = 1;
+    }
+    let mut backends = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        backends.push(OnnxBackend::load_from_memory(&bundle.onnx, &opts)?);
+    }
     let spec = m.spec.clone();
     metrics
         .model_info
@@ -179,18 +191,32 @@ pub async fn run(
     let producer: FutureProducer = kafka::producer_config(k).create()?;
 
     let cap = settings.serve.max_batches_in_flight;
-    let (batch_tx, batch_rx) = mpsc::channel::<Vec<Job>>(cap);
-    let (scored_tx, scored_rx) = mpsc::channel::<Vec<Scored>>(cap);
+    let (batch_tx, batch_rx) = mpsc::channel::<(u64, Vec<Job>)>(cap);
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
+    let (scored_tx, scored_rx) = mpsc::channel::<(u64, Vec<Scored>)>(cap + workers);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
     let dlq_acks = ack_tx.clone();
     let mut dead_letters: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
-    let infer_metrics = metrics.clone();
     let (t, f) = (spec.window, spec.features);
-    let boxed: Box<dyn Backend> = Box::new(backend);
-    let inference = std::thread::Builder::new()
-        .name("lstm-ae-inference".into())
-        .spawn(move || backend::run(boxed, t, f, batch_rx, scored_tx, infer_metrics))
-        .map_err(|e| ServeError::Pipeline(format!("cannot start the inference thread: {e}")))?;
+    let mut inference = Vec::with_capacity(workers);
+    for (i, b) in backends.into_iter().enumerate() {
+        let boxed: Box<dyn Backend> = Box::new(b);
+        let (rx, tx, m) = (batch_rx.clone(), scored_tx.clone(), metrics.clone());
+        inference.push(
+            std::thread::Builder::new()
+                .name(format!("lstm-ae-inference-{i}"))
+                .spawn(move || backend::run(boxed, t, f, rx, tx, m))
+                .map_err(|e| {
+                    ServeError::Pipeline(format!("cannot start an inference thread: {e}"))
+                })?,
+        );
+    }
+    drop(scored_tx);
+    tracing::info!(
+        threads = workers,
+        intra_threads = opts.intra_threads,
+        "inference sessions ready"
+    );
     let manifest = Arc::new(bundle.manifest.clone());
     let likelihood = match settings.anomalies.rule {
         AnomalyRule::Threshold => None,
@@ -237,10 +263,14 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut failure: Option<String> = None;
 
+    // Batches are numbered so the sink can put them back in order after
+    // the inference threads.
+    let mut batch_seq: u64 = 0;
     // Sends a batch to inference; waiting here is the back-pressure.
     macro_rules! send_batch {
         ($b:expr) => {
-            if batch_tx.send($b).await.is_err() {
+            batch_seq += 1;
+            if batch_tx.send((batch_seq, $b)).await.is_err() {
                 failure = Some("the inference thread stopped".into());
                 break;
             }
@@ -366,7 +396,7 @@ pub async fn run(
     let drain_deadline = Instant::now() + Duration::from_millis(settings.serve.drain_timeout_ms);
     if failure.is_none() {
         if let Some(b) = batcher.flush() {
-            let _ = batch_tx.send(b).await;
+            let _ = batch_tx.send((batch_seq + 1, b)).await;
         }
     }
     drop(batch_tx);
@@ -416,8 +446,10 @@ pub async fn run(
         &metrics,
     );
     let _ = producer.flush(Timeout::After(Duration::from_secs(5)));
-    if let Ok(Err(e)) = inference.join() {
-        failure.get_or_insert(e.to_string());
+    for worker in inference {
+        if let Ok(Err(e)) = worker.join() {
+            failure.get_or_insert(e.to_string());
+        }
     }
     summary.drained = drained;
     match failure {

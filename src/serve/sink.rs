@@ -2,10 +2,11 @@
 //! anomalies, optional scores), produces them, and once the broker has
 //! acknowledged every output of a window, hands the window's offset holds
 //! back to the ingest loop. The anomaly decision (calibrated threshold or
-//! per-key likelihood) and the alert-storm rule live here; windows arrive in
-//! order per key (one inference thread), which both rely on.
+//! per-key likelihood) and the alert-storm rule live here; both rely on each
+//! key's windows coming in order, which [`InOrder`] restores after the
+//! inference threads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,42 @@ pub fn storm_rule(
     publish
 }
 
+/// Puts numbered batches (1, 2, 3, …) back in order: several inference
+/// threads finish them out of order, but outputs must keep each key's
+/// window order. Holds at most as many batches as run at once.
+#[derive(Debug)]
+pub struct InOrder<T> {
+    next: u64,
+    waiting: BTreeMap<u64, T>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder {
+            next: 1,
+            waiting: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> InOrder<T> {
+    /// Takes batch `seq`; returns the batches now ready, in order.
+    pub fn push(&mut self, seq: u64, batch: T) -> Vec<T> {
+        self.waiting.insert(seq, batch);
+        let mut ready = vec![];
+        while let Some(b) = self.waiting.remove(&self.next) {
+            ready.push(b);
+            self.next += 1;
+        }
+        ready
+    }
+
+    /// Batches left waiting for an earlier one (a bug if any at the end).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
 /// Queues one message; waits while librdkafka's queue is full (that wait
 /// is back-pressure on the whole pipeline).
 async fn enqueue(
@@ -117,7 +154,7 @@ fn now_ms() -> i64 {
 /// stay uncommitted, so a restart replays it.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    mut scored: mpsc::Receiver<Vec<Scored>>,
+    mut scored: mpsc::Receiver<(u64, Vec<Scored>)>,
     producer: FutureProducer,
     kafka: KafkaSettings,
     anomalies: AnomalySettings,
@@ -131,12 +168,13 @@ pub async fn run(
     let threshold = manifest.threshold.value;
     let version = manifest.model_version.to_string();
     let (t, f) = (manifest.spec.window, manifest.spec.features);
-    while let Some(batch) = scored.recv().await {
+    let mut order = InOrder::default();
+    while let Some((seq, batch)) = scored.recv().await {
         // Reap finished deliveries so the set stays small; stop on failure.
         while let Some(done) = deliveries.try_join_next() {
             done.map_err(|e| e.to_string())??;
         }
-        for s in batch {
+        for s in order.push(seq, batch).into_iter().flatten() {
             let normalized = s.score / threshold;
             metrics.windows_scored.inc();
             metrics.normalized_score.observe(normalized as f64);
@@ -253,6 +291,13 @@ pub async fn run(
     while let Some(done) = deliveries.join_next().await {
         done.map_err(|e| e.to_string())??;
     }
+    if order.waiting() > 0 {
+        // Their windows stay unacknowledged, hence uncommitted: replayed.
+        return Err(format!(
+            "{} scored batches waited for an earlier batch that an inference thread never finished",
+            order.waiting()
+        ));
+    }
     Ok(())
 }
 
@@ -291,6 +336,18 @@ mod tests {
             false, false, true, false, false, false, false, true, false, false,
         ];
         assert_eq!(run_rule(&f, &cfg(3, 2)), want.to_vec());
+    }
+
+    #[test]
+    fn batches_come_out_in_order_whatever_order_they_finish_in() {
+        let mut o = InOrder::default();
+        assert!(o.push(2, "b").is_empty());
+        assert!(o.push(4, "d").is_empty());
+        assert_eq!(o.push(1, "a"), vec!["a", "b"]);
+        assert_eq!(o.waiting(), 1);
+        assert_eq!(o.push(3, "c"), vec!["c", "d"]);
+        assert_eq!(o.push(5, "e"), vec!["e"]);
+        assert_eq!(o.waiting(), 0);
     }
 
     #[test]
