@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
@@ -149,6 +150,102 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The output topics, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topic {
+    Embeddings,
+    Anomalies,
+    Scores,
+}
+
+impl Topic {
+    fn name(self, k: &KafkaSettings) -> &str {
+        match self {
+            Topic::Embeddings => &k.embeddings_topic,
+            Topic::Anomalies => &k.anomalies_topic,
+            Topic::Scores => &k.scores_topic,
+        }
+    }
+}
+
+/// A topic's name and the metric handles a delivery to it updates.
+type Handles = (String, IntCounter, IntCounter, Histogram);
+
+/// Per output topic in use, the metric handles, looked up once (a labelled
+/// lookup per output costs more than the update).
+struct TopicMetrics([Option<Handles>; 3]);
+
+impl TopicMetrics {
+    fn new(m: &Metrics, k: &KafkaSettings) -> Self {
+        let handles = |t: Topic| {
+            let name = t.name(k);
+            (!name.is_empty()).then(|| {
+                (
+                    name.to_string(),
+                    m.outputs_produced.with_label_values(&[name]),
+                    m.produce_errors.with_label_values(&[name]),
+                    m.end_to_end_latency.with_label_values(&[name]),
+                )
+            })
+        };
+        TopicMetrics([
+            handles(Topic::Embeddings),
+            handles(Topic::Anomalies),
+            handles(Topic::Scores),
+        ])
+    }
+
+    fn get(&self, t: Topic) -> Option<&Handles> {
+        self.0[t as usize].as_ref()
+    }
+}
+
+/// One window's queued outputs and what its acknowledgement releases.
+struct WindowDelivery {
+    pending: Vec<(Topic, rdkafka::producer::DeliveryFuture)>,
+    holds: Vec<crate::stream::offsets::Hold>,
+    input_ts: Option<i64>,
+}
+
+/// Awaits the batch's deliveries window by window; each fully acknowledged
+/// window releases its holds. The first failure ends the batch (fatal).
+async fn deliver(
+    windows: Vec<WindowDelivery>,
+    acks: mpsc::UnboundedSender<Ack>,
+    metrics: Metrics,
+    topics: Arc<TopicMetrics>,
+) -> Result<(), String> {
+    for w in windows {
+        for (topic, fut) in w.pending {
+            // Only topics in use get outputs, so the handles are there.
+            let handles = topics.get(topic);
+            let name = handles.map_or("", |h| h.0.as_str());
+            match fut.await {
+                Ok(Ok(_)) => {
+                    if let Some((_, produced, _, latency)) = handles {
+                        produced.inc();
+                        if let Some(ts) = w.input_ts {
+                            let ms = (now_ms() - ts).max(0) as u64;
+                            latency.observe(Duration::from_millis(ms).as_secs_f64());
+                        }
+                    }
+                }
+                Ok(Err((e, _))) => {
+                    if let Some((_, _, errors, _)) = handles {
+                        errors.inc();
+                    }
+                    return Err(format!("producing to {name} failed: {e}"));
+                }
+                Err(_) => return Err(format!("the producer dropped a message for {name}")),
+            }
+        }
+        metrics.windows_in_flight.dec();
+        // The ingest loop may already be gone at the very end of a drain.
+        let _ = acks.send(Ack(w.holds));
+    }
+    Ok(())
+}
+
 /// Runs until the scored-window channel closes and every delivery has
 /// finished. A failed delivery is fatal (returned): its window's offsets
 /// stay uncommitted, so a restart replays it.
@@ -169,11 +266,15 @@ pub async fn run(
     let version = manifest.model_version.to_string();
     let (t, f) = (manifest.spec.window, manifest.spec.features);
     let mut order = InOrder::default();
+    let topics = Arc::new(TopicMetrics::new(&metrics, &kafka));
     while let Some((seq, batch)) = scored.recv().await {
         // Reap finished deliveries so the set stays small; stop on failure.
         while let Some(done) = deliveries.try_join_next() {
             done.map_err(|e| e.to_string())??;
         }
+        // One delivery task per batch: its windows' acknowledgements are
+        // awaited in window order.
+        let mut batch_deliveries: Vec<WindowDelivery> = vec![];
         for s in order.push(seq, batch).into_iter().flatten() {
             let normalized = s.score / threshold;
             metrics.windows_scored.inc();
@@ -191,7 +292,7 @@ pub async fn run(
             let job = s.job;
             let start = format_ts_ms(job.start_ts_ms);
             let end = format_ts_ms(job.end_ts_ms);
-            let mut outputs: Vec<(String, Vec<u8>)> = vec![];
+            let mut outputs: Vec<(Topic, Vec<u8>)> = vec![];
             let emb = EmbeddingRecord {
                 key: job.key.clone(),
                 window_start_ts: start.clone(),
@@ -209,9 +310,9 @@ pub async fn run(
                     "model_version": version, "score": s.score, "normalized_score": normalized,
                     "anomaly_likelihood": anomaly_likelihood,
                 });
-                outputs.push((kafka.scores_topic.clone(), score.to_string().into_bytes()));
+                outputs.push((Topic::Scores, score.to_string().into_bytes()));
             }
-            outputs.push((kafka.embeddings_topic.clone(), emb_json));
+            outputs.push((Topic::Embeddings, emb_json));
             if storm_rule(&mut storm, &job.key, anomalous, &anomalies) {
                 let rec = AnomalyRecord {
                     key: job.key.clone(),
@@ -232,10 +333,7 @@ pub async fn run(
                     ),
                     source: job.source.clone(),
                 };
-                outputs.push((
-                    kafka.anomalies_topic.clone(),
-                    rec.to_json().map_err(|e| e.to_string())?,
-                ));
+                outputs.push((Topic::Anomalies, rec.to_json().map_err(|e| e.to_string())?));
                 metrics.anomalies.inc();
             } else if anomalous {
                 metrics.anomalies_suppressed.inc();
@@ -244,48 +342,18 @@ pub async fn run(
             // order on the topic; only the wait for acknowledgements is spawned.
             let mut pending = Vec::with_capacity(outputs.len());
             for (topic, payload) in &outputs {
-                pending.push(enqueue(&producer, topic, &job.key, payload).await?);
+                let name = topic.name(&kafka);
+                pending.push((*topic, enqueue(&producer, name, &job.key, payload).await?));
             }
-            let acks = acks.clone();
-            let metrics = metrics.clone();
-            let holds = job.holds;
-            let input_ts = job.input_ts_ms;
-            deliveries.spawn(async move {
-                let results = futures::future::join_all(pending).await;
-                let acked = now_ms();
-                for ((topic, _), r) in outputs.iter().zip(&results) {
-                    match r {
-                        Ok(Ok(_)) => {
-                            metrics
-                                .outputs_produced
-                                .with_label_values(&[topic.as_str()])
-                                .inc();
-                            if let Some(ts) = input_ts {
-                                let secs =
-                                    Duration::from_millis((acked - ts).max(0) as u64).as_secs_f64();
-                                metrics
-                                    .end_to_end_latency
-                                    .with_label_values(&[topic.as_str()])
-                                    .observe(secs);
-                            }
-                        }
-                        Ok(Err((e, _))) => {
-                            metrics
-                                .produce_errors
-                                .with_label_values(&[topic.as_str()])
-                                .inc();
-                            return Err(format!("producing to {topic} failed: {e}"));
-                        }
-                        Err(_) => {
-                            return Err(format!("the producer dropped a message for {topic}"))
-                        }
-                    }
-                }
-                metrics.windows_in_flight.dec();
-                // The ingest loop may already be gone at the very end of a drain.
-                let _ = acks.send(Ack(holds));
-                Ok(())
+            batch_deliveries.push(WindowDelivery {
+                pending,
+                holds: job.holds,
+                input_ts: job.input_ts_ms,
             });
+        }
+        if !batch_deliveries.is_empty() {
+            let (acks, metrics, topics) = (acks.clone(), metrics.clone(), topics.clone());
+            deliveries.spawn(deliver(batch_deliveries, acks, metrics, topics));
         }
     }
     while let Some(done) = deliveries.join_next().await {
