@@ -39,9 +39,12 @@
 //!
 //! Run with `scripts/bench-serve.sh` (or `cargo bench --bench serve`).
 
+#[path = "../tests/common/procs.rs"]
+mod procs;
+
+use procs::{free_port, http_get, metric, tansu_bin, wait_for_port};
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -250,43 +253,6 @@ impl CpuSnap {
 
 // --------------------------------------------------------------- processes
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn tansu_bin() -> Res<PathBuf> {
-    let mut c = vec![];
-    if let Ok(b) = std::env::var("TANSU_BIN") {
-        c.push(PathBuf::from(b));
-    }
-    if let Some(p) = std::env::var_os("PATH") {
-        c.extend(std::env::split_paths(&p).map(|d| d.join("tansu")));
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
-        });
-    c.push(home.join("bin/tansu"));
-    c.into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| "the tansu broker is not installed: run scripts/setup.sh".into())
-}
-
-fn wait_for_port(port: u16, what: &str) -> Res<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("{what} did not listen on {port}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
 /// A child process killed on drop.
 struct Proc(Child);
 
@@ -312,7 +278,7 @@ struct Broker {
 impl Broker {
     fn start(dir: &Path) -> Res<Broker> {
         let bin = tansu_bin()?;
-        let port = free_port();
+        let port = free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
             .current_dir(dir)
@@ -370,38 +336,6 @@ fn perf_record(dir: &Path, name: &str, pids: &[u32]) -> Res<Proc> {
         .map_err(|e| format!("BENCH_PERF is set but perf does not run: {e}"))?;
     println!("   perf: {}", out.display());
     Ok(Proc(child))
-}
-
-fn http_get(port: u16, path: &str) -> Res<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A value from the Prometheus text format; `series` includes labels.
-fn metric(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|r| r.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
 }
 
 /// Quantile `q` of a Prometheus histogram, interpolated within its bucket.
@@ -739,7 +673,7 @@ fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64) -> Res<RunR
         load(&brokers, mode, o, t)?
     };
 
-    let port = free_port();
+    let port = free_port()?;
     let cfg = write_config(dir.path(), mode, o, threads, port)?;
     let bin = env!("CARGO_BIN_EXE_lstm-ae");
     let daemon = Proc(

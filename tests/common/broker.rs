@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,33 +14,18 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 
+use super::procs;
+
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    procs::free_port().unwrap()
 }
 
-/// The tansu binary: `TANSU_BIN`, `tansu` on PATH, or cargo's bin folder.
 pub fn tansu_bin() -> PathBuf {
-    let mut candidates = vec![];
-    if let Ok(b) = std::env::var("TANSU_BIN") {
-        candidates.push(PathBuf::from(b));
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&paths).map(|p| p.join("tansu")));
-    }
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
-        });
-    candidates.push(cargo_home.join("bin/tansu"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .expect("the tansu broker is not installed: run scripts/setup.sh")
+    procs::tansu_bin().unwrap()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    procs::wait_for_port(port, what).unwrap()
 }
 
 /// An append-only log file in `dir`.
@@ -53,14 +36,6 @@ fn log(dir: &Path, name: &str) -> Stdio {
         .open(dir.join(name))
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null())
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A test's temp folder; kept (and its path printed) when
@@ -322,14 +297,7 @@ impl Daemon {
 
     /// A counter or gauge value from /metrics (0 when absent).
     pub fn metric(&self, series: &str) -> f64 {
-        let (_, body) = self.get("/metrics");
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
+        procs::metric(&self.get("/metrics").1, series)
     }
 
     /// Waits until `cond` holds, polling; panics with `what` after `secs`.
@@ -358,23 +326,5 @@ impl Drop for Daemon {
 }
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s =
-        TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint accepts connections");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    procs::http_get(port, path).unwrap()
 }

@@ -61,3 +61,4 @@ pub const SMALL: &[&str] = &[
 ];
 
 pub mod broker;
+pub mod procs;
