@@ -271,14 +271,21 @@ pub async fn run(
         ($b:expr) => {
             batch_seq += 1;
             if batch_tx.send((batch_seq, $b)).await.is_err() {
-                failure = Some("the inference thread stopped".into());
+                failure = Some("an inference thread stopped".into());
                 break;
             }
         };
     }
 
     loop {
-        apply_rebalances(&events, &mut ids, &mut tracker, &mut windower, &health);
+        apply_rebalances(
+            &events,
+            &mut ids,
+            &mut tracker,
+            &mut windower,
+            &health,
+            &metrics,
+        );
         let deadline = batcher.deadline();
         let sleep = tokio::time::sleep(Duration::from_millis(
             deadline
@@ -531,6 +538,7 @@ fn apply_rebalances(
     tracker: &mut OffsetTracker,
     windower: &mut Windower,
     health: &Health,
+    metrics: &Metrics,
 ) {
     let Ok(mut ev) = events.lock() else { return };
     for e in ev.drain(..) {
@@ -549,6 +557,11 @@ fn apply_rebalances(
                     let id = ids.id(&topic, p);
                     tracker.forget(id);
                     windower.forget_partition(id);
+                    // Another consumer reports this partition's lag now; a
+                    // stale value here would double it in dashboards and alerts.
+                    let _ = metrics
+                        .consumer_lag
+                        .remove_label_values(&[topic.as_str(), &p.to_string()]);
                 }
                 health
                     .partitions_assigned
@@ -595,5 +608,43 @@ fn commit(
         Err(e) => {
             tracing::warn!(error = %e, "offset commit failed; it is retried at the next interval")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revoked_partition_loses_its_lag_series() {
+        let metrics = Metrics::new();
+        for p in ["0", "1"] {
+            metrics.consumer_lag.with_label_values(&["in", p]).set(42);
+        }
+        let events = Mutex::new(vec![RebalanceEvent::Revoked(vec![("in".to_string(), 1)])]);
+        let mut windower = Windower::new(WindowerConfig::new(4, 1)).unwrap();
+        apply_rebalances(
+            &events,
+            &mut PartitionIds::default(),
+            &mut OffsetTracker::new(),
+            &mut windower,
+            &Health::default(),
+            &metrics,
+        );
+        let lag: Vec<String> = metrics
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "lstm_ae_consumer_lag_messages")
+            .flat_map(|f| f.get_metric().iter())
+            .map(|m| {
+                m.get_label()
+                    .iter()
+                    .map(|l| format!("{}={}", l.name(), l.value()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        assert_eq!(lag, vec!["partition=0,topic=in".to_string()]);
     }
 }
