@@ -84,6 +84,7 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.consumer_lag.clone()),
         Box::new(m.windows_in_flight.clone()),
         Box::new(m.live_series_keys.clone()),
+        Box::new(m.max_series_keys.clone()),
         Box::new(m.anomaly_likelihood.clone()),
         Box::new(m.likelihood_keys.clone()),
         Box::new(m.offsets_committed.clone()),
@@ -135,7 +136,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 21);
+    assert_eq!(cat.len(), 22);
 }
 
 /// What a series name in a query refers to.

@@ -169,6 +169,9 @@ pub async fn run(
             &format!("{:?}", spec.mode).to_lowercase(),
         ])
         .set(1.0);
+    metrics
+        .max_series_keys
+        .set(i64::try_from(settings.windowing.max_keys).unwrap_or(i64::MAX));
     health
         .model_loaded
         .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub windows_in_flight: IntGauge,
     pub live_series_keys: IntGauge,
+    pub max_series_keys: IntGauge,
     pub anomaly_likelihood: Histogram,
     pub likelihood_keys: IntGauge,
     pub offsets_committed: IntCounter,
@@ -109,6 +110,13 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         r.register(Box::new(keys.clone()))
+            .expect("each metric is registered once");
+        let max_keys = IntGauge::new(
+            "lstm_ae_max_series_keys",
+            "windowing.max_keys: series keys held at most (for alerts on the live count).",
+        )
+        .expect("static metric definition is valid");
+        r.register(Box::new(max_keys.clone()))
             .expect("each metric is registered once");
         let likelihood_keys = IntGauge::new(
             "lstm_ae_likelihood_keys",
@@ -203,6 +211,7 @@ impl Metrics {
             consumer_lag: lag,
             windows_in_flight: in_flight,
             live_series_keys: keys,
+            max_series_keys: max_keys,
             anomaly_likelihood: histogram(
                 &r,
                 "lstm_ae_anomaly_likelihood",
