@@ -249,6 +249,10 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
         )),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("lstm_ae_max_series_keys {}", s.windowing.max_keys)),
+        "{text}"
+    );
     for (_, kind) in &bad {
         assert!(
             text.contains(&format!(
