@@ -36,35 +36,35 @@ pub struct Metrics {
     pub ready: Gauge,
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("static metric definition is valid");
+/// Registers a collector built from a static definition: either step can
+/// only fail on a programming error (a bad name, a name used twice).
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: prometheus::Result<C>,
+) -> C {
+    let c = c.expect("static metric definition is valid");
     r.register(Box::new(c.clone()))
         .expect("each metric is registered once");
     c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(r, IntCounter::new(name, help))
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("static metric definition is valid");
-    r.register(Box::new(c.clone()))
-        .expect("each metric is registered once");
-    c
+    register(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .expect("static metric definition is valid");
-    r.register(Box::new(h.clone()))
-        .expect("each metric is registered once");
-    h
+    register(
+        r,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+    )
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g =
-        GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
-    r.register(Box::new(g.clone()))
-        .expect("each metric is registered once");
-    g
+    register(r, GaugeVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
@@ -76,62 +76,59 @@ impl Metrics {
         let latency = vec![
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
         ];
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                "lstm_ae_consumer_lag_messages",
-                "Messages behind the partition's high watermark, from librdkafka statistics.",
+        let lag = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "lstm_ae_consumer_lag_messages",
+                    "Messages behind the partition's high watermark, from librdkafka statistics.",
+                ),
+                &["topic", "partition"],
             ),
-            &["topic", "partition"],
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(lag.clone()))
-            .expect("each metric is registered once");
-        let e2e = HistogramVec::new(
+        );
+        let e2e = register(&r, HistogramVec::new(
             HistogramOpts::new(
                 "lstm_ae_end_to_end_latency_seconds",
                 "From the input message's Kafka timestamp to the broker's acknowledgement of an output, by output topic.",
             )
             .buckets(latency),
             &["topic"],
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(e2e.clone()))
-            .expect("each metric is registered once");
-        let in_flight = IntGauge::new(
-            "lstm_ae_windows_in_flight",
-            "Windows taken from the stream whose outputs are not yet acknowledged.",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(in_flight.clone()))
-            .expect("each metric is registered once");
-        let keys = IntGauge::new(
-            "lstm_ae_live_series_keys",
-            "Series keys with a window buffer in memory.",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(keys.clone()))
-            .expect("each metric is registered once");
-        let max_keys = IntGauge::new(
-            "lstm_ae_max_series_keys",
-            "windowing.max_keys: series keys held at most (for alerts on the live count).",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(max_keys.clone()))
-            .expect("each metric is registered once");
-        let likelihood_keys = IntGauge::new(
-            "lstm_ae_likelihood_keys",
-            "Series keys with anomaly-likelihood history in memory (rule = likelihood).",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(likelihood_keys.clone()))
-            .expect("each metric is registered once");
-        let ready = Gauge::new(
-            "lstm_ae_ready",
-            "1 when the model is loaded and partitions are assigned.",
-        )
-        .expect("static metric definition is valid");
-        r.register(Box::new(ready.clone()))
-            .expect("each metric is registered once");
+        ));
+        let in_flight = register(
+            &r,
+            IntGauge::new(
+                "lstm_ae_windows_in_flight",
+                "Windows taken from the stream whose outputs are not yet acknowledged.",
+            ),
+        );
+        let keys = register(
+            &r,
+            IntGauge::new(
+                "lstm_ae_live_series_keys",
+                "Series keys with a window buffer in memory.",
+            ),
+        );
+        let max_keys = register(
+            &r,
+            IntGauge::new(
+                "lstm_ae_max_series_keys",
+                "windowing.max_keys: series keys held at most (for alerts on the live count).",
+            ),
+        );
+        let likelihood_keys = register(
+            &r,
+            IntGauge::new(
+                "lstm_ae_likelihood_keys",
+                "Series keys with anomaly-likelihood history in memory (rule = likelihood).",
+            ),
+        );
+        let ready = register(
+            &r,
+            Gauge::new(
+                "lstm_ae_ready",
+                "1 when the model is loaded and partitions are assigned.",
+            ),
+        );
         let build_info = gauge_vec(
             &r,
             "lstm_ae_build_info",
