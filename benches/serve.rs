@@ -42,7 +42,7 @@
 #[path = "../tests/common/procs.rs"]
 mod procs;
 
-use procs::{free_port, http_get, metric, tansu_bin, wait_for_port};
+use procs::{free_port, http_get, metric, tansu_bin, tansu_broker, wait_for_port};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -279,17 +279,7 @@ impl Broker {
     fn start(dir: &Path) -> Res<Broker> {
         let bin = tansu_bin()?;
         let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .current_dir(dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let child = tansu_broker(&bin, dir, port, "memory://tansu/")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

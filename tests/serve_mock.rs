@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::broker::Record;
 use lstm_ae::config::{AnomalyRule, Settings};
 use lstm_ae::data::Series;
 use lstm_ae::infer::score::{score_series, Rule};
@@ -17,11 +20,10 @@ use lstm_ae::stream::codec::format_ts_ms;
 use lstm_ae::telemetry::Metrics;
 use ndarray::{Array2, Array3};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Message};
+use rdkafka::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEYS: usize = 3;
@@ -31,11 +33,7 @@ fn value(key: usize, i: usize) -> f32 {
     80.0 + 10.0 * ((i as f32) * 0.2 + key as f32).sin()
 }
 
-async fn drain_topic(
-    brokers: &str,
-    topic: &str,
-    expect: usize,
-) -> Vec<(Option<String>, Vec<u8>, Vec<(String, String)>)> {
+async fn drain_topic(brokers: &str, topic: &str, expect: usize) -> Vec<Record> {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{topic}"))
@@ -47,24 +45,7 @@ async fn drain_topic(
     let deadline = Instant::now() + Duration::from_secs(30);
     while out.len() < expect && Instant::now() < deadline {
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(2), c.recv()).await {
-            let headers = m
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_string(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push((
-                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                m.payload().unwrap_or_default().to_vec(),
-                headers,
-            ));
+            out.push(Record::from(&m));
         }
     }
     out
@@ -267,7 +248,7 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
     let emb = drain_topic(&brokers, &s.kafka.embeddings_topic, windows).await;
     assert_eq!(emb.len(), windows);
     let mut got: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for (key, payload, _) in &emb {
+    for Record { key, payload, .. } in &emb {
         let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
         assert_eq!(
             key.as_deref(),
@@ -307,7 +288,12 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
     // Every bad message on the dead-letter topic, original bytes and reason.
     let dlq = drain_topic(&brokers, &s.kafka.dead_letter_topic, bad.len()).await;
     let mut reasons: HashMap<String, Vec<u8>> = HashMap::new();
-    for (key, payload, headers) in dlq {
+    for Record {
+        key,
+        payload,
+        headers,
+    } in dlq
+    {
         assert_eq!(key.as_deref(), Some("bad"));
         let h: HashMap<_, _> = headers.into_iter().collect();
         assert_eq!(
@@ -371,7 +357,7 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
     let emb = drain_topic(&brokers, &s.kafka.embeddings_topic, windows).await;
     assert_eq!(emb.len(), windows);
     let mut got: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for (_, payload, _) in &emb {
+    for Record { payload, .. } in &emb {
         let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
         got.insert(
             (
@@ -425,7 +411,7 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
     let anomalies = drain_topic(&brokers, &s.kafka.anomalies_topic, flagged.len()).await;
     let published: BTreeSet<(String, String)> = anomalies
         .iter()
-        .map(|(_, p, _)| {
+        .map(|Record { payload: p, .. }| {
             let v: serde_json::Value = serde_json::from_slice(p).unwrap();
             assert!(v["anomaly_likelihood"].as_f64().unwrap() >= s.anomalies.likelihood_threshold);
             (

@@ -90,18 +90,7 @@ impl Broker {
     }
 
     fn spawn(dir: &Path, port: u16, storage: &str) -> Child {
-        let url = format!("tcp://127.0.0.1:{port}");
-        Command::new(tansu_bin())
-            .current_dir(dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                storage,
-            ])
+        procs::tansu_broker(&tansu_bin(), dir, port, storage)
             // tansu's own log, in the test's temp dir, for post-mortems.
             .stdout(log(dir, "tansu.out"))
             .stderr(log(dir, "tansu.err"))

@@ -9,7 +9,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A port nothing listens on right now.
@@ -39,6 +40,23 @@ pub fn tansu_bin() -> Result<PathBuf, String> {
         .into_iter()
         .find(|p| p.is_file())
         .ok_or_else(|| "the tansu broker is not installed: run scripts/setup.sh".into())
+}
+
+/// `tansu broker` listening on (and advertising) 127.0.0.1:`port` with
+/// `storage` (`memory://tansu/` or `sqlite://FILE.db`, relative to `dir`).
+pub fn tansu_broker(bin: &Path, dir: &Path, port: u16, storage: &str) -> Command {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut c = Command::new(bin);
+    c.current_dir(dir).args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+        "--storage-engine",
+        storage,
+    ]);
+    c
 }
 
 /// Waits up to 30 s for something to listen on `port`.
