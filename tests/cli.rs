@@ -42,19 +42,23 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
     let test = dir.path().join("test.csv");
     sine_csv(&test, 2000, Some(1500..1510));
     let scored = dir.path().join("scored.csv");
-    let out = run(
-        &[
-            "score",
-            "--model",
-            bundle.to_str().unwrap(),
-            test.to_str().unwrap(),
-            "--out",
-            scored.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let csv = std::fs::read_to_string(&scored).unwrap();
+    // `lstm-ae score` with extra settings in the environment: the CSV it wrote.
+    let score = |env: &[(&str, &str)]| {
+        let out = run(
+            &[
+                "score",
+                "--model",
+                bundle.to_str().unwrap(),
+                test.to_str().unwrap(),
+                "--out",
+                scored.to_str().unwrap(),
+            ],
+            env,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read_to_string(&scored).unwrap()
+    };
+    let csv = score(&[]);
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -100,19 +104,7 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
 
     // Under the likelihood rule, is_anomaly follows the likelihood: the
     // spike stands out against the sine's own error history.
-    let out = run(
-        &[
-            "score",
-            "--model",
-            bundle.to_str().unwrap(),
-            test.to_str().unwrap(),
-            "--out",
-            scored.to_str().unwrap(),
-        ],
-        &[("LSTM_AE__ANOMALIES__RULE", "likelihood")],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let csv = std::fs::read_to_string(&scored).unwrap();
+    let csv = score(&[("LSTM_AE__ANOMALIES__RULE", "likelihood")]);
     let rows: Vec<Vec<String>> = csv
         .lines()
         .skip(1)

@@ -845,16 +845,21 @@ fn scrape_job() -> String {
     job["job_name"].as_str().unwrap().to_string()
 }
 
-#[test]
-fn prometheus_scrapes_the_default_metrics_address_and_loads_the_alerts() {
-    scrape_job();
-    let p = yaml("deploy/prometheus/prometheus.yml");
-    let files: Vec<&str> = p["rule_files"]
+/// The `rule_files` list of a Prometheus config or a promtool test file.
+fn rule_files(doc: &Yaml) -> Vec<&str> {
+    doc["rule_files"]
         .as_vec()
         .unwrap()
         .iter()
         .map(|f| f.as_str().unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_the_default_metrics_address_and_loads_the_alerts() {
+    scrape_job();
+    let p = yaml("deploy/prometheus/prometheus.yml");
+    let files = rule_files(&p);
     assert_eq!(files, ["alerts.yml"]);
     assert!(root().join("deploy/prometheus").join(files[0]).is_file());
 }
@@ -1017,12 +1022,7 @@ fn every_alert_has_a_unit_test_that_fires_it() {
     let doc = yaml("deploy/prometheus/alerts.yml");
     let alerts: BTreeSet<&str> = rules(&doc).iter().map(|r| r.name).collect();
     let tests = yaml("deploy/prometheus/alerts.test.yml");
-    let files: Vec<&str> = tests["rule_files"]
-        .as_vec()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect();
+    let files = rule_files(&tests);
     assert_eq!(files, ["alerts.yml"]);
     let mut fired = BTreeSet::new();
     for t in tests["tests"].as_vec().unwrap() {
