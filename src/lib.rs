@@ -7,6 +7,7 @@
 //!
 //! ## Layout
 //!
+//! - [`app`]: the commands and their presentation, above every library module.
 //! - [`cli`]: the subcommands (`train`, `score`, `inspect`, …) and their flags.
 //! - [`config`]: settings: built-in defaults < file < environment; validated.
 //! - [`data`]: CSV series loading, windowing and scaling, shared by train and score.
@@ -28,6 +29,7 @@
 // `#[allow(unsafe_code)]`, which `forbid` rejects. No code of ours is unsafe.
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod data;

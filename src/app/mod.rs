@@ -1,0 +1,7 @@
+//! The application layer: the commands (`train`, `score`, `retrain`,
+//! `models`, `produce`, `demo`, `eval` drivers) and their presentation.
+//!
+//! Layers point one way: `cli` parses arguments and calls into here; this
+//! layer calls the libraries (`serve`, `eval`, `infer`, `train`, `score`,
+//! `model`, `stream`, `data`), which never import it, `cli` or `config`
+//! beyond what their own settings need.
