@@ -176,7 +176,17 @@ pub struct InputTopic {
     pub format: crate::stream::codec::Format,
 }
 
-/// Kafka: where to read and write, and raw librdkafka settings.
+/// Kafka: where to read and write, group membership, and raw librdkafka
+/// settings.
+///
+/// librdkafka properties come in three tables: `common` (applied to both
+/// clients: TLS, SASL, client.id…), then `consumer` and `producer`, each of
+/// which may override `common`. Secrets do not belong in a file that is
+/// checked in: set [`KafkaSettings::sasl_password_file`] or the environment
+/// variable [`SASL_PASSWORD_ENV`]; either reaches both clients as
+/// `sasl.password`. (The generic `LSTM_AE__KAFKA__CONSUMER__…` route cannot
+/// carry a librdkafka key: the configuration layer reads `__` as nesting and
+/// `.` as a path, so `sasl.password` would become a table.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
@@ -184,6 +194,24 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Consumer group; offsets are committed under it.
     pub group_id: String,
+    /// Static group membership (librdkafka `group.instance.id`): a daemon
+    /// that restarts under the same id gets its partitions back at once,
+    /// without a rebalance, as long as it is back within
+    /// `session_timeout_ms`. Empty = the `POD_NAME` environment variable,
+    /// else `HOSTNAME`; if neither is set, dynamic membership (see
+    /// `static_membership`). Each daemon of a group needs its own id: two
+    /// live members with one id fence each other.
+    pub instance_id: String,
+    /// `false` = dynamic membership even when `instance_id` or the pod/host
+    /// name is set. Dynamic members that die without leaving (SIGKILL, OOM)
+    /// keep their partitions until the broker expires them; some brokers
+    /// (tansu 0.6) hand a restarted consumer an empty assignment for minutes.
+    pub static_membership: bool,
+    /// Group session timeout (librdkafka `session.timeout.ms`): how long a
+    /// silent member keeps its partitions. With static membership this is
+    /// the window for a restart to resume without a rebalance, and the time
+    /// the others wait before taking over a member that is gone for good.
+    pub session_timeout_ms: u64,
     /// Input topics with their formats.
     pub inputs: Vec<InputTopic>,
     /// One message per scored window: key, times, embedding, score.
@@ -200,10 +228,45 @@ pub struct KafkaSettings {
     pub commit_interval_ms: u64,
     /// librdkafka statistics period (consumer lag metrics); 0 = off.
     pub statistics_interval_ms: u64,
-    /// Raw librdkafka consumer properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    /// File whose content (trailing newline removed) is the SASL password
+    /// of both clients, e.g. a mounted Kubernetes secret; empty = none.
+    /// [`SASL_PASSWORD_ENV`] wins when set. Never logged.
+    pub sasl_password_file: String,
+    /// Raw librdkafka properties for both clients, e.g.
+    /// `"security.protocol" = "SASL_SSL"`.
+    pub common: std::collections::BTreeMap<String, String>,
+    /// Raw librdkafka consumer properties (override `common`).
     pub consumer: std::collections::BTreeMap<String, String>,
-    /// Raw librdkafka producer properties.
+    /// Raw librdkafka producer properties (override `common`).
     pub producer: std::collections::BTreeMap<String, String>,
+    /// The SASL password from [`SASL_PASSWORD_ENV`] or
+    /// `sasl_password_file`, resolved when the settings load.
+    #[serde(skip)]
+    pub sasl_password: Option<Secret>,
+}
+
+/// Environment variable holding the SASL password of both Kafka clients
+/// (wins over `kafka.sasl_password_file`).
+pub const SASL_PASSWORD_ENV: &str = "LSTM_AE_KAFKA_SASL_PASSWORD";
+
+/// A secret: shown as `***` by `Debug`, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for KafkaSettings {
@@ -211,6 +274,9 @@ impl Default for KafkaSettings {
         KafkaSettings {
             brokers: "127.0.0.1:9092".into(),
             group_id: "lstm-ae".into(),
+            instance_id: String::new(),
+            static_membership: true,
+            session_timeout_ms: 30_000,
             inputs: vec![InputTopic {
                 topic: "lstm-ae.points".into(),
                 format: crate::stream::codec::Format::Points,
@@ -222,9 +288,71 @@ impl Default for KafkaSettings {
             max_message_bytes: 1 << 20,
             commit_interval_ms: 1000,
             statistics_interval_ms: 5000,
+            sasl_password_file: String::new(),
+            common: Default::default(),
             consumer: Default::default(),
             producer: Default::default(),
+            sasl_password: None,
         }
+    }
+}
+
+impl KafkaSettings {
+    /// A librdkafka consumer property as the consumer will see it: its own
+    /// table, then `common`.
+    pub fn consumer_property(&self, key: &str) -> Option<&str> {
+        self.consumer
+            .get(key)
+            .or_else(|| self.common.get(key))
+            .map(String::as_str)
+    }
+
+    /// The group session timeout in effect: a raw `session.timeout.ms`
+    /// wins over `session_timeout_ms`.
+    pub fn effective_session_timeout_ms(&self) -> Result<u64, ConfigError> {
+        match self.consumer_property("session.timeout.ms") {
+            None => Ok(self.session_timeout_ms),
+            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: "kafka.consumer.\"session.timeout.ms\"".into(),
+                reason: format!("{v:?} is not a number of milliseconds"),
+            }),
+        }
+    }
+
+    /// Fills what the environment decides: the static-membership id
+    /// (`POD_NAME`, then `HOSTNAME`, when `instance_id` is empty) and the
+    /// SASL password ([`SASL_PASSWORD_ENV`], then `sasl_password_file`).
+    fn resolve(
+        &mut self,
+        env: &std::collections::HashMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        let raw_id = self.consumer_property("group.instance.id").is_some();
+        if self.static_membership && self.instance_id.trim().is_empty() && !raw_id {
+            self.instance_id = ["POD_NAME", "HOSTNAME"]
+                .iter()
+                .filter_map(|k| env.get(*k))
+                .map(|v| v.trim())
+                .find(|v| !v.is_empty())
+                .unwrap_or_default()
+                .to_string();
+        }
+        if !self.static_membership {
+            self.instance_id.clear();
+        }
+        self.sasl_password = match env.get(SASL_PASSWORD_ENV) {
+            Some(p) => Some(Secret::new(p.clone())),
+            None if !self.sasl_password_file.is_empty() => {
+                let text = std::fs::read_to_string(&self.sasl_password_file).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "kafka.sasl_password_file".into(),
+                        reason: format!("cannot read {}: {e}", self.sasl_password_file),
+                    }
+                })?;
+                Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
+            }
+            None => None,
+        };
+        Ok(())
     }
 }
 
@@ -403,9 +531,11 @@ impl Settings {
             }
             b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
         }
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
         let vars: std::collections::HashMap<String, String> = env
-            .into_iter()
+            .iter()
             .filter(|(k, _)| k.starts_with("LSTM_AE__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         b = b.add_source(
             config::Environment::with_prefix("LSTM_AE")
@@ -416,7 +546,8 @@ impl Settings {
                 .with_list_parse_key("data.feature_columns")
                 .source(Some(vars)),
         );
-        let s: Settings = b.build()?.try_deserialize()?;
+        let mut s: Settings = b.build()?.try_deserialize()?;
+        s.kafka.resolve(&env)?;
         s.validate()?;
         Ok(s)
     }
@@ -500,11 +631,104 @@ impl Settings {
                 "must be an address like 127.0.0.1:9898",
             );
         }
+        self.validate_group()?;
         if let Err(e) = self.model.spec(1).validate() {
             return bad(&format!("model.{}", e.field), &e.reason);
         }
         if let Err(e) = self.postprocess.validate() {
             return bad(&format!("postprocess.{}", e.field), e.reason);
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Cross-field checks of the consumer group against the daemon's
+    /// timing, with errors that name both keys.
+    fn validate_group(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        let bad = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            })
+        };
+        let session = k.effective_session_timeout_ms()?;
+        let session_key = if k.consumer_property("session.timeout.ms").is_some() {
+            "kafka.consumer.\"session.timeout.ms\""
+        } else {
+            "kafka.session_timeout_ms"
+        };
+        if session == 0 {
+            return bad(session_key, "must be at least 1".into());
+        }
+        // A member silent for longer than the session is expired and its
+        // partitions handed on while it still drains and commits: the drain
+        // would then race the new owner (duplicates, failed commits).
+        if self.serve.drain_timeout_ms >= session {
+            return bad(
+                "serve.drain_timeout_ms",
+                format!(
+                    "{} ms must be below {session_key} ({session} ms): a member that drains longer than its session is expired mid-drain",
+                    self.serve.drain_timeout_ms
+                ),
+            );
+        }
+        let ms = |key: &str| -> Result<Option<u64>, ConfigError> {
+            match k.consumer_property(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ConfigError::Invalid {
+                        key: format!("kafka.consumer.\"{key}\""),
+                        reason: format!("{v:?} is not a number of milliseconds"),
+                    }),
+            }
+        };
+        if let Some(hb) = ms("heartbeat.interval.ms")? {
+            if hb >= session {
+                return bad(
+                    "kafka.consumer.\"heartbeat.interval.ms\"",
+                    format!("{hb} ms must be below {session_key} ({session} ms)"),
+                );
+            }
+        }
+        if let Some(poll) = ms("max.poll.interval.ms")? {
+            if poll < session {
+                return bad(
+                    "kafka.consumer.\"max.poll.interval.ms\"",
+                    format!("{poll} ms must be at least {session_key} ({session} ms)"),
+                );
+            }
+        }
+        // The daemon commits only what is acknowledged; librdkafka's own
+        // commits would pass points still buffered in windows.
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            if k.consumer_property(key).map(str::trim) == Some("true") {
+                return bad(
+                    &format!("kafka.consumer.\"{key}\""),
+                    "must stay false: the daemon commits offsets itself, only once outputs are acknowledged".into(),
+                );
+            }
+        }
+        for (key, field, value) in [
+            (
+                "group.instance.id",
+                "kafka.instance_id",
+                k.instance_id.as_str(),
+            ),
+            ("group.id", "kafka.group_id", k.group_id.as_str()),
+        ] {
+            if let Some(v) = k.consumer_property(key) {
+                if !value.is_empty() && v != value {
+                    return bad(
+                        &format!("kafka.consumer.\"{key}\""),
+                        format!("{v:?} contradicts {field} ({value:?}): set one of them"),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -578,6 +802,20 @@ mod tests {
         assert_eq!(s.anomalies, d.anomalies);
         assert_eq!(s.postprocess, d.postprocess);
         assert_eq!(s.windowing, d.windowing);
+        let k = (
+            &s.kafka.instance_id,
+            s.kafka.static_membership,
+            s.kafka.session_timeout_ms,
+        );
+        assert_eq!(
+            k,
+            (
+                &d.kafka.instance_id,
+                d.kafka.static_membership,
+                d.kafka.session_timeout_ms
+            )
+        );
+        assert_eq!(s.serve.drain_timeout_ms, d.serve.drain_timeout_ms);
     }
 
     #[test]
@@ -643,5 +881,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_drain_must_end_within_the_group_session_and_both_keys_are_named() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = Settings::load_with_env(
+            None,
+            env(&[
+                ("LSTM_AE__SERVE__DRAIN_TIMEOUT_MS", "10000"),
+                ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "6000"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("serve.drain_timeout_ms") && e.contains("kafka.session_timeout_ms"),
+            "{e}"
+        );
+        // A raw session.timeout.ms is the one in effect, and is named.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[kafka.consumer]\n\"session.timeout.ms\" = \"5000\"\n").unwrap();
+        let e = Settings::load_with_env(Some(&f), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("serve.drain_timeout_ms") && e.contains("session.timeout.ms"),
+            "{e}"
+        );
+        let ok = Settings::load_with_env(
+            Some(&f),
+            env(&[("LSTM_AE__SERVE__DRAIN_TIMEOUT_MS", "4000")]),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn group_settings_that_contradict_each_other_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let refused = |toml: &str, words: &[&str]| {
+            std::fs::write(&f, toml).unwrap();
+            let e = Settings::load_with_env(Some(&f), no_env())
+                .unwrap_err()
+                .to_string();
+            for w in words {
+                assert!(e.contains(w), "{w} in {e}");
+            }
+        };
+        refused(
+            "[kafka.consumer]\n\"heartbeat.interval.ms\" = \"40000\"\n",
+            &["heartbeat.interval.ms", "kafka.session_timeout_ms"],
+        );
+        refused(
+            "[kafka.consumer]\n\"max.poll.interval.ms\" = \"1000\"\n",
+            &["max.poll.interval.ms", "kafka.session_timeout_ms"],
+        );
+        refused(
+            "[kafka.common]\n\"enable.auto.commit\" = \"true\"\n",
+            &["enable.auto.commit"],
+        );
+        refused(
+            "[kafka]\ninstance_id = \"a\"\n[kafka.consumer]\n\"group.instance.id\" = \"b\"\n",
+            &["group.instance.id", "kafka.instance_id"],
+        );
+        refused(
+            "[kafka.consumer]\n\"session.timeout.ms\" = \"soon\"\n",
+            &["session.timeout.ms", "soon"],
+        );
     }
 }

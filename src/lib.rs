@@ -42,3 +42,23 @@ pub mod serve;
 pub mod stream;
 pub mod telemetry;
 pub mod train;
+
+/// The thread count a `threads`-style setting means: `n`, or one per core
+/// when `n` is 0 (every such setting follows this rule); 1 when the core
+/// count cannot be read.
+pub fn threads_or_cores(n: usize) -> usize {
+    match n {
+        0 => std::thread::available_parallelism().map_or(1, |c| c.get()),
+        n => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zero_threads_means_one_per_core_and_anything_else_itself() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        assert_eq!(super::threads_or_cores(0), cores);
+        assert_eq!(super::threads_or_cores(3), 3);
+    }
+}

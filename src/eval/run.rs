@@ -149,13 +149,7 @@ impl NabEvalConfig {
     }
 
     fn thread_count(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }
+        crate::threads_or_cores(self.threads)
     }
 }
 

@@ -68,7 +68,8 @@ impl ConsumerContext for Context {
 }
 
 /// Consumer properties: ours first (manual commits, earliest offset on a
-/// new group), then the user's table, which may override anything.
+/// new group, group membership), then the user's `common` and `consumer`
+/// tables, which may override anything, then the SASL password secret.
 pub fn consumer_config(k: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
@@ -77,26 +78,157 @@ pub fn consumer_config(k: &KafkaSettings) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", k.session_timeout_ms.to_string())
         .set(
             "statistics.interval.ms",
             k.statistics_interval_ms.to_string(),
         );
-    for (key, v) in &k.consumer {
-        c.set(key, v);
+    if !k.instance_id.is_empty() {
+        c.set("group.instance.id", &k.instance_id);
     }
+    user_tables(&mut c, k, &k.consumer);
     c
 }
 
 /// Producer properties: idempotent (no duplicates from retries), then the
-/// user's table.
+/// user's `common` and `producer` tables, then the SASL password secret.
 pub fn producer_config(k: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "none");
-    for (key, v) in &k.producer {
+    user_tables(&mut c, k, &k.producer);
+    c
+}
+
+/// `common`, then the client's own table, then the secret: TLS and SASL
+/// set once reach both clients, and the password never sits in a table.
+fn user_tables(
+    c: &mut ClientConfig,
+    k: &KafkaSettings,
+    own: &std::collections::BTreeMap<String, String>,
+) {
+    for (key, v) in k.common.iter().chain(own) {
         c.set(key, v);
     }
-    c
+    if let Some(p) = &k.sasl_password {
+        c.set("sasl.password", p.expose());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn both(k: &KafkaSettings) -> [ClientConfig; 2] {
+        [consumer_config(k), producer_config(k)]
+    }
+
+    #[test]
+    fn the_common_table_reaches_both_clients_and_each_table_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[kafka.common]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"client.id\" = \"both\"\n[kafka.producer]\n\"client.id\" = \"producer\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&f), vec![]).unwrap();
+        for c in both(&s.kafka) {
+            assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        }
+        assert_eq!(consumer_config(&s.kafka).get("client.id"), Some("both"));
+        assert_eq!(producer_config(&s.kafka).get("client.id"), Some("producer"));
+    }
+
+    #[test]
+    fn the_sasl_password_from_the_environment_reaches_both_clients_and_no_log() {
+        let s =
+            Settings::load_with_env(None, env(&[("LSTM_AE_KAFKA_SASL_PASSWORD", "s3cr3t-env")]))
+                .unwrap();
+        for c in both(&s.kafka) {
+            assert_eq!(c.get("sasl.password"), Some("s3cr3t-env"));
+        }
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cr3t-env"), "{shown}");
+    }
+
+    #[test]
+    fn the_sasl_password_from_a_file_reaches_both_clients_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "s3cr3t-file\n").unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "[kafka]\nsasl_password_file = {:?}\n",
+                secret.display().to_string()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&f), vec![]).unwrap();
+        for c in both(&s.kafka) {
+            assert_eq!(c.get("sasl.password"), Some("s3cr3t-file"));
+        }
+        let s = Settings::load_with_env(
+            Some(&f),
+            env(&[("LSTM_AE_KAFKA_SASL_PASSWORD", "from-env")]),
+        )
+        .unwrap();
+        for c in both(&s.kafka) {
+            assert_eq!(c.get("sasl.password"), Some("from-env"));
+        }
+        std::fs::remove_file(&secret).unwrap();
+        let e = Settings::load_with_env(Some(&f), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.sasl_password_file"), "{e}");
+    }
+
+    #[test]
+    fn static_membership_defaults_from_the_pod_then_the_host_name() {
+        let id = |pairs: &[(&str, &str)]| {
+            let s = Settings::load_with_env(None, env(pairs)).unwrap();
+            consumer_config(&s.kafka)
+                .get("group.instance.id")
+                .map(str::to_string)
+        };
+        assert_eq!(id(&[]), None, "no name: dynamic membership");
+        assert_eq!(id(&[("HOSTNAME", "host-1")]).as_deref(), Some("host-1"));
+        assert_eq!(
+            id(&[("HOSTNAME", "host-1"), ("POD_NAME", "lstm-ae-0")]).as_deref(),
+            Some("lstm-ae-0")
+        );
+        assert_eq!(
+            id(&[
+                ("HOSTNAME", "host-1"),
+                ("LSTM_AE__KAFKA__INSTANCE_ID", "daemon-a")
+            ])
+            .as_deref(),
+            Some("daemon-a")
+        );
+        assert_eq!(
+            id(&[
+                ("HOSTNAME", "host-1"),
+                ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false")
+            ]),
+            None
+        );
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(
+            consumer_config(&s.kafka).get("session.timeout.ms"),
+            Some("30000")
+        );
+    }
 }

@@ -64,8 +64,33 @@ pub async fn serve_with(
             let _ = http_stopped.await;
         },
     ));
+    log_membership(&settings.kafka);
     let result = super::run(settings, metrics, health, shutdown).await;
     let _ = stop_http.send(());
     let _ = http_task.await;
     result
+}
+
+/// Says how this daemon is a member of its group: what a restart costs
+/// depends on it (README, "Restarts and static membership").
+fn log_membership(k: &crate::config::KafkaSettings) {
+    let session_ms = k
+        .effective_session_timeout_ms()
+        .unwrap_or(k.session_timeout_ms);
+    match k
+        .consumer_property("group.instance.id")
+        .unwrap_or(&k.instance_id)
+    {
+        "" => tracing::warn!(
+            group = %k.group_id,
+            session_timeout_ms = session_ms,
+            "dynamic group membership: after a crash, this daemon's partitions wait for the broker to expire it; set kafka.instance_id (or POD_NAME/HOSTNAME) for static membership"
+        ),
+        id => tracing::info!(
+            group = %k.group_id,
+            instance_id = id,
+            session_timeout_ms = session_ms,
+            "static group membership: a restart within the session resumes its partitions"
+        ),
+    }
 }

@@ -55,13 +55,7 @@ impl Default for TrainOptions {
 impl TrainOptions {
     /// Threads to actually use.
     pub fn thread_count(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }
+        crate::threads_or_cores(self.threads)
     }
 }
 
