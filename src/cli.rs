@@ -205,7 +205,12 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_tracing();
+    // `serve` and `demo` log as their settings say (`[log]`), so they set
+    // up logging once those are loaded; until then an error is one line on
+    // stderr (below), readable whatever the format.
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        init_tracing();
+    }
     let result = match cli.command {
         Command::Train(a) => train(a),
         Command::Score(a) => score_cmd(a),
@@ -424,6 +429,7 @@ fn demo(
     s.serve.model = model.to_string_lossy().into_owned();
     s.serve.metrics_listen = metrics_listen;
     s.validate()?;
+    crate::telemetry::logging::init(s.log.format, &s.log.level);
     let opts = crate::serve::demo::DemoOptions {
         data,
         labels: labels.exists().then_some(labels),

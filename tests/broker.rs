@@ -185,7 +185,7 @@ fn bad_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     let cfg = dir.path().join("serve.toml");
     std::fs::write(
         &cfg,
-        "[kafka]\nmax_message_bytes = 2048\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n[[kafka.inputs]]\ntopic = \"lstm-ae.points\"\nformat = \"points\"\n[[kafka.inputs]]\ntopic = \"lstm-ae.windows\"\nformat = \"windows\"\n",
+        "[kafka]\nmax_message_bytes = 2048\nsession_timeout_ms = 6000\n[[kafka.inputs]]\ntopic = \"lstm-ae.points\"\nformat = \"points\"\n[[kafka.inputs]]\ntopic = \"lstm-ae.windows\"\nformat = \"windows\"\n",
     )
     .unwrap();
     let daemon = Daemon::start(dir.path(), &broker.brokers(), Some(&cfg), &[]);
@@ -315,4 +315,87 @@ fn sigterm_drains_commits_and_exits_0_and_a_restart_repeats_nothing() {
         .read_all("lstm-ae.embeddings", Duration::from_secs(2))
         .len();
     assert_eq!(after, before, "no window repeated after a graceful restart");
+}
+
+#[test]
+fn log_format_json_gives_json_lines_and_a_settings_error_stays_one_readable_line() {
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path());
+    let port = common::broker::free_port();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+    let serve = |extra: &[(&str, &str)], stderr: std::process::Stdio| {
+        let mut c = std::process::Command::new(common::bin());
+        c.arg("serve")
+            .current_dir(dir.path())
+            .env("LSTM_AE__KAFKA__BROKERS", broker.brokers())
+            .env("LSTM_AE__SERVE__MODEL", &model)
+            .env(
+                "LSTM_AE__SERVE__METRICS_LISTEN",
+                format!("127.0.0.1:{port}"),
+            )
+            .env("LSTM_AE__LOG__FORMAT", "json")
+            .env("LSTM_AE__LOG__LEVEL", "info")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c
+    };
+    let log = dir.path().join("serve.log");
+    let mut child = serve(
+        &[("LSTM_AE__KAFKA__INSTANCE_ID", "json-log")],
+        std::fs::File::create(&log).unwrap().into(),
+    )
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::broker::procs_http_ready(port) != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{text}");
+    let mut messages = vec![];
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+        assert!(v["level"].is_string(), "{l}");
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    for m in ["model loaded", "shutdown requested: draining", "stopped"] {
+        assert!(messages.iter().any(|x| x == m), "{m:?} in {messages:?}");
+    }
+
+    // Settings that do not load: one plain line, whatever log.format says.
+    let o = serve(
+        &[("LSTM_AE__SERVE__DRAIN_TIMEOUT_MS", "60000")],
+        std::process::Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: configuration: invalid serve.drain_timeout_ms")
+            && err.contains("kafka.session_timeout_ms"),
+        "{err}"
+    );
 }

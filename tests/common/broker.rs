@@ -98,6 +98,15 @@ impl Broker {
             .expect("tansu starts")
     }
 
+    /// Kills the broker (SIGKILL) and starts it again on the same port
+    /// and storage: what a broker crash and restart looks like to clients.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.dir, self.port, &self.storage);
+        wait_for_port(self.port, "tansu (restarted)");
+    }
+
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -119,23 +128,7 @@ impl Broker {
     }
 
     pub fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
-        let p: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        for (k, v) in messages {
-            loop {
-                match p.send(BaseRecord::to(topic).key(k).payload(v)) {
-                    Ok(()) => break,
-                    Err(_) => {
-                        p.poll(Duration::from_millis(10));
-                    }
-                }
-            }
-        }
-        p.flush(Duration::from_secs(30)).unwrap();
+        produce(&self.brokers(), topic, messages)
     }
 
     /// Every message of `topic` from the start, read by a fresh group until
@@ -172,6 +165,121 @@ impl Broker {
             }
         }
         out
+    }
+}
+
+/// Produces `messages` (key, payload) to `topic` and waits for every ack;
+/// a function of the address, so a thread can feed a topic while the test
+/// restarts the broker or kills the daemon.
+pub fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (k, v) in messages {
+        loop {
+            match p.send(BaseRecord::to(topic).key(k).payload(v)) {
+                Ok(()) => break,
+                Err(_) => {
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    // Generous: the broker may be restarting under the producer.
+    p.flush(Duration::from_secs(120)).unwrap();
+}
+
+/// Reads every partition of a topic from the beginning, without a group
+/// (partitions assigned directly, so no join delay), keeping its position
+/// between calls.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+    /// Next offset to read, per partition.
+    next: std::collections::HashMap<i32, i64>,
+    pub records: u64,
+}
+
+impl TopicReader {
+    pub fn new(brokers: &str, topic: &str) -> TopicReader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("reader-{}", free_port()))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .unwrap();
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        assert!(!partitions.is_empty(), "{topic} has partitions");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        TopicReader {
+            consumer,
+            topic: topic.to_string(),
+            partitions,
+            next: Default::default(),
+            records: 0,
+        }
+    }
+
+    /// Hands every record that arrives within `d` to `f`.
+    pub fn poll_for(&mut self, d: Duration, mut f: impl FnMut(Record)) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    self.next.insert(m.partition(), m.offset() + 1);
+                    self.records += 1;
+                    f(Record::from(&m));
+                }
+                Some(Err(_)) | None => {}
+            }
+        }
+    }
+
+    /// Reads up to each partition's end offset as of now (its high
+    /// watermark), so that "nothing else" is a statement about the whole
+    /// topic; panics after `timeout`.
+    pub fn read_to_end(&mut self, timeout: Duration, mut f: impl FnMut(Record)) {
+        let deadline = Instant::now() + timeout;
+        let ends: Vec<(i32, i64)> = self
+            .partitions
+            .iter()
+            .map(|&p| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(30))
+                    .unwrap();
+                (p, high)
+            })
+            .collect();
+        while ends
+            .iter()
+            .any(|(p, high)| self.next.get(p).copied().unwrap_or(0) < *high)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{}: not at its end offsets {ends:?} after {timeout:?}; at {:?}",
+                self.topic,
+                self.next
+            );
+            self.poll_for(Duration::from_millis(200), &mut f);
+        }
     }
 }
 
@@ -242,12 +350,12 @@ impl Daemon {
     ) -> Daemon {
         let port = free_port();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
-        // A short group session, so that a restarted daemon does not wait the
-        // default 45 s for its killed predecessor to be declared dead.
+        // A short group session, so that a daemon that is gone for good is
+        // replaced quickly (the drain must end within it: 5 s).
         let default_cfg = dir.join("group.toml");
         std::fs::write(
             &default_cfg,
-            "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+            "[kafka]\nsession_timeout_ms = 6000\n[kafka.consumer]\n\"heartbeat.interval.ms\" = \"500\"\n",
         )
         .unwrap();
         let mut c = Command::new(super::bin());
@@ -263,6 +371,10 @@ impl Daemon {
             )
             .env("LSTM_AE__KAFKA__COMMIT_INTERVAL_MS", "200")
             .env("LSTM_AE__SERVE__MAX_WAIT_MS", "5")
+            .env("LSTM_AE__SERVE__DRAIN_TIMEOUT_MS", "5000")
+            // Static membership, one id per test daemon: a restart under the
+            // same id resumes its partitions at once (README, "Restarts").
+            .env("LSTM_AE__KAFKA__INSTANCE_ID", "test-daemon")
             .env(
                 "RUST_LOG",
                 std::env::var("LSTM_AE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -316,4 +428,9 @@ impl Drop for Daemon {
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     procs::http_get(port, path).unwrap()
+}
+
+/// The status of `GET /readyz` on 127.0.0.1:`port`, if anything answers.
+pub fn procs_http_ready(port: u16) -> Option<u16> {
+    procs::http_get(port, "/readyz").ok().map(|(s, _)| s)
 }
