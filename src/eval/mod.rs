@@ -8,7 +8,10 @@
 //!   the probation, score causally, write NAB's results tree).
 //! - [`report`]: the evaluation report (per-category scores, scoreboard,
 //!   charts of the worst series).
+//! - [`labelled`]: `lstm-ae eval labelled`'s metrics (point-wise, ranking,
+//!   range-based; state and alert readings) and report, for any labelled CSVs.
 
+pub mod labelled;
 pub mod nab;
 pub mod report;
 pub mod run;
