@@ -1,4 +1,4 @@
-//! Command-line interface: `train`, `score`, `inspect`, `eval nab`. Errors end the
+//! Command-line interface: `train`, `score`, `inspect`, `eval nab`, `eval labelled`. Errors end the
 //! process with one readable line (and its causes) and exit code 1; usage
 //! errors exit 2.
 
@@ -88,6 +88,38 @@ enum EvalCommand {
     /// Stream every NAB series (train on the probation, score causally),
     /// write NAB's results tree and a report, print the three profile scores.
     Nab(EvalNabArgs),
+    /// Your own labelled CSVs: per file, train on the leading rows, score the
+    /// rest, report precision/recall/F1, AUCs, range recall and delay, as a
+    /// state (threshold rule) and as alerts (likelihood rule).
+    Labelled(EvalLabelledArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalLabelledArgs {
+    /// Folder of CSV files (searched recursively), each with a label column
+    /// or an entry in a windows file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output folder: report.md, summary.json, figures/, models/.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML settings, as for `train` and `score` (model, training,
+    /// calibration, anomalies, postprocess).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Train on the first N rows of each file.
+    #[arg(long, conflicts_with = "train_fraction")]
+    train_rows: Option<usize>,
+    /// Train on this leading fraction of each file's rows.
+    #[arg(long, default_value_t = 0.5)]
+    train_fraction: f64,
+    /// Name of the label column (non-zero = anomalous), case-insensitive.
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// NAB-style windows (`{"file.csv": [[start, end], …]}`, keys relative to
+    /// --data); default: <data>/windows.json when it exists.
+    #[arg(long)]
+    windows: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -229,6 +261,9 @@ pub fn main() -> ExitCode {
         Command::Eval {
             bench: EvalCommand::Nab(a),
         } => eval_nab(a),
+        Command::Eval {
+            bench: EvalCommand::Labelled(a),
+        } => eval_labelled(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -375,7 +410,10 @@ fn train(a: TrainArgs) -> Result<()> {
         m.training.stopped,
         m.training.best_validation_loss.total,
         m.threshold.value,
-        rule_name(&m.threshold.rule),
+        match &m.threshold.fallback {
+            None => rule_name(&m.threshold.rule),
+            Some(f) => format!("{}, fallback", rule_name(&f.rule)),
+        },
         m.training.seconds,
         m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
     );
@@ -543,12 +581,8 @@ fn score_cmd(a: ScoreArgs) -> Result<()> {
 
 /// Prints each labelled window of `file` and whether a detection fell in it.
 fn print_labelled(scored: &score::Scored, file: &Path, labels: &Path) -> Result<()> {
-    let raw = std::fs::read(labels).with_context(|| format!("reading {}", labels.display()))?;
-    let all: std::collections::BTreeMap<String, Vec<(String, String)>> =
-        serde_json::from_slice(&raw)
-            .with_context(|| format!("{}: not a NAB windows file", labels.display()))?;
-    let path = file.to_string_lossy().replace('\\', "/");
-    let Some((key, windows)) = all.iter().find(|(k, _)| path.ends_with(k.as_str())) else {
+    let all = crate::data::labels::load_windows(labels)?;
+    let Some((_, windows)) = crate::data::labels::windows_for(&all, file) else {
         println!(
             "labels: {} has no entry for {}",
             labels.display(),
@@ -558,16 +592,7 @@ fn print_labelled(scored: &score::Scored, file: &Path, labels: &Path) -> Result<
     };
     let ts = &scored.series.timestamps;
     let mut caught = 0;
-    for (start, end) in windows {
-        let (Some(a), Some(b)) = (
-            crate::data::parse_timestamp(start),
-            crate::data::parse_timestamp(end),
-        ) else {
-            anyhow::bail!(
-                "{}: {key}: unreadable window [{start}, {end}]",
-                labels.display()
-            );
-        };
+    for &(a, b) in windows {
         let hit =
             (0..ts.len()).find(|&r| ts[r] >= a && ts[r] <= b && scored.is_anomaly(r) == Some(true));
         if hit.is_some() {
@@ -628,6 +653,51 @@ fn eval_nab(a: EvalNabArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval_labelled(a: EvalLabelledArgs) -> Result<()> {
+    use crate::app::eval_labelled::{run, Options, TrainSpan};
+    let settings = Settings::load(a.config.as_deref())?;
+    if !(a.train_fraction > 0.0 && a.train_fraction < 1.0) {
+        anyhow::bail!("--train-fraction must be between 0 and 1 (exclusive)");
+    }
+    let opts = Options {
+        data: a.data,
+        out: a.out,
+        settings,
+        train: a
+            .train_rows
+            .map_or(TrainSpan::Fraction(a.train_fraction), TrainSpan::Rows),
+        label_column: a.label_column,
+        windows: a.windows,
+    };
+    let (summary, written) = run(&opts)?;
+    let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+    for (name, r) in [
+        ("state (threshold rule)", &summary.pooled_state),
+        ("alert (likelihood rule)", &summary.pooled_alert),
+    ] {
+        println!(
+            "{name:<24} precision {} recall {} F1 {} ROC-AUC {} PR-AUC {}; stretches detected {}/{}, mean delay {} rows",
+            f(r.precision),
+            f(r.recall),
+            f(r.f1),
+            f(r.roc_auc),
+            f(r.pr_auc),
+            r.ranges.detected,
+            r.ranges.stretches,
+            f(r.mean_delay_rows)
+        );
+    }
+    println!(
+        "{} files; report {}",
+        summary.files.len(),
+        written
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
 fn inspect(dir: &Path, json: bool) -> Result<()> {
     let b = Bundle::open(dir)?;
     let m = &b.manifest;
@@ -658,11 +728,22 @@ fn inspect(dir: &Path, json: bool) -> Result<()> {
         "scaler       {:?}: offset {:?}, scale {:?}",
         m.scaler.kind, m.scaler.offset, m.scaler.scale
     );
-    println!(
-        "threshold    {:.6} ({})",
-        m.threshold.value,
-        serde_json::to_string(&m.threshold.rule)?
-    );
+    match &m.threshold.fallback {
+        None => println!(
+            "threshold    {:.6} ({})",
+            m.threshold.value,
+            serde_json::to_string(&m.threshold.rule)?
+        ),
+        Some(f) => {
+            println!(
+                "threshold    {:.6} ({}, a fallback: the configured {} could not be applied)",
+                m.threshold.value,
+                serde_json::to_string(&f.rule)?,
+                serde_json::to_string(&m.threshold.rule)?
+            );
+            println!("             because {}", f.reason);
+        }
+    }
     let q: Vec<String> = m
         .validation_scores
         .quantiles

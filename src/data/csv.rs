@@ -11,10 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
+use super::time::parse_timestamp;
 use super::{CellProblem, DataError};
 
 /// A loaded time series.
@@ -200,13 +200,15 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                 expected: header.len(),
             });
         }
-        let bad_cell = |column: usize, problem: CellProblem| DataError::BadCell {
+        let bad_cell_hint = |column: usize, problem: CellProblem, hint| DataError::BadCell {
             path: path.to_path_buf(),
             line,
             column: header[column].clone(),
             value: record[column].to_string(),
             problem,
+            hint,
         };
+        let bad_cell = |column: usize, problem: CellProblem| bad_cell_hint(column, problem, "");
 
         let ts_text = &record[ts_col];
         let ts = parse_timestamp(ts_text).ok_or_else(|| {
@@ -240,37 +242,43 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                     last_good[feature] = Some(v);
                     parsed.values.push(v);
                 }
-                Err(problem @ (CellProblem::Empty | CellProblem::NaN)) => match opts.fill {
-                    FillRule::Error => return Err(bad_cell(col, problem)),
-                    FillRule::Previous => match last_good[feature] {
-                        Some(v) => {
-                            parsed.values.push(v);
+                Err(problem @ (CellProblem::Empty | CellProblem::NaN)) => {
+                    match opts.fill {
+                        FillRule::Error => return Err(bad_cell_hint(
+                            col,
+                            problem,
+                            "; set data.fill = \"previous\" or \"linear\" to fill missing values",
+                        )),
+                        FillRule::Previous => match last_good[feature] {
+                            Some(v) => {
+                                parsed.values.push(v);
+                                parsed.missing.push(Missing {
+                                    row,
+                                    feature,
+                                    problem,
+                                });
+                            }
+                            None => {
+                                return Err(DataError::CannotFill {
+                                    path: path.to_path_buf(),
+                                    line,
+                                    column: header[col].clone(),
+                                    problem,
+                                    reason: "no earlier value in this column to carry forward \
+                                         (fill = previous)",
+                                })
+                            }
+                        },
+                        FillRule::Linear => {
+                            parsed.values.push(f32::NAN);
                             parsed.missing.push(Missing {
                                 row,
                                 feature,
                                 problem,
                             });
                         }
-                        None => {
-                            return Err(DataError::CannotFill {
-                                path: path.to_path_buf(),
-                                line,
-                                column: header[col].clone(),
-                                problem,
-                                reason: "no earlier value in this column to carry forward \
-                                         (fill = previous)",
-                            })
-                        }
-                    },
-                    FillRule::Linear => {
-                        parsed.values.push(f32::NAN);
-                        parsed.missing.push(Missing {
-                            row,
-                            feature,
-                            problem,
-                        });
                     }
-                },
+                }
                 Err(problem) => return Err(bad_cell(col, problem)),
             }
         }
@@ -475,59 +483,6 @@ fn fill_gap(
         .collect();
     for (r, v) in gap.zip(fills) {
         parsed.values[r * f + feature] = v;
-    }
-}
-
-/// Parses a timestamp into epoch milliseconds, UTC.
-///
-/// Accepted: `YYYY-MM-DD HH:MM:SS` with optional fractional seconds (also
-/// with `T` as the separator), RFC 3339 with `Z` or an offset, `YYYY-MM-DD`
-/// (midnight), and integer epoch time: seconds when the magnitude is below
-/// 1e11 (until the year 5138), milliseconds otherwise (so millisecond epochs
-/// before March 1973 would be misread as seconds). Times without an offset
-/// are taken as UTC.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        let n: i64 = s.parse().ok()?;
-        return if n.unsigned_abs() < 100_000_000_000 {
-            n.checked_mul(1000)
-        } else {
-            Some(n)
-        };
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some(dt.timestamp_millis());
-    }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(dt.and_utc().timestamp_millis());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|dt| dt.and_utc().timestamp_millis())
-}
-
-/// Formats epoch milliseconds as RFC 3339 UTC, e.g. `2013-12-02T21:15:00Z`;
-/// milliseconds are shown only when non-zero. A value outside chrono's range
-/// (beyond ±262,000 years) is printed as `<n> ms`.
-pub fn format_timestamp(ms: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(ms) {
-        Some(dt) => {
-            let precision = if ms.rem_euclid(1000) == 0 {
-                SecondsFormat::Secs
-            } else {
-                SecondsFormat::Millis
-            };
-            dt.to_rfc3339_opts(precision, true)
-        }
-        None => format!("{ms} ms"),
     }
 }
 
@@ -754,6 +709,21 @@ mod tests {
     }
 
     #[test]
+    fn missing_values_name_the_fill_setting_and_bad_text_does_not() {
+        let head = "timestamp,value\n2013-12-02 21:15:00,1\n";
+        let err = load_default(&format!("{head}2013-12-02 21:20:00,\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(r#"data.fill = "previous" or "linear""#),
+            "{err}"
+        );
+        let err = load_default(&format!("{head}2013-12-02 21:20:00,n/a\n")).unwrap_err();
+        assert!(!err.to_string().contains("data.fill"), "{err}");
+        let err = load_default("timestamp,value\n,1\n").unwrap_err();
+        assert!(!err.to_string().contains("data.fill"), "{err}");
+    }
+
+    #[test]
     fn bad_timestamps_are_rejected() {
         let (line, column, problem) =
             cell_problem("timestamp,value\n2013-12-02 21:15:00,1\n02/12/2013 21:20,2\n");
@@ -783,6 +753,11 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(err.to_string().contains("line 3"), "{err}");
+        // The setting that accepts such a file is named.
+        assert!(
+            err.to_string().contains(r#"data.timestamp_order = "file""#),
+            "{err}"
+        );
         let err = load_default("timestamp,value\n20,1\n10,2\n").unwrap_err();
         assert!(
             matches!(err, DataError::NonIncreasing { line: 3, .. }),
@@ -929,55 +904,5 @@ mod tests {
             matches!(&err, DataError::CannotFill { line: 2, column, .. } if column == "b"),
             "{err:?}"
         );
-    }
-
-    #[test]
-    fn parses_timestamp_formats() {
-        let ms = T0 * 1000;
-        assert_eq!(parse_timestamp("2013-12-02 21:15:00"), Some(ms));
-        assert_eq!(parse_timestamp(" 2013-12-02 21:15:00 "), Some(ms));
-        assert_eq!(parse_timestamp("2013-12-02 21:15:00.250"), Some(ms + 250));
-        assert_eq!(parse_timestamp("2013-12-02T21:15:00"), Some(ms));
-        assert_eq!(parse_timestamp("2013-12-02T21:15:00Z"), Some(ms));
-        assert_eq!(parse_timestamp("2013-12-02T21:15:00.5Z"), Some(ms + 500));
-        // 23:15 at +02:00 is 21:15 UTC.
-        assert_eq!(parse_timestamp("2013-12-02T23:15:00+02:00"), Some(ms));
-        assert_eq!(parse_timestamp("2013-12-02T16:15:00-05:00"), Some(ms));
-        assert_eq!(
-            parse_timestamp("2026-01-01T00:00:00Z"),
-            Some(1_767_225_600_000)
-        );
-        assert_eq!(parse_timestamp("2014-02-19"), Some(1_392_768_000_000));
-        assert_eq!(parse_timestamp("1386018900"), Some(ms));
-        assert_eq!(parse_timestamp("1386018900000"), Some(ms));
-        assert_eq!(parse_timestamp("0"), Some(0));
-        assert_eq!(parse_timestamp("-60"), Some(-60_000));
-        for bad in [
-            "",
-            "-",
-            "yesterday",
-            "2013-13-02 21:15:00",
-            "2013-12-02 25:15:00",
-            "02/12/2013",
-            "1386018900.5",
-            "99999999999999999999999",
-        ] {
-            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn formats_timestamps_as_rfc3339_utc() {
-        assert_eq!(format_timestamp(T0 * 1000), "2013-12-02T21:15:00Z");
-        assert_eq!(
-            format_timestamp(T0 * 1000 + 250),
-            "2013-12-02T21:15:00.250Z"
-        );
-        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_timestamp(-1000), "1969-12-31T23:59:59Z");
-        assert_eq!(format_timestamp(i64::MAX), format!("{} ms", i64::MAX));
-        for ms in [T0 * 1000, T0 * 1000 + 1, 1_767_225_600_000] {
-            assert_eq!(parse_timestamp(&format_timestamp(ms)), Some(ms));
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Series data shared by training and scoring: loading a CSV into a
-//! [`Series`] ([`csv`]), cutting it into windows ([`window`]) and scaling
-//! features ([`scaler`]).
+//! [`Series`] ([`csv`]), timestamps ([`time`]: every parse and format of an
+//! instant, CSV, NAB and Kafka alike), cutting it into windows ([`window`])
+//! and scaling features ([`scaler`]); labelled anomaly windows ([`labels`]).
 //!
 //! Training and offline scoring must see exactly the same rows, windows and
 //! scaled values, so all of that lives here and nowhere else. Every problem
@@ -8,15 +9,16 @@
 //! the line and the column, so a user can fix the file without a debugger.
 
 pub mod csv;
+pub mod labels;
 pub mod scaler;
+pub mod time;
 pub mod window;
 
 use std::path::PathBuf;
 
-pub use self::csv::{
-    format_timestamp, load_csv, parse_timestamp, CsvOptions, FillRule, Series, TimestampOrder,
-};
+pub use self::csv::{load_csv, CsvOptions, FillRule, Series, TimestampOrder};
 pub use self::scaler::{Scaler, ScalerKind};
+pub use self::time::{format_timestamp, parse_timestamp};
 pub use self::window::{
     chronological_split, gather_batch_major, gather_horizon_time_major, gather_time_major,
     window_starts, Split,
@@ -99,15 +101,17 @@ pub enum DataError {
         found: usize,
         expected: usize,
     },
-    #[error("{}: line {line}, column '{column}': {problem}: '{value}'", path.display())]
+    #[error("{}: line {line}, column '{column}': {problem}: '{value}'{hint}", path.display())]
     BadCell {
         path: PathBuf,
         line: u64,
         column: String,
         value: String,
         problem: CellProblem,
+        /// The setting that would accept the cell, as "; set …", or "".
+        hint: &'static str,
     },
-    #[error("{}: line {line}, column '{column}': timestamp '{value}' is not after the previous one, '{previous}' on line {previous_line} (timestamps must strictly increase)", path.display())]
+    #[error("{}: line {line}, column '{column}': timestamp '{value}' is not after the previous one, '{previous}' on line {previous_line} (timestamps must strictly increase); if the rows are in the right order (e.g. an hour repeated at a daylight-saving change), set data.timestamp_order = \"file\" to keep them in file order", path.display())]
     NonIncreasing {
         path: PathBuf,
         line: u64,
@@ -126,7 +130,7 @@ pub enum DataError {
     },
     #[error("{}: no data rows after the header", path.display())]
     NoRows { path: PathBuf },
-    #[error("the series has {rows} rows, a window needs T + P = {window} + {horizon} = {} rows", window + horizon)]
+    #[error("the series has {rows} rows, a window needs T + P = {window} + {horizon} = {} rows; use a shorter model.window or model.horizon", window + horizon)]
     TooShort {
         rows: usize,
         window: usize,

@@ -45,7 +45,15 @@ pub struct Split {
     pub validation: Vec<usize>,
     /// First row of the validation part.
     pub split_row: usize,
+    /// The validation part was made larger than `validation_fraction` asks
+    /// because the series is short (see [`chronological_split`]).
+    pub widened: bool,
 }
+
+/// Fewest validation windows [`chronological_split`] aims for: the
+/// threshold is calibrated on their scores, and fewer than this leaves it
+/// set by one or two windows.
+pub const MIN_VALIDATION_WINDOWS: usize = 10;
 
 /// Chronological split: the first `1 - validation_fraction` of the rows for
 /// training, the rest for validation; no window (with its horizon) straddles
@@ -55,7 +63,11 @@ pub struct Split {
 /// a shuffled split would validate on rows the model trained on, and the
 /// threshold calibrated on validation scores would be too low.
 ///
-/// The split row is `round(rows × (1 − validation_fraction))`.
+/// The split row is `round(rows × (1 − validation_fraction))`, except on a
+/// short series where that leaves fewer than [`MIN_VALIDATION_WINDOWS`]
+/// validation windows: the validation part then grows (one warning) until it
+/// holds that many, as long as training keeps at least one window, so the
+/// default fraction does not refuse a small file. [`Split::widened`] says so.
 pub fn chronological_split(
     rows: usize,
     window: usize,
@@ -92,7 +104,35 @@ pub fn chronological_split(
         });
     }
     let split_row = ((rows as f64) * (1.0 - validation_fraction)).round() as usize;
-    let split_row = split_row.min(rows);
+    let mut split_row = split_row.min(rows);
+    let span = window + horizon;
+    let count = |from: usize, to: usize| {
+        if to < from + span {
+            0
+        } else {
+            (to - from - span) / stride + 1
+        }
+    };
+    let mut widened = false;
+    if count(split_row, rows) < MIN_VALIDATION_WINDOWS && split_row >= span {
+        // The latest split row that gives MIN_VALIDATION_WINDOWS windows,
+        // but never one that leaves training without a window.
+        let wanted = span + (MIN_VALIDATION_WINDOWS - 1) * stride;
+        let widest = rows.saturating_sub(wanted).max(span);
+        if widest < split_row && count(widest, rows) > 0 {
+            tracing::warn!(
+                rows,
+                validation_rows = rows - widest,
+                configured_rows = rows - split_row,
+                "data.validation_fraction = {validation_fraction} leaves {} validation windows on this \
+                 short series; validating on the last {} rows instead",
+                count(split_row, rows),
+                rows - widest
+            );
+            split_row = widest;
+            widened = true;
+        }
+    }
     let train = window_starts(0, split_row, window, horizon, stride);
     if train.is_empty() {
         return Err(DataError::EmptySplit {
@@ -101,7 +141,7 @@ pub fn chronological_split(
             to: split_row,
             window,
             horizon,
-            hint: "lower validation_fraction, or use a shorter window or horizon",
+            hint: "lower data.validation_fraction, or use a shorter model.window or model.horizon",
         });
     }
     let validation = window_starts(split_row, rows, window, horizon, stride);
@@ -112,13 +152,14 @@ pub fn chronological_split(
             to: rows,
             window,
             horizon,
-            hint: "raise validation_fraction, or use a shorter window or horizon",
+            hint: "raise data.validation_fraction, or use a shorter model.window or model.horizon",
         });
     }
     Ok(Split {
         train,
         validation,
         split_row,
+        widened,
     })
 }
 
@@ -198,12 +239,13 @@ mod tests {
 
     #[test]
     fn split_is_chronological_and_nothing_straddles() {
-        let s = chronological_split(100, 10, 2, 1, 0.2).unwrap();
-        assert_eq!(s.split_row, 80);
-        // Training windows of 12 rows fit in [0, 80): starts 0..=68.
-        assert_eq!(s.train, (0..=68).collect::<Vec<_>>());
-        // Validation windows fit in [80, 100): starts 80..=88.
-        assert_eq!(s.validation, (80..=88).collect::<Vec<_>>());
+        let s = chronological_split(100, 10, 2, 1, 0.25).unwrap();
+        assert_eq!(s.split_row, 75);
+        assert!(!s.widened);
+        // Training windows of 12 rows fit in [0, 75): starts 0..=63.
+        assert_eq!(s.train, (0..=63).collect::<Vec<_>>());
+        // Validation windows fit in [75, 100): starts 75..=88.
+        assert_eq!(s.validation, (75..=88).collect::<Vec<_>>());
         let s = chronological_split(1000, 64, 8, 5, 0.25).unwrap();
         assert_eq!(s.split_row, 750);
         assert!(s.train.iter().all(|&t| t + 72 <= 750));
@@ -224,23 +266,29 @@ mod tests {
         ));
         assert_eq!(
             err.to_string(),
-            "the series has 5 rows, a window needs T + P = 4 + 2 = 6 rows"
+            "the series has 5 rows, a window needs T + P = 4 + 2 = 6 rows; \
+             use a shorter model.window or model.horizon"
         );
-        // 20 rows, 10% validation: the validation part [18, 20) is too short.
-        let err = chronological_split(20, 5, 1, 1, 0.1).unwrap_err();
+        // 11 rows, 10% validation, windows of 6: the split row 10 leaves the
+        // part [10, 11) too short, and no split leaves a window on each side.
+        let err = chronological_split(11, 5, 1, 1, 0.1).unwrap_err();
         assert!(
             matches!(
                 err,
                 DataError::EmptySplit {
                     side: "validation",
-                    from: 18,
-                    to: 20,
+                    from: 10,
+                    to: 11,
                     ..
                 }
             ),
             "{err:?}"
         );
-        assert!(err.to_string().contains("rows 18..20, 2 rows"), "{err}");
+        assert!(err.to_string().contains("rows 10..11, 1 rows"), "{err}");
+        assert!(
+            err.to_string().contains("data.validation_fraction"),
+            "{err}"
+        );
         let err = chronological_split(20, 5, 1, 1, 0.9).unwrap_err();
         assert!(
             matches!(
@@ -254,6 +302,31 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_short_series_gets_enough_validation_windows() {
+        // 20 rows, 10% validation, windows of T + P = 6: the split row 18
+        // leaves no validation window. Ten windows need 6 + 9 = 15 rows, but
+        // training needs 6: the split moves to row 6, giving training the one
+        // window [0, 6) and validation the 9 starts 6..=14.
+        let s = chronological_split(20, 5, 1, 1, 0.1).unwrap();
+        assert!(s.widened);
+        assert_eq!(s.split_row, 6);
+        assert_eq!(s.train, vec![0]);
+        assert_eq!(s.validation, (6..=14).collect::<Vec<_>>());
+        // 400 rows, T + P = 72, 20%: 80 validation rows hold 9 windows;
+        // ten need 81 rows, so the split moves from 320 to 319.
+        let s = chronological_split(400, 64, 8, 1, 0.2).unwrap();
+        assert!(s.widened);
+        assert_eq!((s.split_row, s.validation.len()), (319, 10));
+        // Enough windows already: the fraction decides.
+        let s = chronological_split(1200, 64, 8, 1, 0.2).unwrap();
+        assert!(!s.widened);
+        assert_eq!(s.split_row, 960);
+        // Stride 5: ten windows need 72 + 45 = 117 rows.
+        let s = chronological_split(500, 64, 8, 5, 0.2).unwrap();
+        assert_eq!((s.split_row, s.validation.len()), (383, 10));
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! - [`split`]: the fixed tuning/report split and the scores of each half.
 //! - [`report`]: the evaluation report (per-category scores and windows hit,
 //!   missed and false positives, scoreboard, charts of the worst series).
+//! - [`labelled`]: `lstm-ae eval labelled`'s metrics (point-wise, ranking,
+//!   range-based; state and alert readings) and report, for any labelled CSVs.
 
+pub mod labelled;
 pub mod nab;
 pub mod report;
 pub mod run;

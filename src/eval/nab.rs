@@ -38,8 +38,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDateTime};
 use serde::Deserialize;
+
+use crate::data::time::{format_naive, parse_timestamp};
 
 /// Fraction of each file's rows NAB gives a detector to learn before scoring.
 pub const PROBATIONARY_PERCENT: f64 = 0.15;
@@ -52,9 +53,6 @@ pub const NO_DETECTION_THRESHOLD: f64 = 1.1;
 
 /// Beyond this relative distance the scaled sigmoid is clamped to −1.
 const SIGMOID_CLAMP: f64 = 3.0;
-
-/// Timestamp layout of NAB data, labels and results (fractional seconds optional).
-const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 /// A failure to read, write or score NAB material; every variant names the file
 /// (or the series key) at fault.
@@ -185,25 +183,6 @@ pub fn probationary_rows(n: usize) -> usize {
     rows.min(MAX_PROBATIONARY_ROWS)
 }
 
-/// Parses NAB's `YYYY-MM-DD HH:MM:SS[.ffffff]` into epoch milliseconds (as UTC).
-pub fn parse_timestamp(text: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(text.trim(), TIMESTAMP_FORMAT)
-        .ok()
-        .map(|t| t.and_utc().timestamp_millis())
-}
-
-/// Formats epoch milliseconds the way NAB writes them; milliseconds only when
-/// non-zero, so NAB's whole-second data round-trips unchanged.
-pub fn format_timestamp(ms: i64) -> Option<String> {
-    let t = DateTime::from_timestamp_millis(ms)?.naive_utc();
-    let layout = if ms.rem_euclid(1000) == 0 {
-        "%Y-%m-%d %H:%M:%S"
-    } else {
-        "%Y-%m-%d %H:%M:%S%.3f"
-    };
-    Some(t.format(layout).to_string())
-}
-
 #[derive(Deserialize)]
 struct RawProfile {
     #[serde(rename = "CostMatrix")]
@@ -306,36 +285,15 @@ pub fn load_profiles(path: impl AsRef<Path>) -> Result<Vec<Profile>, NabError> {
         .collect()
 }
 
-/// Reads NAB's `labels/combined_windows.json`: per `category/file.csv`, its
-/// `[start, end]` windows as epoch milliseconds, sorted by start.
+/// Reads NAB's `labels/combined_windows.json` ([`crate::data::labels`]): per
+/// `category/file.csv`, its `[start, end]` windows as epoch milliseconds, sorted by start.
 pub fn load_windows(path: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<(i64, i64)>>, NabError> {
-    let path = path.as_ref();
-    let raw: BTreeMap<String, Vec<(String, String)>> = serde_json::from_str(&read_text(path)?)
-        .map_err(|source| NabError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let mut out = BTreeMap::new();
-    for (key, list) in raw {
-        let mut windows = Vec::with_capacity(list.len());
-        for (start, end) in &list {
-            let parse = |text: &str| {
-                parse_timestamp(text)
-                    .ok_or_else(|| format_error(path, format!("{key}: bad timestamp {text:?}")))
-            };
-            let (s, e) = (parse(start)?, parse(end)?);
-            if s > e {
-                return Err(format_error(
-                    path,
-                    format!("{key}: window starts after it ends: {start} > {end}"),
-                ));
-            }
-            windows.push((s, e));
-        }
-        windows.sort_unstable();
-        out.insert(key, windows);
-    }
-    Ok(out)
+    use crate::data::labels::{self, LabelsError};
+    labels::load_windows(path.as_ref()).map_err(|e| match e {
+        LabelsError::Io { path, source } => NabError::Io { path, source },
+        LabelsError::Json { path, source } => NabError::Json { path, source },
+        LabelsError::Format { path, message } => NabError::Format { path, message },
+    })
 }
 
 /// Where a row stands for scoring.
@@ -878,7 +836,7 @@ pub fn write_result_csv(
         .write_record(["timestamp", "value", "anomaly_score", "label"])
         .map_err(csv_error)?;
     for row in rows {
-        let t = format_timestamp(row.timestamp).ok_or_else(|| {
+        let t = format_naive(row.timestamp).ok_or_else(|| {
             format_error(
                 &path,
                 format!("timestamp {} ms out of range", row.timestamp),
@@ -1209,28 +1167,6 @@ mod tests {
             report.normalised,
             100.0 * (0.9066887996046735 + 1.0) / 2.0
         ));
-    }
-
-    #[test]
-    fn timestamps_parse_with_and_without_fraction_and_format_back() {
-        assert_eq!(
-            parse_timestamp("2014-07-01 00:00:00"),
-            Some(1_404_172_800_000)
-        );
-        assert_eq!(
-            parse_timestamp("2014-04-10 07:15:00.000000"),
-            Some(1_397_114_100_000)
-        );
-        assert_eq!(parse_timestamp("2014-07-01"), None);
-        assert_eq!(parse_timestamp("yesterday"), None);
-        assert_eq!(
-            format_timestamp(1_404_172_800_000).as_deref(),
-            Some("2014-07-01 00:00:00")
-        );
-        assert_eq!(
-            format_timestamp(1_404_172_800_123).as_deref(),
-            Some("2014-07-01 00:00:00.123")
-        );
     }
 
     #[test]

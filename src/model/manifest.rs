@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelSpec;
 use crate::data::Scaler;
-use crate::train::calibrate::ThresholdRule;
+use crate::train::calibrate::{Fallback, ThresholdRule};
 use crate::train::fit::{EpochStats, LossRecord, StopReason};
 
 /// Bumped when a field changes meaning; readers refuse newer formats.
@@ -18,6 +18,11 @@ pub struct Threshold {
     pub rule: ThresholdRule,
     /// Score at which a window is anomalous; `normalized = score / value`.
     pub value: f32,
+    /// Set when `rule` could not be applied to the validation scores (POT
+    /// with too few of them): the rule that set `value` instead, and why.
+    /// Absent in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
 }
 
 /// Summary of the validation windows' scores the threshold came from.

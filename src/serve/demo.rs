@@ -4,7 +4,6 @@
 //! replayed into its input topic; the same pipeline as `serve` scores it;
 //! anomalies are printed as they are published, beside the labelled windows.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -41,18 +40,10 @@ fn labelled_windows(
     labels: &std::path::Path,
     data: &std::path::Path,
 ) -> anyhow::Result<Vec<(i64, i64)>> {
-    let all: BTreeMap<String, Vec<(String, String)>> =
-        serde_json::from_slice(&std::fs::read(labels)?)?;
-    let path = data.to_string_lossy().replace('\\', "/");
-    let mut out = vec![];
-    if let Some((_, ws)) = all.iter().find(|(k, _)| path.ends_with(k.as_str())) {
-        for (a, b) in ws {
-            if let (Some(a), Some(b)) = (data::parse_timestamp(a), data::parse_timestamp(b)) {
-                out.push((a, b));
-            }
-        }
-    }
-    Ok(out)
+    let all = data::labels::load_windows(labels)?;
+    Ok(data::labels::windows_for(&all, data)
+        .map(|(_, w)| w.to_vec())
+        .unwrap_or_default())
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {

@@ -18,7 +18,8 @@
 //!
 //! - `key`: the series key. Absent, `null` or `""` → the Kafka message key
 //!   is used; if that is absent or empty too → `missing_key`.
-//! - `ts`: RFC 3339 string, or an integer number of epoch milliseconds.
+//! - `ts`: RFC 3339 string, or an integer: epoch seconds below 10^11, epoch
+//!   milliseconds otherwise (the one rule for integers, [`crate::data::time`]).
 //! - `values`: exactly F numbers; or `value`: one number, only when F = 1.
 //!   Giving both is `wrong_type`.
 //!
@@ -69,9 +70,10 @@
 //! The error kinds ([`CodecError::KINDS`]) are a fixed, small set: they are
 //! a metrics label and a dead-letter header, so they never carry data.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::data::time;
 
 /// Longest accepted series key, in bytes. Keys end up in output records
 /// and logs; a bound keeps a misbehaving producer from inflating them.
@@ -358,23 +360,23 @@ fn check_ts(field: &'static str, ms: i64) -> Result<i64, CodecError> {
 fn json_ts(field: &'static str, value: &Value) -> Result<i64, CodecError> {
     match value {
         Value::String(s) => {
-            let dt = DateTime::parse_from_rfc3339(s).map_err(|_| CodecError::BadTimestamp {
+            let ms = time::parse_rfc3339(s).ok_or(CodecError::BadTimestamp {
                 field,
                 reason: "not an RFC 3339 timestamp",
             })?;
-            check_ts(field, dt.timestamp_millis())
+            check_ts(field, ms)
         }
         Value::Number(n) => match n.as_i64() {
-            Some(ms) => check_ts(field, ms),
+            Some(n) => check_ts(field, time::epoch_integer_ms(n).unwrap_or(i64::MAX)),
             None if n.is_u64() => check_ts(field, i64::MAX),
             None => Err(CodecError::BadTimestamp {
                 field,
-                reason: "epoch milliseconds must be an integer",
+                reason: "an epoch timestamp must be an integer",
             }),
         },
         _ => Err(CodecError::WrongType {
             field,
-            expected: "an RFC 3339 string or integer epoch milliseconds",
+            expected: "an RFC 3339 string or integer epoch seconds or milliseconds",
         }),
     }
 }
@@ -653,10 +655,7 @@ pub fn encode_binary_window(
 /// Timestamps outside chrono's range (impossible for validated input) fall
 /// back to the decimal number of milliseconds.
 pub fn format_ts_ms(ms: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(ms) {
-        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Millis, true),
-        None => ms.to_string(),
-    }
+    time::format_timestamp_millis(ms)
 }
 
 /// One record on the embeddings topic: the encoder's vector for a window.
@@ -921,6 +920,9 @@ mod tests {
             1,
         )
         .unwrap();
+        assert!(matches!(d, Decoded::Point { ts_ms, .. } if ts_ms == NEW_YEAR_MS));
+        // Epoch seconds are the same instant as their milliseconds.
+        let d = point(r#"{"key":"a","ts":1767225600,"value":3}"#, 1).unwrap();
         assert!(matches!(d, Decoded::Point { ts_ms, .. } if ts_ms == NEW_YEAR_MS));
     }
 

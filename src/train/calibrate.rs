@@ -77,6 +77,72 @@ pub enum CalibrationError {
     FitFailed { reason: &'static str },
 }
 
+/// The rule that set a threshold when the configured one could not: POT
+/// with too few validation windows above its initial quantile to fit a
+/// tail, or a tail fit that failed. Recorded in the manifest so a reader
+/// knows the threshold is not the configured extrapolation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Fallback {
+    /// The rule that set the threshold.
+    pub rule: ThresholdRule,
+    /// Why the configured rule was not applied.
+    pub reason: String,
+}
+
+/// A calibrated threshold and, when the configured rule could not be
+/// applied, the rule that was.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibrated {
+    pub value: f32,
+    pub fallback: Option<Fallback>,
+}
+
+/// [`calibrate`], except that when POT cannot fit a tail to these scores
+/// ([`CalibrationError::TooFewExcesses`] or [`CalibrationError::FitFailed`]:
+/// typically a small file with few validation windows) the threshold is the
+/// empirical `1 − risk` quantile of the scores instead, with one warning.
+///
+/// Why that rule: it keeps the configured meaning of `risk` ("a normal
+/// window scores above the threshold about this often") and only gives up
+/// the extrapolation; with fewer than `1 / risk` scores it lies between the
+/// two largest, i.e. no validation window is flagged. Invalid parameters and
+/// a `risk` that is too high for the initial quantile stay errors: those are
+/// settings to fix, not a property of the data.
+pub fn calibrate_or_fall_back(
+    scores: &[f32],
+    rule: &ThresholdRule,
+) -> Result<Calibrated, CalibrationError> {
+    match (calibrate(scores, rule), rule) {
+        (Ok(value), _) => Ok(Calibrated {
+            value,
+            fallback: None,
+        }),
+        (
+            Err(e @ (CalibrationError::TooFewExcesses { .. } | CalibrationError::FitFailed { .. })),
+            ThresholdRule::Pot { risk, .. },
+        ) => {
+            let fallback_rule = ThresholdRule::Quantile { q: 1.0 - risk };
+            let value = calibrate(scores, &fallback_rule)?;
+            let reason = e.to_string();
+            tracing::warn!(
+                windows = scores.len(),
+                threshold = value,
+                "POT cannot calibrate on these validation scores ({reason}); \
+                 using the empirical {} quantile instead (recorded in the manifest)",
+                1.0 - risk
+            );
+            Ok(Calibrated {
+                value,
+                fallback: Some(Fallback {
+                    rule: fallback_rule,
+                    reason,
+                }),
+            })
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// Calibrates a threshold on `scores` (validation windows' anomaly scores).
 pub fn calibrate(scores: &[f32], rule: &ThresholdRule) -> Result<f32, CalibrationError> {
     if scores.is_empty() {
@@ -508,6 +574,50 @@ mod tests {
         // With 5 scores no quantile can help.
         let err = calibrate(&[1.0, 2.0, 3.0, 4.0, 5.0], &ThresholdRule::default()).unwrap_err();
         assert!(err.to_string().contains("more windows"), "{err}");
+    }
+
+    #[test]
+    fn too_few_excesses_fall_back_to_the_empirical_quantile() {
+        // Scores 0..99 leave 2 excesses over the 0.98 quantile: POT refuses,
+        // the fallback is the 1 − 1e-3 = 0.999 quantile, position
+        // 0.999 · 99 = 98.901 between 98 and 99, i.e. 98.901.
+        let scores: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        let c = calibrate_or_fall_back(&scores, &ThresholdRule::default()).unwrap();
+        assert!((c.value - 98.901).abs() < 1e-4, "{c:?}");
+        let f = c.fallback.expect("a fallback");
+        assert_eq!(f.rule, ThresholdRule::Quantile { q: 1.0 - 1e-3 });
+        assert!(f.reason.contains("only 2 of 100"), "{}", f.reason);
+        // A single score: the threshold is that score.
+        let c = calibrate_or_fall_back(&[0.25], &ThresholdRule::default()).unwrap();
+        assert_eq!(c.value, 0.25);
+        assert!(c.fallback.is_some());
+    }
+
+    #[test]
+    fn enough_excesses_or_other_rules_need_no_fallback() {
+        let scores = f32s(&exponential(1000, 1.0, 7));
+        let c = calibrate_or_fall_back(&scores, &ThresholdRule::default()).unwrap();
+        assert_eq!(c.fallback, None);
+        assert_eq!(
+            c.value,
+            calibrate(&scores, &ThresholdRule::default()).unwrap()
+        );
+        let few: Vec<f32> = (0..20).map(|i| i as f32).collect();
+        let c = calibrate_or_fall_back(&few, &ThresholdRule::MeanStd { k: 0.0 }).unwrap();
+        assert_eq!((c.value, c.fallback), (9.5, None));
+        // Settings to fix stay errors.
+        let bad = ThresholdRule::Pot {
+            initial_quantile: 0.98,
+            risk: 0.05,
+        };
+        assert!(matches!(
+            calibrate_or_fall_back(&scores, &bad),
+            Err(CalibrationError::RiskTooHigh { .. })
+        ));
+        assert_eq!(
+            calibrate_or_fall_back(&[], &ThresholdRule::default()),
+            Err(CalibrationError::Empty)
+        );
     }
 
     #[test]

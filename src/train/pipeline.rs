@@ -134,8 +134,8 @@ pub fn train_bundle(
     let threads = settings.training.thread_count();
     let (val_loss, scores) = fit::evaluate_with_scores(&fitted.params, &spec, &validation, threads);
     let scores32: Vec<f32> = scores.iter().map(|&s| s as f32).collect();
-    let threshold = if spec.mode.has_reconstruction() {
-        calibrate::calibrate(&scores32, &settings.calibration).map_err(|source| {
+    let calibrated = if spec.mode.has_reconstruction() {
+        calibrate::calibrate_or_fall_back(&scores32, &settings.calibration).map_err(|source| {
             TrainError::Calibration {
                 windows: scores32.len(),
                 source,
@@ -143,8 +143,12 @@ pub fn train_bundle(
         })?
     } else {
         // A predict-only model has no reconstruction score to threshold.
-        f32::INFINITY
+        calibrate::Calibrated {
+            value: f32::INFINITY,
+            fallback: None,
+        }
     };
+    let threshold = calibrated.value;
     let model_id = if settings.bundle.model_id.is_empty() {
         data_path
             .file_stem()
@@ -185,6 +189,7 @@ pub fn train_bundle(
         threshold: Threshold {
             rule: settings.calibration.clone(),
             value: threshold,
+            fallback: calibrated.fallback,
         },
         validation_scores: ScoreSummary {
             count: scores.len(),

@@ -1,0 +1,253 @@
+//! `lstm-ae eval labelled --data DIR --out DIR`: how the detector does on
+//! the user's own labelled files. Per CSV under `DIR`: train a bundle on the
+//! leading rows exactly as `lstm-ae train` does, score the whole file as
+//! `lstm-ae score` does (ONNX Runtime, the configured post-processing), and
+//! compare the rows after the training span with the labels
+//! ([`crate::eval::labelled`] has the metrics and the report).
+//!
+//! Labels come from a windows file in NAB's format (`DIR/windows.json` or
+//! `--windows`; keys are paths relative to `DIR`), or else from a label
+//! column (`label` unless `--label-column` says otherwise; non-zero =
+//! anomalous). Every other non-timestamp column is a feature.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{AnomalyRule, Settings};
+use crate::data::labels::{self, LabelledWindows};
+use crate::data::{self, CsvOptions};
+use crate::eval::labelled::{self, ScoredFile, Summary};
+use crate::infer::{score, OnnxBackend};
+use crate::train::fit::Quiet;
+use crate::train::pipeline;
+
+/// How much of each file the model trains on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrainSpan {
+    /// The first N rows.
+    Rows(usize),
+    /// The first `round(fraction × rows)` rows.
+    Fraction(f64),
+}
+
+/// What to evaluate and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    /// Training, calibration, anomaly rule and post-processing, as for `train` and `score`.
+    pub settings: Settings,
+    pub train: TrainSpan,
+    /// The label column's name (matched case-insensitively).
+    pub label_column: String,
+    /// NAB-style windows; default `DIR/windows.json` when it exists.
+    pub windows: Option<PathBuf>,
+}
+
+/// The CSV files under `dir`, recursively, sorted; `skip` (the output
+/// folder, if inside) is left out.
+fn csv_files(dir: &Path, skip: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).with_context(|| format!("reading the folder {}", d.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading the folder {}", d.display()))?
+                .path();
+            if path == skip {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A file's labels and feature columns.
+struct Labelled {
+    features: Vec<String>,
+    labels: Vec<bool>,
+    source: String,
+}
+
+fn read_labels(
+    path: &Path,
+    key: &str,
+    opts: &CsvOptions,
+    label_column: &str,
+    windows: Option<&LabelledWindows>,
+) -> Result<Labelled> {
+    let all = data::load_csv(
+        path,
+        &CsvOptions {
+            feature_columns: None,
+            ..opts.clone()
+        },
+    )?;
+    let label_idx = all
+        .feature_names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(label_column));
+    let features: Vec<String> = all
+        .feature_names
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| Some(i) != label_idx)
+        .map(|(_, n)| n.clone())
+        .collect();
+    if features.is_empty() {
+        bail!(
+            "{}: no feature column besides the timestamp and the label '{label_column}'",
+            path.display()
+        );
+    }
+    if let Some((wkey, w)) = windows.and_then(|all_w| labels::windows_for(all_w, Path::new(key))) {
+        return Ok(Labelled {
+            features,
+            labels: labels::row_labels(&all.timestamps, w),
+            source: format!("windows of '{wkey}'"),
+        });
+    }
+    match label_idx {
+        Some(i) => Ok(Labelled {
+            features,
+            labels: all.values.column(i).iter().map(|&v| v != 0.0).collect(),
+            source: format!("column '{}'", all.feature_names[i]),
+        }),
+        None => bail!(
+            "{}: no labels: no column named '{label_column}' (--label-column) and no entry \
+             '{key}' in a windows file (--windows, or windows.json in the data folder)",
+            path.display()
+        ),
+    }
+}
+
+/// Trains on the leading span of one file, scores it all, and pairs the
+/// scores with the labels.
+fn evaluate_one(
+    opts: &Options,
+    path: &Path,
+    key: &str,
+    windows: Option<&LabelledWindows>,
+) -> Result<ScoredFile> {
+    let csv = pipeline::csv_options(&opts.settings);
+    let l = read_labels(path, key, &csv, &opts.label_column, windows)?;
+    let rows = l.labels.len();
+    let train_rows = match opts.train {
+        TrainSpan::Rows(n) => n,
+        TrainSpan::Fraction(f) => (f * rows as f64).round() as usize,
+    };
+    if train_rows == 0 || train_rows >= rows {
+        bail!(
+            "{}: {rows} rows; the training span ({train_rows} rows) must leave rows to \
+             evaluate (--train-rows or --train-fraction)",
+            path.display()
+        );
+    }
+    let mut s = opts.settings.clone();
+    s.data.feature_columns = l.features.clone();
+    s.data.max_rows = train_rows;
+    s.bundle.model_id = path
+        .file_stem()
+        .map(|x| x.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let bundle_dir = opts.out.join("models").join(labelled::figure_stem(key));
+    tracing::info!(file = key, rows, train_rows, labels = %l.source, "training");
+    let trained =
+        pipeline::train_bundle(&s, path, &bundle_dir, &mut Quiet, &AtomicBool::new(false))
+            .with_context(|| {
+                format!(
+                    "training on the first {train_rows} rows of {}",
+                    path.display()
+                )
+            })?;
+    let bundle = trained.bundle;
+    let series = score::load_for_bundle(&bundle, path, &csv)?;
+    let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
+    let rule = score::Rule {
+        rule: s.anomalies.rule,
+        likelihood_threshold: s.anomalies.likelihood_threshold,
+    };
+    let scored = score::score_series(&bundle, &mut backend, series, &s.postprocess, rule)
+        .with_context(|| format!("scoring {}", path.display()))?;
+    if scored.series.rows() != rows {
+        bail!(
+            "{}: {} rows scored but {rows} labelled (the file changed while it was evaluated?)",
+            path.display(),
+            scored.series.rows()
+        );
+    }
+    let t = &bundle.manifest.threshold;
+    let threshold_rule = match &t.fallback {
+        None => serde_json::to_string(&t.rule)?,
+        Some(f) => format!("{} (fallback)", serde_json::to_string(&f.rule)?),
+    };
+    Ok(ScoredFile {
+        key: key.to_string(),
+        timestamps: scored.series.timestamps.clone(),
+        values: scored
+            .series
+            .values
+            .column(0)
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect(),
+        feature: scored.series.feature_names[0].clone(),
+        labels: l.labels,
+        normalized: (0..rows)
+            .map(|r| scored.normalized(r).map(f64::from))
+            .collect(),
+        likelihood: scored.likelihood.clone(),
+        train_rows,
+        threshold_rule,
+    })
+}
+
+/// Evaluates every CSV under `opts.data` and writes the report into
+/// `opts.out`; returns the summary and the files written.
+pub fn run(opts: &Options) -> Result<(Summary, Vec<PathBuf>)> {
+    let windows_path = opts.windows.clone().or_else(|| {
+        let p = opts.data.join("windows.json");
+        p.exists().then_some(p)
+    });
+    let windows = match &windows_path {
+        Some(p) => Some(labels::load_windows(p)?),
+        None => None,
+    };
+    let files = csv_files(&opts.data, &opts.out)?;
+    if files.is_empty() {
+        bail!("{}: no CSV files to evaluate", opts.data.display());
+    }
+    let mut scored = vec![];
+    for path in &files {
+        let key = path
+            .strip_prefix(&opts.data)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        scored.push(evaluate_one(opts, path, &key, windows.as_ref())?);
+    }
+    let rule = match opts.settings.anomalies.rule {
+        AnomalyRule::Threshold => "threshold",
+        AnomalyRule::Likelihood => "likelihood",
+    };
+    let summary = labelled::summarise(&scored, rule, opts.settings.anomalies.likelihood_threshold);
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let written = labelled::write_report(&opts.out, &summary, &scored)?;
+    Ok((summary, written))
+}
