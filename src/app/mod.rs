@@ -5,3 +5,6 @@
 //! layer calls the libraries (`serve`, `eval`, `infer`, `train`, `score`,
 //! `model`, `stream`, `data`), which never import it, `cli` or `config`
 //! beyond what their own settings need.
+
+pub mod healthcheck;
+pub mod produce;
