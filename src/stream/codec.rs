@@ -672,7 +672,7 @@ pub fn encode_window(
     if t == 0 || f == 0 || values.len() != t * f {
         return Err(CodecError::WrongWindowLength {
             expected: t,
-            got: if f == 0 { 0 } else { values.len() / f },
+            got: values.len().checked_div(f).unwrap_or(0),
         });
     }
     let rows: Vec<&[f32]> = values.chunks_exact(f).collect();
