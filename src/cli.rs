@@ -1,4 +1,5 @@
-//! Command-line interface: `train`, `score`, `inspect`, `eval nab`, `eval labelled`. Errors end the
+//! Command-line interface: `train`, `score`, `inspect`, `serve`, `demo`,
+//! `produce`, `healthcheck`, `eval nab`, `eval labelled`. Errors end the
 //! process with one readable line (and its causes) and exit code 1; usage
 //! errors exit 2.
 
@@ -67,6 +68,21 @@ enum Command {
         /// Address of the metrics endpoint.
         #[arg(long, default_value = "127.0.0.1:9898")]
         metrics_listen: String,
+    },
+    /// Replay a CSV into a Kafka topic in one of the daemon's input formats.
+    Produce(ProduceArgs),
+    /// GET the daemon's /healthz (or --path) on serve.metrics_listen; exit 0
+    /// on 200 (the container image's HEALTHCHECK).
+    Healthcheck {
+        /// TOML settings (serve.metrics_listen; LSTM_AE__ variables apply).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Path to GET: /healthz (alive) or /readyz (ready).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_s: u64,
     },
     /// Print a bundle's manifest for humans.
     Inspect {
@@ -146,6 +162,36 @@ struct EvalNabArgs {
 }
 
 #[derive(clap::Args)]
+struct ProduceArgs {
+    /// CSV: a timestamp column and numeric columns.
+    file: PathBuf,
+    /// Bootstrap servers (default: kafka.brokers of --config).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Topic (default: the first of kafka.inputs).
+    #[arg(long)]
+    topic: Option<String>,
+    /// points | windows | binary_windows (default: that input's format).
+    #[arg(long, value_parser = parse_format)]
+    format: Option<crate::stream::codec::Format>,
+    /// Messages per second; 0 = as fast as the broker takes them.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Series key (default: the file name without extension).
+    #[arg(long)]
+    key: Option<String>,
+    /// Window length T (windows formats; the model's window).
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Rows between window starts (windows formats).
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// TOML settings: [kafka] brokers, inputs, and raw `producer` properties (TLS, SASL).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct TrainArgs {
     /// Training data: a CSV with a timestamp column and numeric columns.
     #[arg(long)]
@@ -196,6 +242,9 @@ struct TrainArgs {
 
 fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
+fn parse_format(s: &str) -> std::result::Result<crate::stream::codec::Format, String> {
+    parse_enum(s)
 }
 fn parse_mode(s: &str) -> std::result::Result<Mode, String> {
     parse_enum(s)
@@ -249,6 +298,12 @@ pub fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Score(a) => score_cmd(a),
         Command::Inspect { dir, json } => inspect(&dir, json),
+        Command::Produce(a) => produce(a),
+        Command::Healthcheck {
+            config,
+            path,
+            timeout_s,
+        } => healthcheck(config, &path, timeout_s),
         Command::Serve { config, model } => serve(config, model),
         Command::Demo {
             config,
@@ -486,6 +541,51 @@ fn demo(
         d.labelled,
         d.windows as f64 / d.seconds.max(1e-9)
     );
+    Ok(())
+}
+
+fn produce(a: ProduceArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(b) = a.brokers {
+        s.kafka.brokers = b;
+    }
+    let input = s.kafka.inputs.first().cloned();
+    let topic = a
+        .topic
+        .or_else(|| input.as_ref().map(|i| i.topic.clone()))
+        .context("no --topic and no kafka.inputs")?;
+    let format = a
+        .format
+        .or_else(|| input.as_ref().map(|i| i.format))
+        .unwrap_or(crate::stream::codec::Format::Points);
+    let opts = crate::app::produce::ProduceOptions {
+        file: a.file,
+        kafka: s.kafka,
+        topic: topic.clone(),
+        format,
+        key: a.key,
+        rate: a.rate,
+        window: a.window,
+        stride: a.stride,
+    };
+    let file = opts.file.display().to_string();
+    let p = runtime()?.block_on(crate::app::produce::run(opts))?;
+    println!(
+        "produced {} messages ({} rows of {file}) to {topic} in {:.1} s",
+        p.messages, p.rows, p.seconds
+    );
+    Ok(())
+}
+
+fn healthcheck(config: Option<PathBuf>, path: &str, timeout_s: u64) -> Result<()> {
+    let s = Settings::load(config.as_deref())?;
+    let addr = crate::app::healthcheck::target(&s.serve.metrics_listen)?;
+    let status = crate::app::healthcheck::check(
+        addr,
+        path,
+        std::time::Duration::from_secs(timeout_s.max(1)),
+    )?;
+    println!("{status}");
     Ok(())
 }
 

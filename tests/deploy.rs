@@ -1,11 +1,17 @@
 //! The operations kit in `deploy/` against the daemon it operates: every
 //! metric the Grafana dashboard and the Prometheus alerts use exists in the
-//! daemon's registry with the labels they group by; the files are well formed;
-//! the scrape target is the daemon's default `serve.metrics_listen`; the
-//! systemd unit stops the daemon slower than it drains. With `promtool` on
-//! PATH (scripts/setup.sh installs it; required when CI=true) Prometheus
-//! itself checks the config, the rules, the dashboard's queries and runs the
-//! alerts' unit tests (deploy/prometheus/alerts.test.yml).
+//! daemon's registry; the files are well formed; the scrape target is the
+//! daemon's default `serve.metrics_listen`; the systemd unit stops the daemon
+//! slower than it drains. `promtool` checks the config and the rules and runs
+//! the alerts' unit tests (deploy/prometheus/alerts.test.yml), and a real
+//! Prometheus server scrapes two real daemons (`lstm-ae serve` on a tansu
+//! broker) while they score a stream with anomalies, dead letters and a
+//! rejected point: every dashboard query must return data, every alert must
+//! evaluate without error on series that exist, and every metric and label
+//! they name must be in what Prometheus scraped (a renamed metric or label
+//! fails). Needs `scripts/setup.sh --test` (prometheus, promtool, tansu).
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -139,472 +145,101 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     assert_eq!(cat.len(), 22);
 }
 
-/// What a series name in a query refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Whole,
-    Bucket,
-    Sum,
-    Count,
-}
-
-/// The metric a series name belongs to, or why it names none.
-fn resolve<'a>(
-    cat: &'a BTreeMap<String, MetricDef>,
-    series: &str,
-) -> Result<(&'a MetricDef, Part), String> {
-    if let Some(def) = cat.get(series) {
-        return Ok((def, Part::Whole));
-    }
-    for (suffix, part) in [
-        ("_bucket", Part::Bucket),
-        ("_sum", Part::Sum),
-        ("_count", Part::Count),
-    ] {
-        if let Some(base) = series.strip_suffix(suffix) {
-            if let Some(def) = cat.get(base) {
-                if def.kind == Kind::Histogram {
-                    return Ok((def, part));
-                }
-                return Err(format!(
-                    "{series}: {base} is a {:?}, not a histogram",
-                    def.kind
-                ));
-            }
-        }
-    }
-    Err(format!("{series}: no such metric in the daemon's registry"))
-}
-
-// ---------------------------------------------------------------------------
-// A small PromQL scanner: enough to find metric selectors, their label
-// matchers, the labels of `by`/`on`/`ignoring` and which functions and
-// aggregations enclose what.
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    Str(String),
-    Num,
-    Range,
-    Open(char),
-    Close(char),
-    Op(String),
-}
-
-fn tokenize(expr: &str) -> Result<Vec<Tok>, String> {
-    let c: Vec<char> = expr.chars().collect();
-    let mut i = 0;
+/// Metric selectors in a PromQL expression: (metric name, the text of its
+/// `{…}` matchers, if any). A name is an identifier starting `lstm_ae_`, or
+/// `up`, not followed by `(` (a function) — enough for this project's
+/// queries, which Prometheus itself evaluates in the live test below.
+fn selectors(expr: &str) -> Vec<(String, Option<String>)> {
+    let bytes = expr.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
     let mut out = vec![];
-    while i < c.len() {
-        let ch = c[i];
-        if ch.is_whitespace() {
-            i += 1;
-        } else if ch == '#' {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
-        } else if ch == '"' || ch == '\'' || ch == '`' {
-            let mut s = String::new();
-            i += 1;
-            while i < c.len() && c[i] != ch {
-                if c[i] == '\\' && ch != '`' {
-                    i += 1;
-                }
-                if i < c.len() {
-                    s.push(c[i]);
-                }
-                i += 1;
-            }
-            if i >= c.len() {
-                return Err(format!("unterminated string in {expr}"));
-            }
-            i += 1;
-            out.push(Tok::Str(s));
-        } else if ch == '[' {
-            while i < c.len() && c[i] != ']' {
-                i += 1;
-            }
-            if i >= c.len() {
-                return Err(format!("unterminated range in {expr}"));
-            }
-            i += 1;
-            out.push(Tok::Range);
-        } else if ch == '(' || ch == '{' {
-            out.push(Tok::Open(ch));
-            i += 1;
-        } else if ch == ')' || ch == '}' {
-            out.push(Tok::Close(ch));
-            i += 1;
-        } else if ch.is_ascii_alphabetic() || ch == '_' || ch == ':' || ch == '$' {
-            let start = i;
-            while i < c.len()
-                && (c[i].is_ascii_alphanumeric() || c[i] == '_' || c[i] == ':' || c[i] == '$')
-            {
-                i += 1;
-            }
-            out.push(Tok::Ident(c[start..i].iter().collect()));
-        } else if ch.is_ascii_digit() || ch == '.' {
-            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.') {
-                i += 1;
-            }
-            out.push(Tok::Num);
-        } else {
-            let two: String = c[i..(i + 2).min(c.len())].iter().collect();
-            if ["==", "!=", "=~", "!~", ">=", "<="].contains(&two.as_str()) {
-                out.push(Tok::Op(two));
-                i += 2;
-            } else if "=<>+-*/%^,".contains(ch) {
-                out.push(Tok::Op(ch.to_string()));
-                i += 1;
-            } else {
-                return Err(format!("unexpected {ch:?} in {expr}"));
-            }
-        }
-    }
-    Ok(out)
-}
-
-const AGGREGATIONS: [&str; 12] = [
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "group",
-];
-const KEYWORDS: [&str; 10] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-];
-
-#[derive(Debug)]
-struct Selector {
-    name: String,
-    at: usize,
-    /// (label, operator, value)
-    matchers: Vec<(String, String, String)>,
-}
-
-#[derive(Debug)]
-struct Grouping {
-    keyword: String,
-    labels: Vec<String>,
-    /// Token span the clause applies to (aggregations only).
-    body: Option<(usize, usize)>,
-}
-
-#[derive(Debug)]
-struct Call {
-    name: String,
-    body: (usize, usize),
-}
-
-#[derive(Debug)]
-struct Query {
-    selectors: Vec<Selector>,
-    groupings: Vec<Grouping>,
-    calls: Vec<Call>,
-}
-
-fn parse(expr: &str) -> Result<Query, String> {
-    let t = tokenize(expr)?;
-    // Matching brackets.
-    let mut pair = vec![usize::MAX; t.len()];
-    let mut stack = vec![];
-    for (i, tok) in t.iter().enumerate() {
-        match tok {
-            Tok::Open(_) => stack.push(i),
-            Tok::Close(c) => {
-                let o = stack.pop().ok_or(format!("unbalanced {c} in {expr}"))?;
-                pair[o] = i;
-                pair[i] = o;
-            }
-            _ => {}
-        }
-    }
-    if !stack.is_empty() {
-        return Err(format!("unbalanced brackets in {expr}"));
-    }
-    let label_list = |open: usize| -> Result<Vec<String>, String> {
-        let mut v = vec![];
-        for tok in &t[open + 1..pair[open]] {
-            match tok {
-                Tok::Ident(l) => v.push(l.clone()),
-                Tok::Op(c) if c == "," => {}
-                other => return Err(format!("{other:?} in a label list of {expr}")),
-            }
-        }
-        Ok(v)
-    };
-    let mut q = Query {
-        selectors: vec![],
-        groupings: vec![],
-        calls: vec![],
-    };
     let mut i = 0;
-    while i < t.len() {
-        let Tok::Ident(word) = &t[i] else {
-            i += 1;
-            continue;
-        };
-        let next_open = |c: char| matches!(t.get(i + 1), Some(Tok::Open(o)) if *o == c);
-        if KEYWORDS.contains(&word.as_str()) {
-            if next_open('(') {
-                let labels = label_list(i + 1)?;
-                let body = if ["by", "without"].contains(&word.as_str()) {
-                    match t.get(i.wrapping_sub(1)) {
-                        // sum by (a) (body)
-                        Some(Tok::Ident(agg)) if AGGREGATIONS.contains(&agg.as_str()) => {
-                            let o = pair[i + 1] + 1;
-                            match t.get(o) {
-                                Some(Tok::Open('(')) => Some((o, pair[o])),
-                                _ => return Err(format!("no body after {word} in {expr}")),
-                            }
-                        }
-                        // sum (body) by (a)
-                        Some(Tok::Close(')')) => Some((pair[i - 1], i - 1)),
-                        _ => return Err(format!("{word} outside an aggregation in {expr}")),
-                    }
-                } else {
-                    None
-                };
-                q.groupings.push(Grouping {
-                    keyword: word.clone(),
-                    labels,
-                    body,
-                });
-                i = pair[i + 1] + 1;
-            } else {
+    while i < bytes.len() {
+        if ident(bytes[i]) && (i == 0 || !ident(bytes[i - 1])) {
+            let start = i;
+            while i < bytes.len() && ident(bytes[i]) {
                 i += 1;
             }
-            continue;
-        }
-        if next_open('(') {
-            // A function or an aggregation: sum by (x) (...) has its body later.
-            q.calls.push(Call {
-                name: word.clone(),
-                body: (i + 1, pair[i + 1]),
-            });
-            i += 1;
-            continue;
-        }
-        if AGGREGATIONS.contains(&word.as_str()) {
-            // `sum by (...) (...)`: the body is recorded with the grouping.
-            if let (Some(Tok::Ident(k)), Some(Tok::Open('('))) = (t.get(i + 1), t.get(i + 2)) {
-                if ["by", "without"].contains(&k.as_str()) {
-                    let body_open = pair[i + 2] + 1;
-                    q.calls.push(Call {
-                        name: word.clone(),
-                        body: (body_open, pair[body_open]),
-                    });
-                    i += 1;
-                    continue;
-                }
+            let name = &expr[start..i];
+            let prev = expr[..start].trim_end();
+            let in_matchers = prev.ends_with('{') || prev.ends_with(',');
+            let is_ours = name.starts_with("lstm_ae_") || name == "up";
+            if is_ours && !in_matchers && !expr[i..].trim_start().starts_with('(') {
+                let matchers = expr[i..]
+                    .strip_prefix('{')
+                    .and_then(|r| r.find('}').map(|e| r[..e].to_string()));
+                out.push((name.to_string(), matchers));
             }
-        }
-        if word == "offset" {
-            i += 2;
-            continue;
-        }
-        // A metric selector.
-        let mut sel = Selector {
-            name: word.clone(),
-            at: i,
-            matchers: vec![],
-        };
-        if next_open('{') {
-            let close = pair[i + 1];
-            let mut j = i + 2;
-            while j < close {
-                match (&t[j], t.get(j + 1), t.get(j + 2)) {
-                    (Tok::Ident(l), Some(Tok::Op(op)), Some(Tok::Str(v))) => {
-                        sel.matchers.push((l.clone(), op.clone(), v.clone()));
-                        j += 3;
-                    }
-                    (Tok::Op(c), _, _) if c == "," => j += 1,
-                    other => return Err(format!("bad matcher {other:?} in {expr}")),
-                }
-            }
-            i = close + 1;
         } else {
             i += 1;
         }
-        q.selectors.push(sel);
     }
-    Ok(q)
+    out
 }
 
-/// One query checked against the registry.
-struct Checked {
-    /// Metric names referred to (histogram parts under their metric's name).
-    metrics: BTreeSet<String>,
-    /// Labels a result series can carry, for legends and `$labels`.
-    result_labels: BTreeSet<String>,
-}
-
-/// Checks one PromQL expression: metric names exist, matchers and groupings
-/// use labels the metrics have, counters are rated and gauges are not,
-/// `histogram_quantile` gets buckets grouped by `le`.
-fn check_query(cat: &BTreeMap<String, MetricDef>, expr: &str) -> Result<Checked, String> {
-    let q = parse(expr)?;
-    let mut metrics = BTreeSet::new();
-    // Per selector: the labels its series carry.
-    let mut sel_labels: Vec<BTreeSet<String>> = vec![];
-    let mut sel_part: Vec<Option<(Kind, Part)>> = vec![];
-    for s in &q.selectors {
-        let mut labels: BTreeSet<String> = TARGET_LABELS.iter().map(|l| l.to_string()).collect();
-        if s.name == "up" {
-            sel_part.push(None);
-        } else if s.name.starts_with("lstm_ae_") {
-            let (def, part) = resolve(cat, &s.name)?;
-            let base = match part {
-                Part::Whole => s.name.clone(),
-                _ => s.name[..s.name.rfind('_').unwrap()].to_string(),
-            };
-            metrics.insert(base);
-            labels.extend(def.labels.iter().cloned());
-            if part == Part::Bucket {
-                labels.insert("le".into());
-            }
-            sel_part.push(Some((def.kind, part)));
-        } else {
-            return Err(format!(
-                "{}: not a metric of the daemon (in {expr})",
-                s.name
-            ));
-        }
-        for (l, _, _) in &s.matchers {
-            if !labels.contains(l) {
-                return Err(format!(
-                    "{}{{{l}=...}}: it has no label {l} (in {expr})",
-                    s.name
-                ));
-            }
-        }
-        sel_labels.push(labels);
+/// The catalog metric a series name belongs to (`_bucket`, `_sum`, `_count`
+/// of a histogram included).
+fn base_metric<'a>(cat: &'a BTreeMap<String, MetricDef>, series: &str) -> Option<&'a str> {
+    if let Some((k, _)) = cat.get_key_value(series) {
+        return Some(k);
     }
-    let inside = |span: (usize, usize)| -> Vec<usize> {
-        (0..q.selectors.len())
-            .filter(|&k| q.selectors[k].at > span.0 && q.selectors[k].at < span.1)
-            .collect()
-    };
-    let all_labels: BTreeSet<String> = sel_labels.iter().flatten().cloned().collect();
-    let mut result_labels = BTreeSet::new();
-    for g in &q.groupings {
-        match g.body {
-            Some(body) => {
-                let inner = inside(body);
-                for l in &g.labels {
-                    if g.keyword == "by" && !inner.iter().all(|&k| sel_labels[k].contains(l)) {
-                        return Err(format!(
-                            "{} ({l}): not a label of every series aggregated (in {expr})",
-                            g.keyword
-                        ));
-                    }
-                }
-                if g.keyword == "by" {
-                    result_labels.extend(g.labels.iter().cloned());
-                }
-            }
-            None => {
-                for l in &g.labels {
-                    if !all_labels.contains(l) {
-                        return Err(format!(
-                            "{} ({l}): no series of the query has it (in {expr})",
-                            g.keyword
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for call in &q.calls {
-        let inner = inside(call.body);
-        match call.name.as_str() {
-            "rate" | "irate" | "increase" | "resets" => {
-                for &k in &inner {
-                    if let Some((kind, part)) = sel_part[k] {
-                        if kind == Kind::Gauge || (kind == Kind::Histogram && part == Part::Whole) {
-                            return Err(format!(
-                                "{}({}): not a counter (in {expr})",
-                                call.name, q.selectors[k].name
-                            ));
-                        }
-                    }
-                }
-            }
-            "deriv" | "delta" | "predict_linear" => {
-                for &k in &inner {
-                    if let Some((kind, _)) = sel_part[k] {
-                        if kind != Kind::Gauge {
-                            return Err(format!(
-                                "{}({}): not a gauge (in {expr})",
-                                call.name, q.selectors[k].name
-                            ));
-                        }
-                    }
-                }
-            }
-            "histogram_quantile" => {
-                if inner.is_empty()
-                    || inner
-                        .iter()
-                        .any(|&k| sel_part[k].map(|p| p.1) != Some(Part::Bucket))
-                {
-                    return Err(format!(
-                        "histogram_quantile over series that are not _bucket (in {expr})"
-                    ));
-                }
-                for g in &q.groupings {
-                    if let Some(body) = g.body {
-                        if body.0 > call.body.0
-                            && body.1 < call.body.1
-                            && g.keyword == "by"
-                            && !g.labels.iter().any(|l| l == "le")
-                        {
-                            return Err(format!(
-                                "histogram_quantile of an aggregation without le (in {expr})"
-                            ));
-                        }
-                        if body.0 > call.body.0 && body.1 < call.body.1 {
-                            // le is consumed by the quantile.
-                            result_labels.remove("le");
-                            let kept: Vec<_> =
-                                g.labels.iter().filter(|l| *l != "le").cloned().collect();
-                            result_labels.extend(kept);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let aggregated = q.groupings.iter().any(|g| g.body.is_some())
-        || q.calls
-            .iter()
-            .any(|c| AGGREGATIONS.contains(&c.name.as_str()));
-    if !aggregated {
-        result_labels = all_labels;
-    }
-    Ok(Checked {
-        metrics,
-        result_labels,
+    ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+        let base = series.strip_suffix(suffix)?;
+        let (k, def) = cat.get_key_value(base)?;
+        (def.kind == Kind::Histogram).then_some(k.as_str())
     })
+}
+
+/// Label names in `by (…)`, `without (…)`, `on (…)`, `ignoring (…)` and
+/// `group_left (…)` clauses.
+fn grouping_labels(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for kw in [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ] {
+        for (i, _) in expr.match_indices(kw) {
+            let before_ok = i == 0
+                || !expr.as_bytes()[i - 1].is_ascii_alphanumeric()
+                    && expr.as_bytes()[i - 1] != b'_';
+            let rest = expr[i + kw.len()..].trim_start();
+            if before_ok && rest.starts_with('(') {
+                let inner = &rest[1..rest.find(')').unwrap()];
+                out.extend(
+                    inner
+                        .split(',')
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty()),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_selector_scanner_finds_what_it_should() {
+    assert_eq!(
+        selectors(
+            r#"sum by (topic) (rate(lstm_ae_messages_consumed_total{job="x", topic!=""}[5m])) / up"#
+        ),
+        [
+            (
+                "lstm_ae_messages_consumed_total".to_string(),
+                Some(r#"job="x", topic!="""#.to_string())
+            ),
+            ("up".to_string(), None),
+        ]
+    );
+    assert_eq!(
+        grouping_labels("sum by (job, le) (x) / ignoring (reason) group_left sum by (job) (y) and on(instance) z"),
+        BTreeSet::from(["job", "le", "reason", "instance"].map(String::from))
+    );
+    assert!(grouping_labels("absent(up)").is_empty());
 }
 
 /// `{{label}}` in a Grafana legend.
@@ -629,44 +264,6 @@ fn template_labels(text: &str) -> Vec<String> {
                 .collect()
         })
         .collect()
-}
-
-#[test]
-fn the_query_checker_catches_what_it_should() {
-    let cat = catalog();
-    let ok = |e: &str| check_query(&cat, e).unwrap_or_else(|err| panic!("{err}"));
-    let bad = |e: &str| assert!(check_query(&cat, e).is_err(), "accepted: {e}");
-    let c = ok(r#"sum by (job, topic) (rate(lstm_ae_messages_consumed_total{job="x"}[5m]))"#);
-    assert_eq!(
-        c.metrics,
-        BTreeSet::from(["lstm_ae_messages_consumed_total".to_string()])
-    );
-    assert_eq!(
-        c.result_labels,
-        BTreeSet::from(["job".into(), "topic".into()])
-    );
-    let c = ok("histogram_quantile(0.99, sum by (topic, le) (rate(lstm_ae_end_to_end_latency_seconds_bucket[5m])))");
-    assert_eq!(c.result_labels, BTreeSet::from(["topic".to_string()]));
-    ok("sum(rate(lstm_ae_inference_duration_seconds_sum[1m])) / sum(rate(lstm_ae_inference_duration_seconds_count[1m]))");
-    ok("lstm_ae_consumer_lag_messages > 3 unless sum by (topic) (rate(lstm_ae_messages_consumed_total[1m])) > 0");
-    ok("sum(rate(lstm_ae_windows_scored_total[1m])) by (instance)");
-    bad("rate(lstm_ae_messages_consumed[5m])"); // no such metric
-    bad("lstm_ae_windows_scored_total_bucket"); // not a histogram
-    bad("sum by (reason) (rate(lstm_ae_messages_consumed_total[5m]))"); // no label reason
-    bad(r#"lstm_ae_ready{topic="x"}"#); // no label topic
-    bad("rate(lstm_ae_consumer_lag_messages[5m])"); // a gauge
-    bad("deriv(lstm_ae_windows_scored_total[5m])"); // a counter
-    bad("histogram_quantile(0.5, sum by (topic) (rate(lstm_ae_end_to_end_latency_seconds_bucket[5m])))"); // no le
-    bad("histogram_quantile(0.5, rate(lstm_ae_end_to_end_latency_seconds_sum[5m]))");
-    bad("node_cpu_seconds_total"); // not ours
-    assert_eq!(
-        legend_labels("p99 {{topic}}[{{ partition }}]"),
-        ["topic", "partition"]
-    );
-    assert_eq!(
-        template_labels("on {{ $labels.instance }}: {{ $value }}"),
-        ["instance"]
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -776,34 +373,50 @@ fn dashboard_is_importable_json_with_unique_titled_panels() {
     }
 }
 
+/// Every grouping label of `expr` is a label of one of its metrics (or a
+/// target label, or `le` of a histogram).
+fn check_grouping(cat: &BTreeMap<String, MetricDef>, what: &str, expr: &str) {
+    let mut have: BTreeSet<String> = TARGET_LABELS.iter().map(|l| l.to_string()).collect();
+    have.insert("le".into());
+    for (name, _) in selectors(expr) {
+        if let Some(base) = base_metric(cat, &name) {
+            have.extend(cat[base].labels.iter().cloned());
+        }
+    }
+    for l in grouping_labels(expr) {
+        assert!(
+            have.contains(&l),
+            "{what}: label {l} is on none of its metrics ({have:?})"
+        );
+    }
+}
+
 #[test]
-fn dashboard_queries_use_the_daemons_metrics_and_labels() {
+fn dashboard_queries_use_the_daemons_metrics() {
     let cat = catalog();
     let d = dashboard();
     let mut used = BTreeSet::new();
-    for (title, refid, expr, legend) in dashboard_queries(&d) {
-        let c = check_query(&cat, &expr).unwrap_or_else(|e| panic!("{title} {refid}: {e}"));
-        for l in legend_labels(&legend) {
-            assert!(
-                c.result_labels.contains(&l),
-                "{title} {refid}: legend {{{{{l}}}}} is not a label of the result {:?}",
-                c.result_labels
-            );
-        }
-        used.extend(c.metrics);
-    }
-    // Template variables: label_values(selector, label).
+    let mut exprs: Vec<(String, String)> = dashboard_queries(&d)
+        .into_iter()
+        .map(|(title, refid, expr, _)| (format!("{title} {refid}"), expr))
+        .collect();
     for v in d["templating"]["list"].as_array().unwrap() {
-        let Some(def) = v["definition"].as_str() else {
-            continue;
-        };
-        let inner = def
-            .strip_prefix("label_values(")
-            .and_then(|s| s.strip_suffix(')'))
-            .unwrap_or_else(|| panic!("{def}: expected label_values(selector, label)"));
-        let (sel, label) = inner.rsplit_once(',').unwrap();
-        let c = check_query(&cat, sel).unwrap_or_else(|e| panic!("${}: {e}", v["name"]));
-        assert!(c.result_labels.contains(label.trim()), "{def}");
+        if let Some(def) = v["definition"].as_str() {
+            exprs.push((format!("${}", v["name"]), def.to_string()));
+        }
+    }
+    for (what, expr) in exprs {
+        check_grouping(&cat, &what, &expr);
+        let sels = selectors(&expr);
+        assert!(!sels.is_empty(), "{what}: no metric in {expr}");
+        for (name, _) in sels {
+            if name == "up" {
+                continue;
+            }
+            let base = base_metric(&cat, &name)
+                .unwrap_or_else(|| panic!("{what}: {name} is not a metric of the daemon"));
+            used.insert(base.to_string());
+        }
     }
     // Every metric of the daemon has a panel.
     let all: BTreeSet<String> = cat.into_keys().collect();
@@ -969,33 +582,24 @@ fn every_alert_has_for_severity_summary_and_description() {
 }
 
 #[test]
-fn alerts_use_the_daemons_metrics_labels_and_scrape_job() {
+fn alerts_use_the_daemons_metrics_and_scrape_job() {
     let cat = catalog();
     let job = scrape_job();
     let doc = yaml("deploy/prometheus/alerts.yml");
     let mut used = BTreeSet::new();
     for r in rules(&doc) {
-        let c = check_query(&cat, r.expr).unwrap_or_else(|e| panic!("{}: {e}", r.name));
-        used.extend(c.metrics.iter().cloned());
-        for s in parse(r.expr).unwrap().selectors {
-            assert!(
-                s.matchers
-                    .iter()
-                    .any(|(l, op, v)| l == "job" && op == "=" && *v == job),
-                "{}: {} does not select job=\"{job}\"",
-                r.name,
-                s.name
-            );
-        }
-        for a in ["summary", "description"] {
-            for l in template_labels(string(&r.rule["annotations"][a]).unwrap()) {
-                assert!(
-                    c.result_labels.contains(&l),
-                    "{}: $labels.{l} is not a label of the alert's series {:?}",
-                    r.name,
-                    c.result_labels
-                );
+        check_grouping(&cat, r.name, r.expr);
+        for (name, matchers) in selectors(r.expr) {
+            if name != "up" {
+                let base = base_metric(&cat, &name)
+                    .unwrap_or_else(|| panic!("{}: {name} is not a metric of the daemon", r.name));
+                used.insert(base.to_string());
             }
+            assert!(
+                matchers.is_some_and(|m| m.contains(&format!("job=\"{job}\""))),
+                "{}: {name} does not select job=\"{job}\"",
+                r.name
+            );
         }
     }
     // What an on-call engineer needs covered.
@@ -1114,6 +718,235 @@ fn promtool_parses_every_dashboard_query() {
         text.contains(&format!("SUCCESS: {} rules found", queries.len())),
         "{text}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The dashboard and the alerts against a real Prometheus
+
+/// Dashboard queries that return data only after an event; the live test
+/// below produces each event (and checks it happened).
+const ONLY_ON_AN_EVENT: [(&str, &str); 5] = [
+    ("lstm_ae_anomalies_total", "a spike in pump-0's points"),
+    (
+        "lstm_ae_anomalies_suppressed_total",
+        "the spike's later windows, under anomalies.cooldown_windows",
+    ),
+    (
+        "lstm_ae_dead_letters_total",
+        "two messages that are not JSON",
+    ),
+    ("lstm_ae_points_rejected_total", "a point sent twice"),
+    (
+        "lstm_ae_anomaly_likelihood",
+        "a second daemon under anomalies.rule = likelihood",
+    ),
+];
+
+/// (Kafka key, JSON body) of points `from..to` of keys pump-0..2; pump-0
+/// jumps by 60 (the series runs at 70–90) at points 200..215.
+fn live_points(from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![];
+    for i in from..to {
+        for k in 0..3 {
+            let mut v = 80.0 + 10.0 * ((i as f64) * 0.15 + k as f64).sin();
+            if k == 0 && (200..215).contains(&i) {
+                v += 60.0;
+            }
+            let ts = 1_700_000_000_000i64 + 300_000 * i as i64;
+            let body = serde_json::json!({"key": format!("pump-{k}"), "ts": ts, "value": v});
+            out.push((format!("pump-{k}"), body.to_string().into_bytes()));
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_queries_and_alert_inputs_return_data_from_a_real_prometheus() {
+    use common::broker::{Broker, Daemon};
+    use common::prometheus::Prometheus;
+    use std::time::Duration;
+
+    let dir = common::broker::test_dir();
+    let broker = Broker::start(dir.path(), true);
+    for t in [
+        "lstm-ae.points",
+        "lstm-ae.embeddings",
+        "lstm-ae.anomalies",
+        "lstm-ae.dead-letters",
+    ] {
+        broker.create_topic(t, 1);
+    }
+    // Two daemons in two groups reading the same stream: the calibrated
+    // threshold with the storm rule, and the likelihood rule.
+    let threshold = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            ("LSTM_AE__KAFKA__GROUP_ID", "threshold"),
+            ("LSTM_AE__KAFKA__STATISTICS_INTERVAL_MS", "1000"),
+            ("LSTM_AE__ANOMALIES__COOLDOWN_WINDOWS", "5"),
+        ],
+    );
+    let likelihood = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            ("LSTM_AE__KAFKA__GROUP_ID", "likelihood"),
+            ("LSTM_AE__KAFKA__STATISTICS_INTERVAL_MS", "1000"),
+            ("LSTM_AE__ANOMALIES__RULE", "likelihood"),
+            ("LSTM_AE__POSTPROCESS__MIN_HISTORY", "20"),
+        ],
+    );
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(
+        prom_dir.path(),
+        &[threshold.metrics_port, likelihood.metrics_port],
+        &[root().join("deploy/prometheus/alerts.yml")],
+    );
+
+    // The stream, in bursts two seconds apart so that rates have samples.
+    let n = 300;
+    for burst in 0..6 {
+        let (a, b) = (burst * n / 6, (burst + 1) * n / 6);
+        broker.produce("lstm-ae.points", &live_points(a, b));
+        if burst == 3 {
+            broker.produce(
+                "lstm-ae.points",
+                &[
+                    ("bad".into(), b"not json".to_vec()),
+                    ("bad".into(), b"{oops".to_vec()),
+                ],
+            );
+            // Point 100 of pump-1 again: rejected, not windowed.
+            broker.produce("lstm-ae.points", &live_points(100, 101)[1..2]);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let windows = 3 * (n - 63);
+    for d in [&threshold, &likelihood] {
+        d.wait_until(120, "every window scored and acknowledged", |d| {
+            d.metric("lstm_ae_windows_scored_total") as usize >= windows
+                && d.metric("lstm_ae_windows_in_flight") == 0.0
+        });
+    }
+    // A few more scrapes and rule evaluations.
+    std::thread::sleep(Duration::from_secs(4));
+
+    // The events happened.
+    let total = |q: &str| -> f64 {
+        prom.query(q)
+            .first()
+            .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0)
+    };
+    for (metric, event) in ONLY_ON_AN_EVENT {
+        let series = if metric.ends_with("_total") {
+            metric.to_string()
+        } else {
+            format!("{metric}_count")
+        };
+        assert!(
+            total(&format!("sum({series}{{job=\"lstm-ae\"}})")) > 0.0,
+            "the event for {metric} did not happen: {event}"
+        );
+    }
+
+    let cat = catalog();
+    let scraped = prom.metric_names();
+    // Labels of a query's metrics, as Prometheus holds them.
+    let labels_of = |expr: &str| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (name, _) in selectors(expr) {
+            out.extend(prom.label_names(&format!("{name}{{job=\"lstm-ae\"}}")));
+        }
+        out
+    };
+    let check_names_and_labels = |what: &str, expr: &str| {
+        for (name, _) in selectors(expr) {
+            assert!(
+                scraped.contains(&name),
+                "{what}: {name} is not in what Prometheus scraped from the daemons"
+            );
+            assert!(name == "up" || base_metric(&cat, &name).is_some());
+        }
+        let have = labels_of(expr);
+        for l in grouping_labels(expr) {
+            assert!(
+                have.contains(&l),
+                "{what}: label {l} is on none of its series ({have:?})"
+            );
+        }
+        have
+    };
+
+    // Every dashboard query returns data, with the labels its legend shows.
+    let d = dashboard();
+    for (title, refid, expr, legend) in dashboard_queries(&d) {
+        let what = format!("{title} {refid}");
+        let expr = substitute(&expr);
+        check_names_and_labels(&what, &expr);
+        let result = prom.query(&expr);
+        assert!(!result.is_empty(), "{what}: no data for {expr}");
+        for l in legend_labels(&legend) {
+            for sample in &result {
+                assert!(
+                    sample["metric"].get(&l).is_some(),
+                    "{what}: legend {{{{{l}}}}} is not a label of {sample}"
+                );
+            }
+        }
+    }
+    for v in d["templating"]["list"].as_array().unwrap() {
+        if let Some(def) = v["definition"].as_str() {
+            let inner = &def["label_values(".len()..def.len() - 1];
+            let (sel, label) = inner.rsplit_once(',').unwrap();
+            let sel = substitute(sel);
+            let result = prom.query(&format!("count by ({}) ({sel})", label.trim()));
+            assert!(
+                result
+                    .iter()
+                    .any(|s| s["metric"].get(label.trim()).is_some()),
+                "{def}: no values"
+            );
+        }
+    }
+
+    // Every alert: Prometheus evaluates it without error, every series it
+    // reads exists in the scrape (each selector, as written, returns data),
+    // and the labels its grouping and annotations use are on those series.
+    let evaluated = prom.rules();
+    let doc = yaml("deploy/prometheus/alerts.yml");
+    for r in rules(&doc) {
+        let (_, health, err) = evaluated
+            .iter()
+            .find(|(n, _, _)| n == r.name)
+            .unwrap_or_else(|| panic!("{}: not loaded by Prometheus", r.name));
+        assert_eq!(health, "ok", "{}: {err}", r.name);
+        let mut have = check_names_and_labels(r.name, r.expr);
+        have.extend(["job".to_string(), "instance".to_string()]);
+        for (name, matchers) in selectors(r.expr) {
+            let sel = format!("{name}{{{}}}", matchers.unwrap_or_default());
+            assert!(
+                !prom.query(&sel).is_empty(),
+                "{}: {sel} returns no data",
+                r.name
+            );
+        }
+        for a in ["summary", "description"] {
+            for l in template_labels(string(&r.rule["annotations"][a]).unwrap()) {
+                assert!(
+                    have.contains(&l),
+                    "{}: $labels.{l} is on none of its series",
+                    r.name
+                );
+            }
+        }
+    }
+    drop(prom);
+    drop(threshold);
+    drop(likelihood);
 }
 
 // ---------------------------------------------------------------------------

@@ -7,3 +7,5 @@
 //! beyond what their own settings need.
 
 pub mod eval_labelled;
+pub mod healthcheck;
+pub mod produce;

@@ -647,6 +647,45 @@ pub fn encode_binary_window(
     Ok(out)
 }
 
+/// Encodes one observation as a `points` message: `{"key", "ts" (epoch
+/// ms), "values"}`, for producers (`lstm-ae produce`, the demo) and tests.
+/// An empty `key` is left out, so the daemon uses the Kafka message key.
+pub fn encode_point(key: &str, ts_ms: i64, values: &[f32]) -> Vec<u8> {
+    let body = if key.is_empty() {
+        serde_json::json!({"ts": ts_ms, "values": values})
+    } else {
+        serde_json::json!({"key": key, "ts": ts_ms, "values": values})
+    };
+    body.to_string().into_bytes()
+}
+
+/// Encodes a window as a `windows` message: `{"key", "start_ts", "end_ts"
+/// (epoch ms), "values": [[F numbers] × T rows]}`, oldest row first. An
+/// empty `key` is left out (the Kafka key is used). Refuses
+/// `values.len() != t·f` and `t == 0` or `f == 0`.
+pub fn encode_window(
+    key: &str,
+    start_ts_ms: i64,
+    end_ts_ms: i64,
+    t: usize,
+    f: usize,
+    values: &[f32],
+) -> Result<Vec<u8>, CodecError> {
+    if t == 0 || f == 0 || values.len() != t * f {
+        return Err(CodecError::WrongWindowLength {
+            expected: t,
+            got: values.len().checked_div(f).unwrap_or(0),
+        });
+    }
+    let rows: Vec<&[f32]> = values.chunks_exact(f).collect();
+    let mut body =
+        serde_json::json!({"start_ts": start_ts_ms, "end_ts": end_ts_ms, "values": rows});
+    if !key.is_empty() {
+        body["key"] = Value::String(key.to_string());
+    }
+    Ok(body.to_string().into_bytes())
+}
+
 // ---------------------------------------------------------------- outputs
 
 /// Formats epoch milliseconds as the RFC 3339 string used in every output
@@ -1157,6 +1196,42 @@ mod tests {
                 values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
             }
         );
+    }
+
+    #[test]
+    fn encoded_points_and_windows_decode_to_what_was_encoded() {
+        let p = encode_point("pump-7", NEW_YEAR_MS, &[1.5, -0.25]);
+        assert_eq!(
+            decode(Format::Points, None, Some(&p), 2, 0, MAX).unwrap(),
+            Decoded::Point {
+                key: "pump-7".into(),
+                ts_ms: NEW_YEAR_MS,
+                values: vec![1.5, -0.25],
+            }
+        );
+        // No key in the body: the Kafka key is the series key.
+        let p = encode_point("", 5, &[73.96732]);
+        assert!(!String::from_utf8_lossy(&p).contains("key"));
+        assert_eq!(
+            decode(Format::Points, Some(b"k"), Some(&p), 1, 0, MAX).unwrap(),
+            Decoded::Point {
+                key: "k".into(),
+                ts_ms: 5,
+                values: vec![73.96732],
+            }
+        );
+        let w = encode_window("pump-7", 1, 3, 3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        assert_eq!(
+            decode(Format::Windows, None, Some(&w), 2, 3, MAX).unwrap(),
+            Decoded::Window {
+                key: "pump-7".into(),
+                end_ts_ms: 3,
+                start_ts_ms: Some(1),
+                values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5],
+            }
+        );
+        assert!(encode_window("k", 1, 3, 3, 2, &[1.0]).is_err());
+        assert!(encode_window("k", 1, 3, 0, 0, &[]).is_err());
     }
 
     #[test]

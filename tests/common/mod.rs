@@ -61,4 +61,7 @@ pub const SMALL: &[&str] = &[
 ];
 
 pub mod broker;
+pub mod docker;
 pub mod procs;
+pub mod prometheus;
+pub mod tools;
