@@ -92,13 +92,15 @@ enum EvalCommand {
 
 #[derive(clap::Args)]
 struct EvalNabArgs {
-    /// NAB root: holds data/, labels/ and config/profiles.json.
+    /// NAB corpus: a NAB checkout (data/, labels/, config/) or the flat
+    /// copy in this repository (data/nab: <category>/*.csv,
+    /// combined_windows.json, profiles.json).
     #[arg(long)]
     data: PathBuf,
     /// Output folder: results/<detector>/…, report.md, summary.json, figures/.
     #[arg(long)]
     out: PathBuf,
-    /// Labelled windows; default: <data>/labels/combined_windows.json. Only
+    /// Labelled windows; default: the corpus's combined_windows.json. Only
     /// the series listed there are evaluated.
     #[arg(long)]
     labels: Option<PathBuf>,
@@ -597,7 +599,7 @@ fn eval_nab(a: EvalNabArgs) -> Result<()> {
     let labels = a
         .labels
         .clone()
-        .unwrap_or_else(|| a.data.join("labels/combined_windows.json"));
+        .unwrap_or_else(|| nab::NabLayout::locate(&a.data).windows);
     let progress = |ev: &run::EvaluatedSeries, done: usize, total: usize| {
         tracing::info!(
             series = %ev.key,
@@ -608,14 +610,10 @@ fn eval_nab(a: EvalNabArgs) -> Result<()> {
     };
     let result = run::run_nab(&a.data, &labels, &a.out, &cfg, &progress)
         .with_context(|| format!("evaluating on {}", a.data.display()))?;
-    let profiles = nab::load_profiles(a.data.join("config/profiles.json"))?;
-    let written = report::write(&a.out, &result, &cfg, &profiles)
+    let written = report::write(&a.out, &result, &cfg)
         .with_context(|| format!("writing the report into {}", a.out.display()))?;
-    for r in &result.reports {
-        println!(
-            "{:<20} {:>6.2}  (threshold {:.4}, raw {:.2})",
-            r.profile, r.normalised, r.threshold, r.raw
-        );
+    for line in report::console_lines(&result) {
+        println!("{line}");
     }
     println!(
         "{} series in {:.1} s; results in {}, report {}",

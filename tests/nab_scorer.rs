@@ -3,14 +3,17 @@
 //! per-file score and TP/TN/FP/FN count in `<detector>_<profile>_scores.csv`,
 //! and the final normalised scores in `expected.json`, for all three profiles.
 //!
-//! The data lives outside the crate (`../shared/data/nab` from the manifest);
-//! without it the tests print a note and pass vacuously.
+//! The corpus and the reference results are in the repository: the series
+//! and labels in `data/nab/`, NAB's reference output in
+//! `data/nab/reference/<detector>/` (its raw scores one `anomaly_score` per
+//! data row, its per-file score files and `expected.json`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use lstm_ae::data::{self, CsvOptions, TimestampOrder};
 use lstm_ae::eval::nab::{self, FileScores, Profile};
 
 const DETECTORS: [&str; 2] = ["windowedGaussian", "relativeEntropy"];
@@ -34,40 +37,61 @@ struct Reference {
     total: usize,
 }
 
-fn corpus() -> Option<&'static Corpus> {
-    static CORPUS: OnceLock<Option<Corpus>> = OnceLock::new();
-    CORPUS
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab");
-            if !root.join("labels/combined_windows.json").is_file() {
-                println!(
-                    "NOTE: {} not found; NAB reference tests skipped",
-                    root.display()
-                );
-                return None;
-            }
-            let windows =
-                nab::load_windows(root.join("labels/combined_windows.json")).expect("labels load");
-            let profiles =
-                nab::load_profiles(root.join("config/profiles.json")).expect("profiles load");
-            let results = DETECTORS
-                .iter()
-                .map(|&d| (d, nab::read_results_tree(&root, d).expect("results load")))
+fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/nab");
+        let windows = nab::load_windows(root.join("combined_windows.json")).expect("labels load");
+        let profiles = nab::load_profiles(root.join("profiles.json")).expect("profiles load");
+        let results = DETECTORS
+            .iter()
+            .map(|&d| (d, reference_scores(&root, d, &windows)))
+            .collect();
+        Corpus {
+            root,
+            windows,
+            profiles,
+            results,
+        }
+    })
+}
+
+/// A reference detector's raw scores, paired with the series' timestamps:
+/// `reference/<detector>/<key>` holds one `anomaly_score` per data row.
+fn reference_scores(
+    root: &Path,
+    detector: &str,
+    windows: &BTreeMap<String, Vec<(i64, i64)>>,
+) -> Vec<FileScores> {
+    let opts = CsvOptions {
+        timestamp_order: TimestampOrder::Unchecked,
+        ..CsvOptions::default()
+    };
+    windows
+        .keys()
+        .map(|key| {
+            let series = data::load_csv(&root.join(key), &opts).expect("series load");
+            let path = root.join("reference").join(detector).join(key);
+            let mut reader = csv::Reader::from_path(&path).expect("reference scores open");
+            assert_eq!(&reader.headers().unwrap()[0], "anomaly_score");
+            let scores: Vec<f64> = reader
+                .records()
+                .map(|r| r.expect("score row")[0].parse().expect("a score"))
                 .collect();
-            Some(Corpus {
-                root,
-                windows,
-                profiles,
-                results,
-            })
+            assert_eq!(scores.len(), series.timestamps.len(), "{detector} {key}");
+            FileScores {
+                key: key.clone(),
+                timestamps: series.timestamps,
+                scores,
+            }
         })
-        .as_ref()
+        .collect()
 }
 
 /// NAB's per-file rows keyed by file, plus its `Totals` row under "".
 fn reference_rows(root: &Path, detector: &str, profile: &str) -> BTreeMap<String, Reference> {
     let path = root.join(format!(
-        "results/{detector}/{detector}_{profile}_scores.csv"
+        "reference/{detector}/{detector}_{profile}_scores.csv"
     ));
     let mut reader = csv::Reader::from_path(&path).expect("reference scores open");
     let mut out = BTreeMap::new();
@@ -88,7 +112,7 @@ fn reference_rows(root: &Path, detector: &str, profile: &str) -> BTreeMap<String
 }
 
 fn expected(root: &Path, detector: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(root.join(format!("results/{detector}/expected.json")))
+    let text = std::fs::read_to_string(root.join(format!("reference/{detector}/expected.json")))
         .expect("expected.json");
     serde_json::from_str(&text).expect("expected.json parses")
 }
@@ -99,7 +123,7 @@ fn number(v: &serde_json::Value) -> f64 {
 
 #[test]
 fn corpus_shape_matches_nab_readme() {
-    let Some(c) = corpus() else { return };
+    let c = corpus();
     assert_eq!(c.windows.len(), 58);
     assert_eq!(c.windows.values().map(Vec::len).sum::<usize>(), 116);
     let names: Vec<&str> = c.profiles.iter().map(|p| p.name.as_str()).collect();
@@ -116,7 +140,7 @@ fn corpus_shape_matches_nab_readme() {
 
 #[test]
 fn per_file_scores_match_nab_reference_files() {
-    let Some(c) = corpus() else { return };
+    let c = corpus();
     for (detector, files) in &c.results {
         let exp = expected(&c.root, detector);
         for profile in &c.profiles {
@@ -158,7 +182,7 @@ fn per_file_scores_match_nab_reference_files() {
 
 #[test]
 fn threshold_sweep_reproduces_nab_final_scores() {
-    let Some(c) = corpus() else { return };
+    let c = corpus();
     for (detector, files) in &c.results {
         let exp = expected(&c.root, detector);
         for profile in &c.profiles {

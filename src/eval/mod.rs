@@ -6,9 +6,11 @@
 //!   normalised score.
 //! - [`run`]: `lstm-ae eval nab`, the streaming evaluation driver (train on
 //!   the probation, score causally, write NAB's results tree).
-//! - [`report`]: the evaluation report (per-category scores, scoreboard,
-//!   charts of the worst series).
+//! - [`split`]: the fixed tuning/report split and the scores of each half.
+//! - [`report`]: the evaluation report (per-category scores and windows hit,
+//!   missed and false positives, scoreboard, charts of the worst series).
 
 pub mod nab;
 pub mod report;
 pub mod run;
+pub mod split;

@@ -125,6 +125,8 @@ pub struct FileResult {
     pub probationary_rows: usize,
     /// Windows that reach past the probationary period, hence are scored.
     pub counted_windows: usize,
+    /// Counted windows with at least one detection (the rest are missed).
+    pub windows_hit: usize,
 }
 
 /// The corpus-wide best threshold and the summed raw score it achieves.
@@ -235,6 +237,40 @@ fn series_error(key: &str, message: impl Into<String>) -> NabError {
     NabError::Series {
         key: key.to_string(),
         message: message.into(),
+    }
+}
+
+/// Where the parts of a NAB corpus lie under its root. Two layouts are
+/// recognised: NAB's own checkout (`data/<category>/<file>.csv`,
+/// `labels/combined_windows.json`, `config/profiles.json`) and the flat copy
+/// this repository ships in `data/nab/` (`<category>/<file>.csv`,
+/// `combined_windows.json` and `profiles.json` side by side).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NabLayout {
+    /// The folder label keys (`category/file.csv`) are relative to.
+    pub series: PathBuf,
+    /// The labelled windows, `combined_windows.json`.
+    pub windows: PathBuf,
+    /// The cost profiles, `profiles.json`.
+    pub profiles: PathBuf,
+}
+
+impl NabLayout {
+    /// NAB's layout when `root/config/profiles.json` exists, else the flat one.
+    pub fn locate(root: &Path) -> NabLayout {
+        if root.join("config/profiles.json").is_file() {
+            NabLayout {
+                series: root.join("data"),
+                windows: root.join("labels/combined_windows.json"),
+                profiles: root.join("config/profiles.json"),
+            }
+        } else {
+            NabLayout {
+                series: root.to_path_buf(),
+                windows: root.join("combined_windows.json"),
+                profiles: root.join("profiles.json"),
+            }
+        }
     }
 }
 
@@ -462,6 +498,7 @@ fn score_prepared(p: &Prepared, key: &str, profile: &Profile, threshold: f64) ->
     }
     let windows: f64 = earliest.iter().map(|e| e.unwrap_or(-profile.fn_)).sum();
     FileResult {
+        windows_hit: earliest.iter().filter(|e| e.is_some()).count(),
         key: key.to_string(),
         threshold,
         score: fp_sum + windows,
@@ -648,6 +685,33 @@ pub fn evaluate(
         raw: optimum.score,
         baselines,
         normalised: normalised_score(optimum.score, &baselines),
+        files: results,
+    })
+}
+
+/// Like [`evaluate`], but at a given threshold instead of the best one:
+/// how a threshold chosen elsewhere (on other files, or without labels)
+/// scores on `files`.
+pub fn evaluate_at(
+    files: &[FileScores],
+    windows: &BTreeMap<String, Vec<(i64, i64)>>,
+    profile: &Profile,
+    threshold: f64,
+) -> Result<ProfileReport, NabError> {
+    let prepared = prepare_all(files, windows, profile)?;
+    let results: Vec<FileResult> = prepared
+        .iter()
+        .zip(files)
+        .map(|(p, f)| score_prepared(p, &f.key, profile, threshold))
+        .collect();
+    let raw = results.iter().map(|r| r.score).sum();
+    let baselines = baselines_prepared(&prepared, profile);
+    Ok(ProfileReport {
+        profile: profile.name.clone(),
+        threshold,
+        raw,
+        baselines,
+        normalised: normalised_score(raw, &baselines),
         files: results,
     })
 }

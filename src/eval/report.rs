@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::eval::nab::{self, FileResult, ProfileReport};
 use crate::eval::run::{EvaluatedSeries, NabEvalConfig, NabRun};
+use crate::eval::split::SplitScores;
 use crate::report::svg::{line_chart, LineChart, Series as Line};
 
 /// NAB's published standard-profile scoreboard (v1.1), for comparison.
@@ -47,6 +48,11 @@ pub struct CategoryScore {
     pub raw: f64,
     /// `None` when the category has no labelled window (NAB's scale is undefined).
     pub normalised: Option<f64>,
+    /// Counted windows (past the probation) with a detection, and without.
+    pub windows_hit: usize,
+    pub windows_missed: usize,
+    /// Detections (rows at or above the threshold) outside every window.
+    pub false_positives: usize,
 }
 
 /// One profile's summary.
@@ -55,6 +61,8 @@ pub struct ProfileSummary {
     pub profile: String,
     pub threshold: f64,
     pub normalised: f64,
+    /// Full, tuning-half and report-half scores (see [`crate::eval::split`]).
+    pub split: Option<SplitScores>,
     pub categories: Vec<CategoryScore>,
 }
 
@@ -77,18 +85,36 @@ pub fn category_scores(
     tp: f64,
     fn_: f64,
 ) -> Vec<CategoryScore> {
-    let mut by: BTreeMap<String, (usize, usize, usize, f64)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Sums {
+        files: usize,
+        labelled: usize,
+        counted: usize,
+        hit: usize,
+        fp: usize,
+        raw: f64,
+    }
+    let mut by: BTreeMap<String, Sums> = BTreeMap::new();
     for f in &report.files {
         let category = f.key.split('/').next().unwrap_or_default().to_string();
-        let labelled = windows.get(&f.key).map_or(0, Vec::len);
         let e = by.entry(category).or_default();
-        e.0 += 1;
-        e.1 += labelled;
-        e.2 += f.counted_windows;
-        e.3 += f.score;
+        e.files += 1;
+        e.labelled += windows.get(&f.key).map_or(0, Vec::len);
+        e.counted += f.counted_windows;
+        e.hit += f.windows_hit;
+        e.fp += f.fp;
+        e.raw += f.score;
     }
     by.into_iter()
-        .map(|(category, (files, labelled, counted, raw))| {
+        .map(|(category, sums)| {
+            let Sums {
+                files,
+                labelled,
+                counted,
+                hit,
+                fp,
+                raw,
+            } = sums;
             let b = nab::Baselines {
                 null: -fn_ * counted as f64,
                 perfect: tp * labelled as f64,
@@ -99,18 +125,17 @@ pub fn category_scores(
                 windows: labelled,
                 raw,
                 normalised: (b.perfect > b.null).then(|| nab::normalised_score(raw, &b)),
+                windows_hit: hit,
+                windows_missed: counted - hit,
+                false_positives: fp,
             }
         })
         .collect()
 }
 
 /// Writes `report.md`, `summary.json` and the figures; returns the paths.
-pub fn write(
-    out: &Path,
-    run: &NabRun,
-    cfg: &NabEvalConfig,
-    profiles: &[nab::Profile],
-) -> Result<Vec<PathBuf>, ReportError> {
+pub fn write(out: &Path, run: &NabRun, cfg: &NabEvalConfig) -> Result<Vec<PathBuf>, ReportError> {
+    let profiles = &run.profiles;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ReportError { path, source }
@@ -131,6 +156,7 @@ pub fn write(
                 profile: r.profile.clone(),
                 threshold: r.threshold,
                 normalised: r.normalised,
+                split: run.splits.iter().find(|s| s.profile == r.profile).cloned(),
                 categories: category_scores(r, &run.windows, tp, fn_),
             }
         })
@@ -184,6 +210,8 @@ pub fn write(
         let _ = write!(md, " {:.4} |", s.threshold);
     }
     md.push_str("\n\n");
+    split_table(&mut md, &summaries);
+    breakdown_table(&mut md, &summaries);
 
     let standard = run.reports.iter().find(|r| r.profile == "standard");
     if let Some(std_report) = standard {
@@ -254,6 +282,107 @@ pub fn write(
     fs::write(&json_path, to_json(&summary)).map_err(io(&json_path))?;
     written.insert(1, json_path);
     Ok(written)
+}
+
+/// The tuning/report split's scores, one row per profile.
+fn split_table(md: &mut String, summaries: &[ProfileSummary]) {
+    let _ = writeln!(
+        md,
+        "## Tuning and report halves\n\n\
+         Files alternate between the halves by sorted name within each category \
+         (`eval::split`). The report half is scored at the threshold swept on the \
+         tuning half; \"fixed\" is the whole corpus at the label-free threshold \
+         `postprocess.fire_level`.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| profile | full | tuning half | report half | report half (own sweep) | fixed threshold | full at fixed |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for s in summaries {
+        if let Some(x) = &s.split {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.4} | {:.1} |",
+                s.profile,
+                x.full,
+                x.tuning,
+                x.report,
+                x.report_swept,
+                x.fixed_threshold,
+                x.full_at_fixed
+            );
+        }
+    }
+    md.push('\n');
+}
+
+/// Windows hit and missed and false positives per category, under the
+/// standard profile (or the first one) at its threshold.
+fn breakdown_table(md: &mut String, summaries: &[ProfileSummary]) {
+    let Some(s) = summaries
+        .iter()
+        .find(|s| s.profile == "standard")
+        .or(summaries.first())
+    else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "## Windows hit, missed and false positives ({} profile, threshold {:.4})\n",
+        s.profile, s.threshold
+    );
+    let _ = writeln!(
+        md,
+        "| category | files | windows | hit | missed | false positives | score |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mut total = (0, 0, 0, 0, 0);
+    for c in &s.categories {
+        let score = c
+            .normalised
+            .map_or_else(|| format!("n/a (raw {:.2})", c.raw), |v| format!("{v:.1}"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {score} |",
+            c.category, c.files, c.windows, c.windows_hit, c.windows_missed, c.false_positives
+        );
+        total.0 += c.files;
+        total.1 += c.windows;
+        total.2 += c.windows_hit;
+        total.3 += c.windows_missed;
+        total.4 += c.false_positives;
+    }
+    let _ = writeln!(
+        md,
+        "| **all** | {} | {} | {} | {} | {} | {:.1} |\n",
+        total.0, total.1, total.2, total.3, total.4, s.normalised
+    );
+}
+
+/// What `lstm-ae eval nab` prints: per profile the full score, and the
+/// halves.
+pub fn console_lines(run: &NabRun) -> Vec<String> {
+    run.reports
+        .iter()
+        .map(|r| {
+            let split = run
+                .splits
+                .iter()
+                .find(|s| s.profile == r.profile)
+                .map(|s| {
+                    format!(
+                        "; tuning half {:.2}, report half {:.2}, full at fixed threshold {:.2}",
+                        s.tuning, s.report, s.full_at_fixed
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{:<20} {:>6.2}  (threshold {:.4}, raw {:.2}{split})",
+                r.profile, r.normalised, r.threshold, r.raw
+            )
+        })
+        .collect()
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -340,6 +469,7 @@ mod tests {
             total_rows: 100,
             probationary_rows: 15,
             counted_windows: counted,
+            windows_hit: 0,
         }
     }
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelSettings;
 use crate::data::{self, CsvOptions, Scaler, ScalerKind, TimestampOrder};
 use crate::eval::nab::{self, FileScores, NabError, ProfileReport, ResultRow};
+use crate::eval::split::{self, SplitScores};
 use crate::model::{DecoderInput, Mode, ModelSpec, Params};
 use crate::score::{prediction_errors, PostprocessConfig, PostprocessError, Postprocessor};
 use crate::train::composite;
@@ -83,6 +84,11 @@ pub struct NabEvalConfig {
     pub training: TrainOptions,
     pub retrain: RetrainConfig,
     pub postprocess: PostprocessConfig,
+    /// Feed the probationary rows' errors to the post-processor: they warm
+    /// it up, but the model was trained on those rows, so their errors are
+    /// optimistic. `false` starts the likelihood's history at the first
+    /// out-of-sample row (and it stays silent for `min_history` rows).
+    pub warm_up_on_training_rows: bool,
     /// Series evaluated in parallel; 0 = every core.
     pub threads: usize,
 }
@@ -111,6 +117,7 @@ impl Default for NabEvalConfig {
             },
             retrain: RetrainConfig::default(),
             postprocess: PostprocessConfig::default(),
+            warm_up_on_training_rows: true,
             threads: 0,
         }
     }
@@ -294,7 +301,12 @@ pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores,
     }
     out.prediction = prediction_errors(&forecasts, scaled.view(), p);
     let mut post = Postprocessor::new(cfg.postprocess.clone())?;
-    for row in 0..n {
+    let first = if cfg.warm_up_on_training_rows {
+        0
+    } else {
+        probation
+    };
+    for row in first..n {
         let rec = out.reconstruction[row];
         if rec.is_finite() {
             let pred = Some(out.prediction[row]).filter(|v| v.is_finite());
@@ -322,14 +334,18 @@ pub struct NabRun {
     pub series: Vec<EvaluatedSeries>,
     /// One per profile, sorted by profile name.
     pub reports: Vec<ProfileReport>,
+    /// Per profile (same order): full, tuning-half and report-half scores.
+    pub splits: Vec<SplitScores>,
+    /// The cost profiles the corpus was scored with.
+    pub profiles: Vec<nab::Profile>,
     pub windows: BTreeMap<String, Vec<(i64, i64)>>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
 }
 
 /// Runs the evaluation over every series in `labels` (NAB's
-/// `combined_windows.json` format; keys `category/file.csv` under
-/// `nab_root/data`), writes `out/results/<detector>/…` and scores the
+/// `combined_windows.json` format; keys `category/file.csv` under the
+/// corpus's series folder, see [`nab::NabLayout`]), writes `out/results/<detector>/…` and scores the
 /// results tree as read back from disk, exactly as NAB's scorer would see it.
 pub fn run_nab(
     nab_root: &Path,
@@ -341,14 +357,15 @@ pub fn run_nab(
     cfg.validate()?;
     let started = Instant::now();
     let windows = nab::load_windows(labels)?;
-    let profiles = nab::load_profiles(nab_root.join("config/profiles.json"))?;
+    let layout = nab::NabLayout::locate(nab_root);
+    let profiles = nab::load_profiles(&layout.profiles)?;
     let csv = CsvOptions {
         timestamp_order: TimestampOrder::Unchecked,
         ..CsvOptions::default()
     };
     let mut series = Vec::with_capacity(windows.len());
     for key in windows.keys() {
-        let s = data::load_csv(&nab_root.join("data").join(key), &csv)?;
+        let s = data::load_csv(&layout.series.join(key), &csv)?;
         if s.features() != 1 {
             return Err(EvalError::Series {
                 key: key.clone(),
@@ -428,10 +445,16 @@ pub fn run_nab(
         .iter()
         .map(|p| nab::evaluate(&files, &windows, p))
         .collect::<Result<Vec<_>, _>>()?;
+    let splits = profiles
+        .iter()
+        .map(|p| split::split_scores(&files, &windows, p, cfg.postprocess.fire_level))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(NabRun {
         detector: cfg.detector.clone(),
         series: evaluated,
         reports,
+        splits,
+        profiles,
         windows,
         seconds: started.elapsed().as_secs_f64(),
     })
