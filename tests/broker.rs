@@ -345,7 +345,7 @@ fn log_format_json_gives_json_lines_and_a_settings_error_stays_one_readable_line
     };
     let log = dir.path().join("serve.log");
     let mut child = serve(
-        &[("LSTM_AE__KAFKA__INSTANCE_ID", "json-log")],
+        &[("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false")],
         std::fs::File::create(&log).unwrap().into(),
     )
     .spawn()

@@ -1,0 +1,455 @@
+//! `lstm-ae serve` under failure, against a real Kafka-protocol broker
+//! process (tansu, sqlite storage): SIGKILLs of the daemon mid-stream, a
+//! broker crash and restart, and two daemons sharing a consumer group, one
+//! of which dies.
+//!
+//! Each test produces a known stream of points and computes the windows it
+//! must see from those points and the window length alone (stride 1: one
+//! window per key for every point from the T-th on), never from the
+//! daemon's output. It then reads the embeddings topic to its end offsets
+//! and checks: every expected window is there, nothing else is, and how
+//! many came more than once (at-least-once delivery: duplicates are allowed
+//! after a crash, and counted in the test output).
+//!
+//! The tests take a lock so they run one at a time: each drives a broker
+//! and one or two daemons, which is enough for a small machine. Wall times
+//! and figures are printed (`cargo test --test failure -- --nocapture`).
+//! Needs the tansu binary that `scripts/setup.sh` installs.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::broker::{produce, Broker, Daemon, TopicReader};
+
+const T: usize = 64; // the default model's window
+const T0: i64 = 1_700_000_000_000;
+const STEP_MS: i64 = 60_000;
+const POINTS: &str = "lstm-ae.points";
+const EMBEDDINGS: &str = "lstm-ae.embeddings";
+const DEAD_LETTERS: &str = "lstm-ae.dead-letters";
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn ts(i: usize) -> i64 {
+    T0 + STEP_MS * i as i64
+}
+
+fn key(k: usize) -> String {
+    format!("sensor-{k:03}")
+}
+
+fn value(k: usize, i: usize) -> f64 {
+    50.0 + 10.0 * ((i as f64) * 0.1 + k as f64 * 0.7).sin()
+}
+
+/// Points `from..to` of `keys` keys, round-robin over the keys (the order a
+/// fleet of sensors would send them), as (Kafka key, JSON body).
+fn points(keys: usize, from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(keys * (to - from));
+    for i in from..to {
+        for k in 0..keys {
+            let body = format!(
+                r#"{{"key":"{}","ts":{},"value":{}}}"#,
+                key(k),
+                ts(i),
+                value(k, i)
+            );
+            out.push((key(k), body.into_bytes()));
+        }
+    }
+    out
+}
+
+/// The windows `keys` × `n` points must give: per key, one ending at every
+/// point from the T-th on (stride 1), as (key, end timestamp in ms).
+fn expected(keys: usize, n: usize) -> BTreeSet<(String, i64)> {
+    (0..keys)
+        .flat_map(|k| (T - 1..n).map(move |i| (key(k), ts(i))))
+        .collect()
+}
+
+/// (key, end timestamp in ms) of an embeddings record.
+fn window_of(r: &common::broker::Record) -> (String, i64) {
+    #[derive(serde::Deserialize)]
+    struct W {
+        key: String,
+        window_end_ts: String,
+    }
+    let w: W = serde_json::from_slice(&r.payload).expect("an embeddings record");
+    let end = chrono::DateTime::parse_from_rfc3339(&w.window_end_ts)
+        .expect("an RFC 3339 window_end_ts")
+        .timestamp_millis();
+    (w.key, end)
+}
+
+/// What the embeddings topic holds: how often each window was published.
+#[derive(Default)]
+struct Seen {
+    count: HashMap<(String, i64), u32>,
+    records: u64,
+}
+
+impl Seen {
+    fn add(&mut self, r: common::broker::Record) {
+        *self.count.entry(window_of(&r)).or_default() += 1;
+        self.records += 1;
+    }
+
+    fn missing<'a>(&self, want: &'a BTreeSet<(String, i64)>) -> Vec<&'a (String, i64)> {
+        want.iter()
+            .filter(|w| !self.count.contains_key(*w))
+            .collect()
+    }
+
+    fn extra(&self, want: &BTreeSet<(String, i64)>) -> Vec<(String, i64)> {
+        self.count
+            .keys()
+            .filter(|w| !want.contains(*w))
+            .cloned()
+            .collect()
+    }
+
+    /// Records beyond the first of each window.
+    fn duplicates(&self) -> u64 {
+        self.records - self.count.len() as u64
+    }
+
+    /// Reads the topic to its end, then checks every expected window is
+    /// there and nothing else; returns the duplicates.
+    fn settle(
+        &mut self,
+        reader: &mut TopicReader,
+        want: &BTreeSet<(String, i64)>,
+        what: &str,
+    ) -> u64 {
+        reader.read_to_end(Duration::from_secs(120), |r| self.add(r));
+        let missing = self.missing(want);
+        assert!(
+            missing.is_empty(),
+            "{what}: {} of {} windows missing, e.g. {:?}",
+            missing.len(),
+            want.len(),
+            &missing[..missing.len().min(5)]
+        );
+        let extra = self.extra(want);
+        assert!(
+            extra.is_empty(),
+            "{what}: {} windows that no input makes, e.g. {:?}",
+            extra.len(),
+            &extra[..extra.len().min(5)]
+        );
+        self.duplicates()
+    }
+}
+
+/// Reads the embeddings topic until every window of `want` was seen once,
+/// calling `step` (with the count of distinct expected windows seen) after
+/// each read; panics after `secs` with what is missing.
+fn wait_for_windows(
+    reader: &mut TopicReader,
+    seen: &mut Seen,
+    want: &BTreeSet<(String, i64)>,
+    secs: u64,
+    what: &str,
+    mut step: impl FnMut(usize),
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        reader.poll_for(Duration::from_millis(500), |r| seen.add(r));
+        let have = want.iter().filter(|w| seen.count.contains_key(*w)).count();
+        if have == want.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {have} of {} windows after {secs} s; e.g. missing {:?}",
+            want.len(),
+            seen.missing(want).first()
+        );
+        step(have);
+    }
+}
+
+/// A broker with sqlite storage and the daemon's topics: points on
+/// `partitions` partitions.
+fn setup(dir: &Path, partitions: u32) -> Broker {
+    let b = Broker::start(dir, true);
+    b.create_topic(POINTS, partitions);
+    for t in [EMBEDDINGS, "lstm-ae.anomalies", DEAD_LETTERS] {
+        b.create_topic(t, 1);
+    }
+    b
+}
+
+/// xorshift64: reproducible random choices, seed printed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("LSTM_AE_FAILURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        })
+}
+
+/// A malformed message on the points topic: it must reach the dead-letter
+/// topic (at least once), and must not stop the stream.
+fn bad_message(n: usize) -> (String, Vec<u8>) {
+    ("bad".into(), format!("{{not json {n}").into_bytes())
+}
+
+/// Ignored: on tansu 0.6 a static member never consumes. Every heartbeat
+/// after its JoinGroup/SyncGroup (each held 3 s by tansu's coordinator for
+/// static members) is answered "rebalance in progress", so librdkafka
+/// revokes and rejoins every 6 s; measured here, 0 of 200,000 points
+/// consumed in 3 minutes. Run it against a Kafka broker, or a tansu that
+/// fixes this: `cargo test --test failure -- --ignored --nocapture`.
+#[test]
+#[ignore = "tansu 0.6 puts static members in an endless rebalance (see the doc comment)"]
+fn ten_sigkills_mid_stream_lose_no_window() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let (keys, n) = (100, 2_000); // 200,000 points
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 4);
+    let want = expected(keys, n);
+
+    // The stream goes on while the daemon is killed: a thread produces it
+    // in chunks, with 12 malformed messages among the points.
+    let brokers = broker.brokers();
+    let feeder = std::thread::spawn(move || {
+        let chunks = 20;
+        for c in 0..chunks {
+            let mut msgs = points(keys, c * n / chunks, (c + 1) * n / chunks);
+            if c < 12 {
+                let at = msgs.len() / 2;
+                msgs.insert(at, bad_message(c));
+            }
+            produce(&brokers, POINTS, &msgs);
+        }
+    });
+
+    let start = |dir: &Path| {
+        Daemon::start(
+            dir,
+            &broker.brokers(),
+            None,
+            &[
+                ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "true"),
+                ("LSTM_AE__KAFKA__INSTANCE_ID", "killed-daemon"),
+            ],
+        )
+    };
+    let mut daemon = start(dir.path());
+    // Kill when the distinct windows seen pass 10 random points of the stream.
+    let mut kills: Vec<usize> = (0..10)
+        .map(|_| (want.len() as u64 * (5 + rng.below(85)) / 100) as usize)
+        .collect();
+    kills.sort_unstable();
+    kills.reverse();
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    let mut killed = 0;
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &want,
+        900,
+        "after 10 SIGKILLs",
+        |have| {
+            if kills.last().is_some_and(|&k| have >= k) {
+                kills.pop();
+                std::thread::sleep(Duration::from_millis(rng.below(1_000)));
+                daemon.signal("-KILL");
+                let _ = daemon.child.wait();
+                killed += 1;
+                eprintln!(
+                    "SIGKILL {killed} at {have} of {} windows ({:.0} s)",
+                    want.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                daemon = start(dir.path());
+            }
+        },
+    );
+    feeder.join().expect("the feeder thread");
+    assert_eq!(killed, 10, "10 SIGKILLs before the stream ended");
+    let duplicates = seen.settle(&mut reader, &want, "after 10 SIGKILLs");
+
+    let mut dlq = TopicReader::new(&broker.brokers(), DEAD_LETTERS);
+    let mut bad = HashMap::<Vec<u8>, u32>::new();
+    dlq.read_to_end(Duration::from_secs(60), |r| {
+        *bad.entry(r.payload).or_default() += 1
+    });
+    for c in 0..12 {
+        assert!(
+            bad.contains_key(&bad_message(c).1),
+            "malformed message {c} dead-lettered"
+        );
+    }
+    assert_eq!(
+        bad.len(),
+        12,
+        "only the malformed messages are dead letters"
+    );
+    println!(
+        "10 SIGKILLs (seed {seed}): {} windows expected, all present, nothing else; {} records, {duplicates} duplicates ({:.1} %); {} dead letters for 12 malformed messages; {:.0} s",
+        want.len(),
+        seen.records,
+        100.0 * duplicates as f64 / want.len() as f64,
+        bad.values().sum::<u32>(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_no_window_and_the_daemon_reconnects() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let (keys, n) = (20, 1_000);
+    let dir = common::broker::test_dir();
+    let mut broker = setup(dir.path(), 4);
+    let want = expected(keys, n);
+    let half = n / 2;
+    broker.produce(POINTS, &points(keys, 0, half));
+    let mut daemon = Daemon::start(dir.path(), &broker.brokers(), None, &[]);
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    let first = expected(keys, half);
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &first,
+        300,
+        "before the restart",
+        |_| {},
+    );
+    // Mid-stream: more points arrive, and the broker dies under them.
+    broker.produce(POINTS, &points(keys, half, half + 100));
+    broker.restart();
+    eprintln!(
+        "broker restarted ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    broker.produce(POINTS, &points(keys, half + 100, n));
+    // The reader's connection died with the broker too.
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &want,
+        300,
+        "after the broker restart",
+        |_| {},
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the same daemon process, reconnected by itself"
+    );
+    let duplicates = seen.settle(&mut reader, &want, "after the broker restart");
+    println!(
+        "broker restart: {} windows expected, all present, nothing else; {duplicates} duplicates; {:.0} s",
+        want.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let (keys, n) = (20, 1_000);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 4);
+    // Dynamic membership (the harness's default on tansu): besides the
+    // rebalance loop of static members, tansu 0.6 never expires a static
+    // member (it checks missed heartbeats only on requests from members
+    // without a group.instance.id), so a static daemon that dies for good
+    // would keep its partitions forever.
+    let consumed = |d: &Daemon| {
+        d.metric(&format!(
+            "lstm_ae_messages_consumed_total{{topic=\"{POINTS}\"}}"
+        ))
+    };
+    let a = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false")],
+    );
+    let b = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false")],
+    );
+    // Both in the group before the data comes, so both get partitions.
+    for d in [&a, &b] {
+        d.wait_until(120, "a partition assignment", |d| d.get("/readyz").0 == 200);
+    }
+    let half = n / 2;
+    broker.produce(POINTS, &points(keys, 0, half));
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    let first = expected(keys, half);
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &first,
+        300,
+        "while both run",
+        |_| {},
+    );
+    let (ca, cb) = (consumed(&a), consumed(&b));
+    assert!(
+        ca > 0.0 && cb > 0.0,
+        "both daemons consumed: {ca} and {cb} messages"
+    );
+    let mut a = a;
+    a.signal("-KILL");
+    let _ = a.child.wait();
+    let killed_at = Instant::now();
+    broker.produce(POINTS, &points(keys, half, n));
+    let want = expected(keys, n);
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &want,
+        300,
+        "after one daemon died",
+        |_| {},
+    );
+    let takeover = killed_at.elapsed().as_secs_f64();
+    assert!(consumed(&b) > cb, "the survivor consumed the rest");
+    let duplicates = seen.settle(&mut reader, &want, "after one daemon died");
+    println!(
+        "two daemons: {} windows expected, all present, nothing else; {} scored while both ran; {duplicates} duplicates; survivor done {takeover:.0} s after the kill; {:.0} s",
+        want.len(),
+        first.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
