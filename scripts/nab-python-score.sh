@@ -10,7 +10,8 @@
 # EVAL_OUT      the --out folder of `lstm-ae eval nab` (holds results/DETECTOR/).
 # DETECTOR      the detector name in that tree (default lstmAe).
 #
-# Python: NAB's scorer needs pandas, simplejson and python-dateutil. They are
+# Python: NAB's scorer needs pandas (before 3.0: NAB writes into arrays that
+# pandas 3's copy-on-write makes read-only), simplejson and python-dateutil. They are
 # installed with pip into a virtual environment under
 # ${NAB_VENV:-~/.cache/lstm-ae/nab-venv} the first time. NAB_CPUS (default 2)
 # worker processes.
@@ -42,8 +43,8 @@ venv=${NAB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lstm-ae/nab-venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
 fi
-if ! "$venv/bin/python" -c 'import pandas, simplejson, dateutil' 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet pandas simplejson python-dateutil
+if ! "$venv/bin/python" -c 'import pandas, simplejson, dateutil; assert int(pandas.__version__.split(".")[0]) < 3' 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet 'pandas<3' simplejson python-dateutil
 fi
 
 work=$(mktemp -d)

@@ -74,9 +74,27 @@ struct KeyState {
     last_seen_ms: u64,
 }
 
-/// Per-key likelihood state with bounded memory: keys idle for `ttl_ms`
-/// (processing time) are dropped, and beyond `max_keys` the least recently
-/// scored keys make room. A dropped key starts again with no history, so it
+impl KeyState {
+    /// Bytes held for the key besides its name and the map's own slot:
+    /// constant in the key's history — the post-processor
+    /// ([`Postprocessor::state_bytes`], under 512 bytes by default) and at
+    /// most `P` forecasts of `P × F` values.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() - std::mem::size_of::<Postprocessor>()
+            + self.post.state_bytes()
+            + self.forecasts.capacity() * std::mem::size_of::<(i64, Vec<f32>)>()
+            + self
+                .forecasts
+                .iter()
+                .map(|(_, f)| f.capacity() * std::mem::size_of::<f32>())
+                .sum::<usize>()
+    }
+}
+
+/// Per-key likelihood state with bounded memory: each key's state is
+/// constant-size (about 0.5 KB plus `P` forecasts at the defaults, whatever
+/// its history), keys idle for `ttl_ms` (processing time) are dropped, and
+/// beyond `max_keys` the least recently scored keys make room. A dropped key starts again with no history, so it
 /// scores 0 until `min_history` windows are seen again.
 pub struct KeyedLikelihood {
     cfg: PostprocessConfig,
@@ -106,6 +124,11 @@ impl KeyedLikelihood {
             keys: HashMap::new(),
             last_sweep_ms: 0,
         })
+    }
+
+    /// Bytes held for `key`'s state (see `KeyState::bytes`), if it has one.
+    pub fn key_state_bytes(&self, key: &str) -> Option<usize> {
+        self.keys.get(key).map(KeyState::bytes)
     }
 
     /// Keys with state.
@@ -379,6 +402,37 @@ mod tests {
         }
         keyed.push("late", w(&[0]), 1001);
         assert_eq!(keyed.len(), 1, "idle keys dropped after the TTL");
+    }
+
+    #[test]
+    fn a_key_state_does_not_grow_with_its_history() {
+        // The daemon's defaults (long_window 8,000) with T = 32, P = 4, F = 1.
+        let (t, p) = (32, 4);
+        let mut keyed = KeyedLikelihood::new(PostprocessConfig::default(), p, 1, 10, 0).unwrap();
+        let n = 20_000;
+        let ts: Vec<i64> = (0..n as i64).collect();
+        let values: Vec<f32> = (0..n).map(|i| (i % 37) as f32).collect();
+        let mut after_warm_up = 0;
+        for e in t - 1..n {
+            keyed.push(
+                "k",
+                WindowErrors {
+                    reconstruction: 0.1 + (e % 13) as f64 * 0.01,
+                    timestamps: &ts[e + 1 - t..=e],
+                    last_point: vec![values[e]],
+                    forecast: Some(vec![0.0; p]),
+                    values: &values[e + 1 - t..=e],
+                },
+                0,
+            );
+            if e == t - 1 + 1000 {
+                after_warm_up = keyed.key_state_bytes("k").unwrap();
+            }
+        }
+        let bytes = keyed.key_state_bytes("k").unwrap();
+        assert_eq!(bytes, after_warm_up, "grew after 1,000 windows");
+        // Under 1 KB, against 64 KB for the 8,000 kept means before.
+        assert!(bytes < 1024, "{bytes} bytes");
     }
 
     #[test]

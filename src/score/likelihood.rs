@@ -13,15 +13,29 @@
 //!    heavy-tailed; their logarithm is closer to Gaussian);
 //! 3. short-term mean `m` of the last `short_window` values of `x`;
 //! 4. long-term distribution: mean `μ` and standard deviation `σ` (floored at
-//!    `std_floor`) of the previous `long_window` short-term means, *before*
-//!    adding `m`, so an anomaly does not dilute its own evidence;
+//!    `std_floor`) of the previous short-term means, *before* adding `m`, so
+//!    an anomaly does not dilute its own evidence. They are exponentially
+//!    weighted moments ([`Moments`]): equal weights over the first
+//!    `long_window` means (the plain mean and variance), then an exponential
+//!    forgetting with `α = 1/long_window`, so a key's state is a few numbers
+//!    whatever its history (issue: 8,000 kept means were 64 KB per key);
 //! 5. tail probability `p = Q((m − μ)/σ)` of the standard normal; the score
 //!    is `1 − p`, or with `log_scale` Numenta's log-likelihood
 //!    `min(1, −log10(p + 10^−d)/d)` (`d = log_decades`), which spreads the interesting
 //!    `1 − p > 0.999` region across the scale;
 //! 6. until `min_history` means are known the score is 0;
 //! 7. refractory period: after a score `≥ fire_level`, the next
-//!    `refractory` rows score 0;
+//!    `refractory` rows score 0; with `rearm_level`, the silence also lasts
+//!    until the score has fallen below that level (an edge trigger: one
+//!    alert per excursion), and with `override_level` a score rising
+//!    through that level fires even while silent (a much stronger event).
+//!    `fire_level` is a tail probability: on the log scale a score `s`
+//!    means `p ≈ 10^(−s·log_decades)`, so the default 0.35 fires at
+//!    `p ≤ 3.2e−4` — without labels, about one alarm per 3,000 rows of a
+//!    stationary error process. With `coarse_factor`, a second, coarser
+//!    view (the errors' exponentially weighted mean over `short_window ×
+//!    coarse_factor` rows, against its own history) is scored alike, and
+//!    the larger of the two scores is the row's score;
 //! 8. range novelty (`range_check`): once `min_history` means are known, a
 //!    row with a value outside the range of every value seen so far, widened
 //!    by `range_tolerance` × its width on each side, scores 1 — a level the
@@ -51,7 +65,10 @@ pub struct PostprocessConfig {
     pub error_floor: f64,
     /// Rows averaged into the short-term mean.
     pub short_window: usize,
-    /// Short-term means kept as the long-term history.
+    /// Effective length of the long-term history, in short-term means: all
+    /// means weigh alike up to this many, then older ones fade with
+    /// `α = 1/long_window` per row (a mean `long_window` rows old weighs
+    /// `1/e` of the newest).
     pub long_window: usize,
     /// Short-term means needed before any score other than 0.
     pub min_history: usize,
@@ -67,13 +84,18 @@ pub struct PostprocessConfig {
     pub refractory: usize,
     /// The score that starts a refractory period.
     pub fire_level: f64,
-    /// Use the median and the scaled median absolute deviation (1.4826·MAD)
-    /// of the history instead of its mean and standard deviation: past
-    /// anomalies then do not inflate the spread that hides the next one.
-    pub robust: bool,
-    /// With `robust`, re-estimate median and MAD every this many rows (they
-    /// need a sort of the history).
-    pub reestimate_every: usize,
+    /// Edge-triggered firing: after a fire the likelihood also stays silent
+    /// (beyond `refractory` rows) until its score has fallen below this
+    /// level once, so one long excursion alerts once; 0 disables.
+    pub rearm_level: f64,
+    /// Strong-event override: while silent, a score rising through this
+    /// level (below it on the previous row) fires anyway and starts a new
+    /// silence; 0 disables.
+    pub override_level: f64,
+    /// A second, coarser view: the errors' mean over about
+    /// `short_window × coarse_factor` rows (exponentially weighted) against
+    /// its own history; the score is the larger of the two. 0 or 1 disables.
+    pub coarse_factor: usize,
     /// Score 1 for a value outside the range seen so far (step 8).
     pub range_check: bool,
     /// Widening of that range on each side, as a fraction of its width.
@@ -94,8 +116,9 @@ impl Default for PostprocessConfig {
             log_decades: 10.0,
             refractory: 100,
             fire_level: 0.35,
-            robust: false,
-            reestimate_every: 50,
+            rearm_level: 0.0,
+            override_level: 0.0,
+            coarse_factor: 0,
             range_check: true,
             range_tolerance: 0.05,
         }
@@ -135,9 +158,6 @@ impl PostprocessConfig {
         if !(self.std_floor.is_finite() && self.std_floor >= 0.0) {
             return bad("std_floor", "must be a finite number >= 0");
         }
-        if self.robust && self.reestimate_every == 0 {
-            return bad("reestimate_every", "must be at least 1");
-        }
         if !(self.log_decades.is_finite() && self.log_decades > 0.0) {
             return bad("log_decades", "must be a positive number");
         }
@@ -146,6 +166,12 @@ impl PostprocessConfig {
         }
         if !self.fire_level.is_finite() {
             return bad("fire_level", "must be finite");
+        }
+        if !(self.rearm_level.is_finite() && self.rearm_level >= 0.0) {
+            return bad("rearm_level", "must be a finite number >= 0");
+        }
+        if !(self.override_level.is_finite() && self.override_level >= 0.0) {
+            return bad("override_level", "must be a finite number >= 0");
         }
         Ok(())
     }
@@ -187,24 +213,60 @@ fn erfc(x: f64) -> f64 {
     }
 }
 
+/// Exponentially weighted mean and (population) variance of a stream, in
+/// constant space: the `n`-th value enters with weight
+/// `α = 1/min(n, horizon)`, so up to `horizon` values these are the plain
+/// mean and variance, and afterwards each older value's weight decays by
+/// `1 − α` per new value. West's weighted update keeps it stable:
+/// `δ = x − μ; μ += α·δ; v = (1 − α)·(v + α·δ²)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moments {
+    count: u64,
+    mean: f64,
+    variance: f64,
+}
+
+impl Moments {
+    pub fn push(&mut self, x: f64, horizon: usize) {
+        self.count = self.count.saturating_add(1);
+        let alpha = 1.0 / self.count.min(horizon.max(1) as u64) as f64;
+        let d = x - self.mean;
+        self.mean += alpha * d;
+        self.variance = (1.0 - alpha) * (self.variance + alpha * d * d);
+    }
+
+    /// Values pushed.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn std_dev(&self) -> f64 {
+        self.variance.max(0.0).sqrt()
+    }
+}
+
 /// Streaming state of one series: feed it every row's raw error in order.
+/// Its size is constant: [`Postprocessor::state_bytes`].
 #[derive(Debug, Clone)]
 pub struct Postprocessor {
     cfg: PostprocessConfig,
+    /// The last `short_window` transformed errors.
     short: VecDeque<f64>,
-    short_sum: f64,
-    long: VecDeque<f64>,
-    /// Sums of `(m − pivot)` and its square over `long`; the pivot (the first
-    /// mean seen) keeps them small so the variance does not cancel.
-    long_sum: f64,
-    long_sumsq: f64,
-    pivot: Option<f64>,
-    /// Pushes since the sums were last recomputed exactly.
-    since_exact: usize,
-    /// Robust (median, spread) of the history, and pushes since estimated.
-    robust_stats: Option<(f64, f64)>,
-    since_robust: usize,
+    /// Moments of the short-term means seen so far.
+    history: Moments,
+    /// With `coarse_factor`: the coarse mean of the errors, and the moments
+    /// of its past values.
+    coarse: Moments,
+    coarse_history: Moments,
     quiet_left: usize,
+    /// False after a fire until the score falls below `rearm_level`.
+    armed: bool,
+    /// The previous row's score before any silencing (for the override).
+    last_score: f64,
     /// Refractory rows left after a range-novelty alarm.
     range_quiet: usize,
     /// Per feature, (lowest, highest) value seen.
@@ -216,21 +278,25 @@ impl Postprocessor {
         cfg.validate()?;
         Ok(Postprocessor {
             short: VecDeque::with_capacity(cfg.short_window + 1),
-            // Grown on demand: the daemon keeps one per key, most of which
-            // never fill a long history.
-            long: VecDeque::new(),
             cfg,
-            short_sum: 0.0,
-            long_sum: 0.0,
-            long_sumsq: 0.0,
-            pivot: None,
-            since_exact: 0,
-            robust_stats: None,
-            since_robust: 0,
+            history: Moments::default(),
+            coarse: Moments::default(),
+            coarse_history: Moments::default(),
             quiet_left: 0,
+            armed: true,
+            last_score: 0.0,
             range_quiet: 0,
             range: vec![],
         })
+    }
+
+    /// Bytes this state holds, inline and on the heap: constant in the
+    /// number of rows pushed — `size_of::<Postprocessor>()` (a few hundred)
+    /// + 8 × (`short_window` + 1) + 8 × features (the range check).
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.short.capacity() * std::mem::size_of::<f64>()
+            + self.range.capacity() * std::mem::size_of::<(f32, f32)>()
     }
 
     pub fn config(&self) -> &PostprocessConfig {
@@ -260,43 +326,30 @@ impl Postprocessor {
             raw
         };
         self.short.push_back(x);
-        self.short_sum += x;
         if self.short.len() > self.cfg.short_window {
-            if let Some(old) = self.short.pop_front() {
-                self.short_sum -= old;
-            }
+            self.short.pop_front();
         }
-        let m = self.short_sum / self.short.len() as f64;
-        let score = if self.long.len() >= self.cfg.min_history {
-            let (mu, sd) = self.location_spread();
-            let sd = sd.max(self.cfg.std_floor);
-            let p = if sd > 0.0 {
-                gaussian_tail((m - mu) / sd)
-            } else if m > mu {
-                0.0
-            } else {
-                0.5
-            };
-            if self.cfg.log_scale {
-                let d = self.cfg.log_decades;
-                (-(p + 10f64.powf(-d)).log10() / d).clamp(0.0, 1.0)
-            } else {
-                (1.0 - p).clamp(0.0, 1.0)
-            }
+        // Summed afresh (a few values): a running sum would carry the
+        // rounding of a huge error long after it left the window.
+        let m = self.short.iter().sum::<f64>() / self.short.len() as f64;
+        let warm = self.history.count() >= self.cfg.min_history as u64;
+        let mut score = if warm {
+            self.tail_score(m, &self.history)
         } else {
             0.0
         };
-        let novel = novel && self.long.len() >= self.cfg.min_history;
-        self.remember(m);
-        let likelihood = if self.quiet_left > 0 {
-            self.quiet_left -= 1;
-            0.0
-        } else {
-            if self.cfg.refractory > 0 && score >= self.cfg.fire_level {
-                self.quiet_left = self.cfg.refractory;
+        let novel = novel && warm;
+        self.history.push(m, self.cfg.long_window);
+        if self.cfg.coarse_factor > 1 {
+            self.coarse
+                .push(x, self.cfg.short_window * self.cfg.coarse_factor);
+            let c = self.coarse.mean();
+            if warm {
+                score = score.max(self.tail_score(c, &self.coarse_history));
             }
-            score
-        };
+            self.coarse_history.push(c, self.cfg.long_window);
+        }
+        let likelihood = self.fire(score);
         // Range novelty has its own refractory period, so a likelihood alarm
         // and a level alarm do not silence each other (measured on NAB: 66.1
         // against 64.9 with one shared period).
@@ -307,6 +360,49 @@ impl Postprocessor {
             return 1.0;
         }
         likelihood
+    }
+
+    /// The score of a mean `m` against the history of such means: its
+    /// Gaussian tail probability `p`, as `1 − p` or on the log scale.
+    fn tail_score(&self, m: f64, history: &Moments) -> f64 {
+        let (mu, sd) = (history.mean(), history.std_dev().max(self.cfg.std_floor));
+        let p = if sd > 0.0 {
+            gaussian_tail((m - mu) / sd)
+        } else if m > mu {
+            0.0
+        } else {
+            0.5
+        };
+        if self.cfg.log_scale {
+            let d = self.cfg.log_decades;
+            (-(p + 10f64.powf(-d)).log10() / d).clamp(0.0, 1.0)
+        } else {
+            (1.0 - p).clamp(0.0, 1.0)
+        }
+    }
+
+    /// The likelihood output of a row's score: the score itself, or 0 while
+    /// silent after a fire (the refractory rows, then, with `rearm_level`,
+    /// until the score has fallen below it); a fire starts a silence.
+    fn fire(&mut self, score: f64) -> f64 {
+        let cfg = &self.cfg;
+        let rising_strong = cfg.override_level > 0.0
+            && score >= cfg.override_level
+            && self.last_score < cfg.override_level;
+        self.last_score = score;
+        if !self.armed && score < cfg.rearm_level {
+            self.armed = true;
+        }
+        let silent = self.quiet_left > 0 || !self.armed;
+        self.quiet_left = self.quiet_left.saturating_sub(1);
+        if silent && !rising_strong {
+            return 0.0;
+        }
+        if score >= cfg.fire_level {
+            self.quiet_left = cfg.refractory;
+            self.armed = cfg.rearm_level <= 0.0;
+        }
+        score
     }
 
     /// Whether the window's last row leaves the widened range of all values
@@ -339,63 +435,6 @@ impl Postprocessor {
         }
         novel
     }
-
-    /// Centre and spread of the history: mean and standard deviation, or
-    /// median and 1.4826·MAD (re-estimated every `reestimate_every` rows).
-    fn location_spread(&mut self) -> (f64, f64) {
-        if self.cfg.robust {
-            if self.robust_stats.is_none() || self.since_robust >= self.cfg.reestimate_every {
-                self.since_robust = 0;
-                let mut v: Vec<f64> = self.long.iter().copied().collect();
-                let med = median(&mut v);
-                let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-                self.robust_stats = Some((med, 1.4826 * median(&mut dev)));
-            }
-            self.since_robust += 1;
-            return self.robust_stats.unwrap_or((0.0, 0.0));
-        }
-        let n = self.long.len() as f64;
-        let mean_shift = self.long_sum / n;
-        let var = (self.long_sumsq / n - mean_shift * mean_shift).max(0.0);
-        (mean_shift + self.pivot.unwrap_or(0.0), var.sqrt())
-    }
-
-    fn remember(&mut self, m: f64) {
-        let pivot = *self.pivot.get_or_insert(m);
-        let d = m - pivot;
-        self.long.push_back(m);
-        self.long_sum += d;
-        self.long_sumsq += d * d;
-        if self.long.len() > self.cfg.long_window {
-            if let Some(old) = self.long.pop_front() {
-                let d = old - pivot;
-                self.long_sum -= d;
-                self.long_sumsq -= d * d;
-            }
-        }
-        // Running sums drift; recompute them exactly now and then.
-        self.since_exact += 1;
-        if self.since_exact >= self.cfg.long_window {
-            self.since_exact = 0;
-            self.long_sum = self.long.iter().map(|v| v - pivot).sum();
-            self.long_sumsq = self.long.iter().map(|v| (v - pivot).powi(2)).sum();
-        }
-    }
-}
-
-/// Median of a non-empty slice (mean of the middle two for even lengths);
-/// reorders it.
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_unstable_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }
 
 #[cfg(test)]
@@ -415,8 +454,9 @@ mod tests {
             log_decades: 10.0,
             refractory: 0,
             fire_level: 0.5,
-            robust: false,
-            reestimate_every: 1,
+            rearm_level: 0.0,
+            override_level: 0.0,
+            coarse_factor: 0,
             range_check: false,
             range_tolerance: 0.05,
         }
@@ -497,9 +537,79 @@ mod tests {
         // History {1, 3, 2, 5}: μ = 2.75, σ² = (3.0625+0.0625+0.5625+5.0625)/4
         // = 2.1875; m = 2.75 → z = 0 → 0.5.
         assert!(close(p.push(2.75), 0.5, 1e-9));
-        // The window is 4: history is now {3, 2, 5, 2.75}, μ = 3.1875;
-        // m = 3.1875 → 0.5 exactly.
-        assert!(close(p.push(3.1875), 0.5, 1e-9));
+        // Past 4 means the history forgets with α = 1/4: after 2.75,
+        // μ = 2.75 + (2.75 − 2.75)/4 = 2.75, σ² = (3/4)·(2.1875 + 0) =
+        // 1.640625; m = 3.1875 → z = 0.4375/1.2808689 = 0.3415650,
+        // Q(z) = 0.3663391307 (Python's math.erfc).
+        assert!(close(p.push(3.1875), 1.0 - 0.3663391307, 1e-8));
+    }
+
+    /// Weighted mean and population variance, two passes.
+    fn weighted(x: &[f64], w: &[f64]) -> (f64, f64) {
+        let mean: f64 = x.iter().zip(w).map(|(x, w)| x * w).sum();
+        let var = x.iter().zip(w).map(|(x, w)| w * (x - mean).powi(2)).sum();
+        (mean, var)
+    }
+
+    #[test]
+    fn moments_are_the_plain_then_the_exponentially_weighted_ones() {
+        // A deterministic, irregular stream.
+        let x: Vec<f64> = (0..60)
+            .map(|i| ((i * 37 % 23) as f64 - 11.0) * 0.7 + (i as f64) * 0.05)
+            .collect();
+        let h = 10;
+        let mut m = Moments::default();
+        for n in 1..=x.len() {
+            m.push(x[n - 1], h);
+            // The weights written out: 1/n each up to h values; after that
+            // the first h share (1 − 1/h)^(n−h)/h each, and the i-th later
+            // value (1-based) weighs (1/h)(1 − 1/h)^(n−i).
+            let a = 1.0 / h as f64;
+            let w: Vec<f64> = (1..=n)
+                .map(|i| {
+                    if n <= h {
+                        1.0 / n as f64
+                    } else if i <= h {
+                        (1.0 - a).powi((n - h) as i32) / h as f64
+                    } else {
+                        a * (1.0 - a).powi((n - i) as i32)
+                    }
+                })
+                .collect();
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            let (mean, var) = weighted(&x[..n], &w);
+            assert!(
+                (m.mean() - mean).abs() < 1e-9,
+                "n {n}: {} vs {mean}",
+                m.mean()
+            );
+            assert!(
+                (m.std_dev() - var.sqrt()).abs() < 1e-9,
+                "n {n}: {} vs {}",
+                m.std_dev(),
+                var.sqrt()
+            );
+            assert_eq!(m.count(), n as u64);
+        }
+    }
+
+    #[test]
+    fn state_is_constant_in_the_rows_pushed() {
+        let cfg = PostprocessConfig::default();
+        let mut p = Postprocessor::new(cfg.clone()).unwrap();
+        let window = [0.5f32; 32];
+        p.push_window(0.1, &window, 1);
+        let after_one = p.state_bytes();
+        for i in 0..100_000 {
+            let e = 0.1 + (i % 97) as f64 * 1e-3;
+            let v = (i % 50) as f32;
+            p.push_window(e, &[v; 32], 1);
+        }
+        assert_eq!(p.state_bytes(), after_one);
+        // The documented budget: the struct, the short window, one range.
+        let budget = std::mem::size_of::<Postprocessor>() + 8 * (cfg.short_window + 1) + 8;
+        assert!(p.state_bytes() <= budget, "{} > {budget}", p.state_bytes());
+        assert!(p.state_bytes() < 512, "{}", p.state_bytes());
     }
 
     #[test]
@@ -535,26 +645,6 @@ mod tests {
     }
 
     #[test]
-    fn robust_mode_uses_median_and_mad() {
-        let cfg = PostprocessConfig {
-            robust: true,
-            reestimate_every: 1,
-            ..plain(1, 10, 2)
-        };
-        let mut p = Postprocessor::new(cfg).unwrap();
-        for e in [1.0, 2.0, 100.0] {
-            p.push(e);
-        }
-        // History {1, 2, 100}: median 2, |deviations| {1, 0, 98} → MAD 1,
-        // spread 1.4826; m = 2 + 1.4826 → z = 1 (the outlier 100 does not
-        // widen the spread as it would the standard deviation).
-        assert!(close(p.push(3.4826), 1.0 - 0.158_655_253_9, 1e-8));
-        // History {1, 2, 100, 3.4826}: median 2.7413, deviations
-        // {1.7413, 0.7413, 97.2587, 0.7413} → MAD 1.2413; m = 2.7413 → z = 0.
-        assert!(close(p.push(2.7413), 0.5, 1e-8));
-    }
-
-    #[test]
     fn log_decades_set_where_the_scale_saturates() {
         let cfg = PostprocessConfig {
             log_scale: true,
@@ -584,6 +674,60 @@ mod tests {
         assert_eq!(p.push(100.0), 0.0);
         assert_eq!(p.push(200.0), 0.0);
         assert!(p.push(1000.0) > 0.9, "the period is over");
+    }
+
+    #[test]
+    fn edge_triggered_firing_stays_silent_until_the_score_falls() {
+        let cfg = PostprocessConfig {
+            refractory: 0,
+            fire_level: 0.9,
+            rearm_level: 0.6,
+            ..plain(1, 100, 2)
+        };
+        let mut p = Postprocessor::new(cfg.clone()).unwrap();
+        let mut free = Postprocessor::new(PostprocessConfig {
+            rearm_level: 0.0,
+            ..cfg
+        })
+        .unwrap();
+        for e in [1.0, 3.0, 2.0] {
+            p.push(e);
+            free.push(e);
+        }
+        // History {1, 3, 2}: 50 is z = 58.8 → fires.
+        assert!(p.push(50.0) > 0.999);
+        assert!(free.push(50.0) > 0.999);
+        // History {1, 3, 2, 50}: μ 14, σ 20.797; 60 → z 2.212, 0.98651:
+        // still above the re-arm level, so silent; without it, a second fire.
+        assert_eq!(p.push(60.0), 0.0);
+        assert!(close(free.push(60.0), 0.986_513_087, 1e-8));
+        // μ 23.2, σ 26.164; 2 → z −0.810, 0.20889: below 0.6, re-armed,
+        // and the score itself is reported.
+        assert!(close(p.push(2.0), 0.208_892_324, 1e-8));
+        // Armed again: the next excursion fires.
+        assert!(p.push(200.0) > 0.999);
+    }
+
+    #[test]
+    fn a_strong_rising_score_breaks_through_the_silence() {
+        let cfg = PostprocessConfig {
+            refractory: 100,
+            fire_level: 0.9,
+            override_level: 0.99,
+            ..plain(1, 100, 2)
+        };
+        let mut p = Postprocessor::new(cfg).unwrap();
+        for e in [1.0, 3.0, 2.0] {
+            p.push(e);
+        }
+        assert!(p.push(50.0) > 0.999, "fires; 100 rows of silence follow");
+        // 51 → 0.96239 and 2 → 0.20721: silent, neither is strong.
+        assert_eq!(p.push(51.0), 0.0);
+        assert_eq!(p.push(2.0), 0.0);
+        // 1000 → z 42.9 rises through 0.99: it fires inside the silence.
+        assert!(p.push(1000.0) > 0.999);
+        // 1000 again → 0.99275, above 0.99 but not rising through it.
+        assert_eq!(p.push(1000.0), 0.0);
     }
 
     #[test]
