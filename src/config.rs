@@ -366,7 +366,9 @@ pub struct ServeSettings {
     pub max_batch: usize,
     /// Longest a window waits for its batch to fill.
     pub max_wait_ms: u64,
-    /// Batches queued for or inside inference at once: beyond it, consumption pauses.
+    /// Batches between intake and output at once (queued, in inference, or
+    /// waiting for an earlier batch), on top of one per inference thread:
+    /// beyond it, consumption pauses.
     pub max_batches_in_flight: usize,
     /// Inference threads, each with its own ONNX Runtime session, taking
     /// batches in turn (outputs stay in order); 0 = one per core. With more
@@ -375,8 +377,17 @@ pub struct ServeSettings {
     /// better than one session's threads, which wait for each other at every
     /// operator.
     pub inference_threads: usize,
-    /// After SIGTERM/SIGINT: longest wait for in-flight work and acks.
+    /// After SIGTERM/SIGINT: longest wait for in-flight work and acks; the
+    /// process ends by then even if a stage is stuck (its windows stay
+    /// uncommitted and are replayed after the restart).
     pub drain_timeout_ms: u64,
+    /// An inference call running longer than this marks the daemon not
+    /// ready (`/readyz` 503, `lstm_ae_inference_stalled` 1); intake stops
+    /// by itself once the batches in flight are used up.
+    pub inference_stall_ms: u64,
+    /// Dead letters queued for the broker at once; beyond it, consumption
+    /// waits (a flood of bad input on a slow broker cannot grow memory).
+    pub max_dead_letters_in_flight: usize,
     /// Address of /metrics, /healthz, /readyz.
     pub metrics_listen: String,
 }
@@ -390,6 +401,8 @@ impl Default for ServeSettings {
             max_batches_in_flight: 2,
             inference_threads: 0,
             drain_timeout_ms: 10_000,
+            inference_stall_ms: 30_000,
+            max_dead_letters_in_flight: 1_000,
             metrics_listen: "127.0.0.1:9898".into(),
         }
     }
@@ -424,17 +437,8 @@ impl Default for WindowingSettings {
 /// *Evaluation on NAB*).
 pub const LIKELIHOOD_THRESHOLD: f64 = 0.35;
 
-/// What makes a window anomalous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AnomalyRule {
-    /// `score / threshold >= 1`, with the threshold calibrated at training.
-    #[default]
-    Threshold,
-    /// The key's anomaly likelihood (`[postprocess]`, as in `lstm-ae eval
-    /// nab`) `>= likelihood_threshold`.
-    Likelihood,
-}
+/// What makes a window anomalous (defined with the decision, in [`crate::score`]).
+pub use crate::score::AnomalyRule;
 
 /// What goes on the anomalies topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,15 +1,19 @@
 //! Offline scoring (`lstm-ae score`): every window of a CSV through a
 //! bundle's model in ONNX Runtime, one score per row (the window ending at
 //! that row), normalised by the bundle's threshold, and the series' anomaly
-//! likelihood (`[postprocess]`, as the daemon computes it per key).
+//! likelihood (`[postprocess]`). The decision is the daemon's own
+//! [`Scorer`], fed the windows in order as one key, so the offline and
+//! streaming answers are one piece of code (without the storm rule, which
+//! only governs what the daemon publishes).
 
 use std::path::Path;
 
-use crate::config::AnomalyRule;
 use crate::data::{self, CsvOptions, DataError, Series};
 use crate::infer::{Backend, InferError};
 use crate::model::Bundle;
-use crate::score::{prediction_errors, PostprocessConfig, PostprocessError, Postprocessor};
+use crate::score::{
+    AnomalyRule, PostprocessConfig, PostprocessError, Scorer, ScorerConfig, WindowScore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -47,6 +51,8 @@ pub struct Scored {
     pub threshold: f32,
     /// Anomaly likelihood per row, from the `[postprocess]` state machine.
     pub likelihood: Vec<Option<f64>>,
+    /// The scorer's decision per row (under [`Rule`]).
+    pub anomalous: Vec<Option<bool>>,
     /// Which of the two decides [`Scored::is_anomaly`].
     pub rule: Rule,
 }
@@ -64,12 +70,7 @@ impl Scored {
     }
 
     pub fn is_anomaly(&self, row: usize) -> Option<bool> {
-        match self.rule.rule {
-            AnomalyRule::Threshold => self.normalized(row).map(|n| n >= 1.0),
-            AnomalyRule::Likelihood => {
-                self.likelihood[row].map(|l| l >= self.rule.likelihood_threshold)
-            }
-        }
+        self.anomalous[row]
     }
 
     /// `(first row, last row)` of each run of anomalous rows.
@@ -143,46 +144,60 @@ pub fn score_series(
         });
     }
     let starts = data::window_starts(0, series.rows(), t, 0, 1);
-    let mut scores = vec![None; series.rows()];
-    // forecasts[e]: the P × F forecast (raw) of the window ending at row e.
-    let mut forecasts: Vec<Option<Vec<f32>>> = vec![None; series.rows()];
+    let mut scorer = Scorer::new(
+        ScorerConfig {
+            rule: rule.rule,
+            likelihood_threshold: rule.likelihood_threshold,
+            top_contributors: 0,
+            min_consecutive: 1,
+            cooldown_windows: 0,
+            max_keys: 1,
+            key_ttl_ms: u64::MAX,
+            postprocess: post.clone(),
+            track_likelihood: true,
+        },
+        m,
+    )?;
+    let f = m.spec.features;
+    let flat: Vec<f32> = series.values.iter().copied().collect();
+    let rows = series.rows();
+    let mut scores = vec![None; rows];
+    let mut likelihood = vec![None; rows];
+    let mut anomalous = vec![None; rows];
+    let version = m.model_version.to_string();
     for chunk in starts.chunks(BATCH) {
         let x = data::gather_batch_major(series.values.view(), chunk, t);
         let out = backend.infer(x.view())?;
         let s = out.score.ok_or(ScoreError::MissingScore)?;
         for (b, (&start, &v)) in chunk.iter().zip(s.iter()).enumerate() {
-            scores[start + t - 1] = Some(v);
-            if let Some(p) = &out.prediction {
-                forecasts[start + t - 1] =
-                    Some(p.index_axis(ndarray::Axis(0), b).iter().copied().collect());
-            }
+            let end = start + t - 1;
+            let forecast: Option<Vec<f32>> = out
+                .prediction
+                .as_ref()
+                .map(|p| p.index_axis(ndarray::Axis(0), b).iter().copied().collect());
+            let w = WindowScore {
+                key: "",
+                start_ts_ms: series.timestamps[start],
+                end_ts_ms: series.timestamps[end],
+                timestamps: &series.timestamps[start..=end],
+                values: &flat[start * f..(end + 1) * f],
+                score: v,
+                squared_error: &[],
+                prediction: forecast.as_deref(),
+                model_version: &version,
+            };
+            let d = scorer.decide(&w, 0);
+            scores[end] = Some(v);
+            likelihood[end] = d.likelihood;
+            anomalous[end] = Some(d.anomalous.is_some());
         }
     }
-    // The likelihood works in scaled units, like the model's score.
-    let scaled = m.scaler.transform(series.values.view());
-    let f = m.spec.features;
-    for fc in forecasts.iter_mut().flatten() {
-        for (i, v) in fc.iter_mut().enumerate() {
-            *v = (*v - m.scaler.offset[i % f]) * m.scaler.scale[i % f];
-        }
-    }
-    let prediction = prediction_errors(&forecasts, scaled.view(), m.spec.target_horizon());
-    let mut pp = Postprocessor::new(post.clone())?;
-    let flat: Vec<f32> = series.values.iter().copied().collect();
-    let likelihood = (0..series.rows())
-        .map(|row| {
-            scores[row].map(|s| {
-                let p = Some(prediction[row]).filter(|p| p.is_finite());
-                let window = &flat[(row + 1 - t) * f..(row + 1) * f];
-                pp.push_window(post.combine(f64::from(s), p), window, f)
-            })
-        })
-        .collect();
     Ok(Scored {
         series,
         scores,
         threshold: m.threshold.value,
         likelihood,
+        anomalous,
         rule,
     })
 }
@@ -203,14 +218,17 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
         for v in s.values.row(row) {
             write!(w, ",{v}")?;
         }
-        match (scored.scores[row], scored.likelihood[row]) {
-            (Some(sc), Some(l)) => writeln!(
+        match scored.scores[row] {
+            Some(sc) => writeln!(
                 w,
-                ",{sc},{},{l},{}",
+                ",{sc},{},{},{}",
                 sc / scored.threshold,
+                scored.likelihood[row]
+                    .map(|l| l.to_string())
+                    .unwrap_or_default(),
                 scored.is_anomaly(row) == Some(true)
             )?,
-            _ => writeln!(w, ",,,,")?,
+            None => writeln!(w, ",,,,")?,
         }
     }
     w.flush()

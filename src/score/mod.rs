@@ -5,11 +5,18 @@
 //! - [`likelihood`]: the per-key state machine ([`Postprocessor`]) and its
 //!   serde-deserialisable configuration ([`PostprocessConfig`]), whose
 //!   defaults are the configuration measured best on NAB;
+//! - [`decision`]: the anomaly decision of one window ([`Scorer`]: rule,
+//!   storm rule, contributors, typed records), shared by the daemon and
+//!   `lstm-ae score`;
 //! - [`keyed`]: one post-processor per series key with bounded memory, and
 //!   the prediction error of a window from earlier windows' forecasts.
 
+pub mod decision;
 pub mod keyed;
 pub mod likelihood;
 
+pub use decision::{
+    AnomalyRule, Decision, Reason, Scorer, ScorerConfig, ScorerEvictions, WindowScore,
+};
 pub use keyed::{prediction_errors, KeyedLikelihood, WindowErrors};
 pub use likelihood::{gaussian_tail, PostprocessConfig, PostprocessError, Postprocessor};

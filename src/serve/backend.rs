@@ -1,96 +1,318 @@
-//! The inference threads: ONNX Runtime runs here, never on a tokio worker.
-//! Batches arrive over a bounded channel shared by the threads (each takes
-//! the next batch when it is free); scored windows leave over another, with
-//! their batch number, so the sink can restore the order.
+//! The inference stage: ONNX Runtime (or any [`Backend`]) runs on its own
+//! threads, never on a tokio worker, one backend per thread (a session is
+//! not safe to run from two threads at once). The threads take numbered
+//! batches from one bounded channel (each takes the next when it is free)
+//! and send the scored windows, with their batch number, to the sink, which
+//! restores the order.
+//!
+//! Backends are built by an injected [`BackendFactory`], so tests run the
+//! whole pipeline with a fake (slow, stuck, failing) model. The factory sits
+//! in a [`ModelSlot`]: before each batch a thread compares the slot's
+//! generation with its own and rebuilds its backend when it changed, so a
+//! model swap happens between batches, and every scored window carries the
+//! version of the model that scored it.
+//!
+//! Each thread publishes when its current call started, so a watchdog can
+//! tell a stuck backend ([`Inference::stalled`]).
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ndarray::Array3;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use super::{Job, Scored};
-use crate::infer::Backend;
+use super::ingest::Job;
+use super::PipelineError;
+use crate::infer::{Backend, InferError};
 use crate::telemetry::Metrics;
 
-/// The batch channel's receiving end, shared by the inference threads.
-pub type SharedBatches = Arc<Mutex<mpsc::Receiver<(u64, Vec<Job>)>>>;
+/// Builds one backend; called on the inference thread that will run it.
+pub type BackendFactory = Arc<dyn Fn() -> Result<Box<dyn Backend>, InferError> + Send + Sync>;
 
-/// Runs until the batch channel closes. An inference error is fatal: it is
-/// returned, and the daemon stops without committing the batch's offsets —
-/// the shared channel is closed so that the ingest loop sees it at its next
-/// batch and the other threads stop.
-pub fn run(
-    backend: Box<dyn Backend>,
-    window: usize,
-    features: usize,
-    batches: SharedBatches,
-    scored: mpsc::Sender<(u64, Vec<Scored>)>,
-    metrics: Metrics,
-) -> Result<(), crate::infer::InferError> {
-    let r = serve_batches(backend, window, features, &batches, scored, metrics);
-    if r.is_err() {
-        if let Ok(mut rx) = batches.lock() {
-            rx.close();
-        }
-    }
-    r
+/// A numbered batch of windows. The permit bounds the batches between the
+/// ingest stage and the sink (in the channel, in inference, waiting in the
+/// sink's reorder buffer); it is given back when the sink has taken the
+/// batch.
+pub struct Batch {
+    pub seq: u64,
+    pub jobs: Vec<Job>,
+    pub permit: OwnedSemaphorePermit,
 }
 
-fn serve_batches(
-    mut backend: Box<dyn Backend>,
-    window: usize,
-    features: usize,
-    batches: &Mutex<mpsc::Receiver<(u64, Vec<Job>)>>,
-    scored: mpsc::Sender<(u64, Vec<Scored>)>,
-    metrics: Metrics,
-) -> Result<(), crate::infer::InferError> {
-    loop {
-        // The lock is held only while waiting for the next batch.
-        let next = match batches.lock() {
-            Ok(mut rx) => rx.blocking_recv(),
-            Err(_) => None, // another inference thread panicked: stop too
-        };
-        let Some((seq, batch)) = next else { break };
-        let b = batch.len();
-        let mut x = Array3::<f32>::zeros((b, window, features));
-        for (i, job) in batch.iter().enumerate() {
-            for (dst, src) in x
-                .index_axis_mut(ndarray::Axis(0), i)
-                .iter_mut()
-                .zip(&job.values)
-            {
-                *dst = *src;
-            }
-        }
-        let started = Instant::now();
-        let out = backend.infer(x.view())?;
-        metrics
-            .inference_duration
-            .observe(started.elapsed().as_secs_f64());
-        metrics.inference_batch_size.observe(b as f64);
-        let (Some(score), Some(emb), Some(se)) = (out.score, out.embedding, out.squared_error)
-        else {
-            return Err(crate::infer::InferError::Contract(
-                "the model lacks score, embedding or squared_error".into(),
-            ));
-        };
-        let mut results = Vec::with_capacity(b);
-        for (i, job) in batch.into_iter().enumerate() {
-            results.push(Scored {
-                score: score[i],
-                embedding: emb.row(i).to_vec(),
-                squared_error: se.index_axis(ndarray::Axis(0), i).iter().copied().collect(),
-                prediction: out
-                    .prediction
-                    .as_ref()
-                    .map(|p| p.index_axis(ndarray::Axis(0), i).iter().copied().collect()),
-                job,
-            });
-        }
-        if scored.blocking_send((seq, results)).is_err() {
-            break; // the sink is gone: shutting down
+/// A window with the model's outputs.
+pub struct Scored {
+    pub job: Job,
+    pub score: f32,
+    pub embedding: Vec<f32>,
+    pub squared_error: Vec<f32>,
+    /// `P × F` raw forecast of the next points, when the model predicts.
+    pub prediction: Option<Vec<f32>>,
+    /// The version of the model that scored it.
+    pub model_version: Arc<str>,
+}
+
+/// A scored batch, with its number and permit.
+pub struct ScoredBatch {
+    pub seq: u64,
+    pub windows: Vec<Scored>,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// What the inference threads send the sink: a scored batch, or the error
+/// that stopped a thread (fatal: the daemon stops without committing it).
+pub type ScoredMsg = Result<ScoredBatch, PipelineError>;
+
+/// The model the inference threads run, swapped between batches.
+pub struct ModelSlot {
+    generation: AtomicU64,
+    current: RwLock<(BackendFactory, Arc<str>)>,
+}
+
+impl ModelSlot {
+    pub fn new(factory: BackendFactory, version: &str) -> Arc<ModelSlot> {
+        Arc::new(ModelSlot {
+            generation: AtomicU64::new(0),
+            current: RwLock::new((factory, Arc::from(version))),
+        })
+    }
+
+    /// Makes `factory` the model of every batch taken from now on.
+    pub fn swap(&self, factory: BackendFactory, version: &str) {
+        if let Ok(mut c) = self.current.write() {
+            *c = (factory, Arc::from(version));
+            self.generation.fetch_add(1, Ordering::Release);
         }
     }
-    Ok(())
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn build(&self) -> Result<(u64, Box<dyn Backend>, Arc<str>), InferError> {
+        let gen = self.generation();
+        let (factory, version) = match self.current.read() {
+            Ok(c) => (c.0.clone(), c.1.clone()),
+            Err(p) => (p.get_ref().0.clone(), p.get_ref().1.clone()),
+        };
+        Ok((gen, factory()?, version))
+    }
+}
+
+/// The batch channel's receiving end, shared by the inference threads.
+type SharedBatches = Arc<Mutex<mpsc::Receiver<Batch>>>;
+
+/// The running inference threads.
+pub struct Inference {
+    threads: Vec<JoinHandle<()>>,
+    /// Per thread, when its current call started (ms since `epoch`, +1), 0 when idle.
+    busy_since: Arc<Vec<AtomicU64>>,
+    epoch: Instant,
+}
+
+impl Inference {
+    /// Starts `threads` threads, each building its backend from `slot`
+    /// first; returns once every backend is built (or the first error).
+    pub fn start(
+        threads: usize,
+        slot: Arc<ModelSlot>,
+        dims: (usize, usize),
+        batches: mpsc::Receiver<Batch>,
+        scored: mpsc::Sender<ScoredMsg>,
+        metrics: Metrics,
+    ) -> Result<Inference, PipelineError> {
+        let batches: SharedBatches = Arc::new(Mutex::new(batches));
+        let busy_since: Arc<Vec<AtomicU64>> =
+            Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
+        let epoch = Instant::now();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), InferError>>();
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let ctx = Worker {
+                index: i,
+                slot: slot.clone(),
+                dims,
+                batches: batches.clone(),
+                scored: scored.clone(),
+                metrics: metrics.clone(),
+                busy_since: busy_since.clone(),
+                epoch,
+            };
+            let ready = ready_tx.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("lstm-ae-inference-{i}"))
+                    .spawn(move || ctx.run(ready))
+                    .map_err(PipelineError::Spawn)?,
+            );
+        }
+        drop(ready_tx);
+        for _ in 0..threads {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(PipelineError::Inference {
+                        thread: 0,
+                        source: e,
+                    })
+                }
+                Err(_) => return Err(PipelineError::InferenceStopped),
+            }
+        }
+        Ok(Inference {
+            threads: handles,
+            busy_since,
+            epoch,
+        })
+    }
+
+    /// Whether some thread's current call has run longer than `limit`.
+    pub fn stalled(&self, limit: Duration) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let limit = limit.as_millis() as u64;
+        self.busy_since.iter().any(|b| {
+            let since = b.load(Ordering::Relaxed);
+            since != 0 && now.saturating_sub(since) > limit
+        })
+    }
+
+    /// Waits for the threads to end, at most until `deadline`; a thread
+    /// still running then (a stuck backend) is left behind: it is blocked
+    /// in a call that cannot be interrupted, and the process exits anyway.
+    pub async fn join(self, deadline: tokio::time::Instant) -> bool {
+        let mut left = self.threads;
+        loop {
+            let (done, running): (Vec<_>, Vec<_>) = left.into_iter().partition(|h| h.is_finished());
+            for h in done {
+                let _ = h.join();
+            }
+            if running.is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    threads = running.len(),
+                    "inference threads still busy at the drain deadline: left behind"
+                );
+                return false;
+            }
+            left = running;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+struct Worker {
+    index: usize,
+    slot: Arc<ModelSlot>,
+    dims: (usize, usize),
+    batches: SharedBatches,
+    scored: mpsc::Sender<ScoredMsg>,
+    metrics: Metrics,
+    busy_since: Arc<Vec<AtomicU64>>,
+    epoch: Instant,
+}
+
+impl Worker {
+    /// Runs until the batch channel closes. An error is sent to the sink
+    /// (which stops the daemon) and closes the shared channel, so the other
+    /// threads stop too.
+    fn run(self, ready: std::sync::mpsc::Sender<Result<(), InferError>>) {
+        let mut live = match self.slot.build() {
+            Ok(l) => {
+                let _ = ready.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        drop(ready);
+        if let Err(e) = self.serve(&mut live) {
+            if let Ok(mut rx) = self.batches.lock() {
+                rx.close();
+            }
+            let _ = self.scored.blocking_send(Err(e));
+        }
+    }
+
+    fn serve(&self, live: &mut (u64, Box<dyn Backend>, Arc<str>)) -> Result<(), PipelineError> {
+        let (window, features) = self.dims;
+        let fail = |source| PipelineError::Inference {
+            thread: self.index,
+            source,
+        };
+        loop {
+            // The lock is held only while waiting for the next batch.
+            let next = match self.batches.lock() {
+                Ok(mut rx) => rx.blocking_recv(),
+                Err(_) => None, // another inference thread panicked: stop too
+            };
+            let Some(Batch { seq, jobs, permit }) = next else {
+                return Ok(());
+            };
+            // A new model is picked up between batches.
+            if self.slot.generation() != live.0 {
+                *live = self.slot.build().map_err(fail)?;
+            }
+            let b = jobs.len();
+            let mut x = Array3::<f32>::zeros((b, window, features));
+            for (i, job) in jobs.iter().enumerate() {
+                for (dst, src) in x
+                    .index_axis_mut(ndarray::Axis(0), i)
+                    .iter_mut()
+                    .zip(&job.values)
+                {
+                    *dst = *src;
+                }
+            }
+            let busy = &self.busy_since[self.index];
+            busy.store(
+                self.epoch.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
+            let started = Instant::now();
+            let out = live.1.infer(x.view());
+            busy.store(0, Ordering::Relaxed);
+            let out = out.map_err(fail)?;
+            self.metrics
+                .inference_duration
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.inference_batch_size.observe(b as f64);
+            let score = out.score.ok_or(PipelineError::MissingOutput("score"))?;
+            let emb = out
+                .embedding
+                .ok_or(PipelineError::MissingOutput("embedding"))?;
+            let se = out
+                .squared_error
+                .ok_or(PipelineError::MissingOutput("squared_error"))?;
+            if score.len() < b || emb.nrows() < b || se.shape()[0] < b {
+                return Err(PipelineError::MissingOutput("one row per window"));
+            }
+            let mut windows = Vec::with_capacity(b);
+            for (i, job) in jobs.into_iter().enumerate() {
+                windows.push(Scored {
+                    score: score[i],
+                    embedding: emb.row(i).to_vec(),
+                    squared_error: se.index_axis(ndarray::Axis(0), i).iter().copied().collect(),
+                    prediction: out
+                        .prediction
+                        .as_ref()
+                        .map(|p| p.index_axis(ndarray::Axis(0), i).iter().copied().collect()),
+                    model_version: live.2.clone(),
+                    job,
+                });
+            }
+            let batch = ScoredBatch {
+                seq,
+                windows,
+                permit,
+            };
+            if self.scored.blocking_send(Ok(batch)).is_err() {
+                return Ok(()); // the sink is gone: shutting down
+            }
+        }
+    }
 }

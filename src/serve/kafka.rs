@@ -1,28 +1,35 @@
 //! Kafka clients for the daemon: consumer and producer configuration (our
-//! defaults, then the raw librdkafka pass-through tables), and the consumer
-//! context that reports rebalances and statistics.
+//! defaults, then the raw librdkafka pass-through tables), the consumer
+//! context that reports rebalances, commit results and statistics, and the
+//! safe copy of a message for the dead-letter topic.
 
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::statistics::Statistics;
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 use crate::telemetry::Metrics;
 
-/// A partition assignment change, for the ingest loop to apply.
+/// What the consumer reports from inside librdkafka's poll, for the ingest
+/// stage to apply before the next message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RebalanceEvent {
+pub enum ConsumerEvent {
     Assigned(Vec<(String, i32)>),
     Revoked(Vec<(String, i32)>),
+    /// The broker confirmed these (topic, partition, offset) commits.
+    Committed(Vec<(String, i32, i64)>),
 }
 
-/// Consumer context: queues rebalance events and turns librdkafka
-/// statistics into the consumer-lag gauge.
+/// Consumer context: queues rebalances and commit confirmations, and turns
+/// librdkafka statistics into the consumer-lag gauge.
 pub struct Context {
-    pub events: Arc<Mutex<Vec<RebalanceEvent>>>,
+    pub events: Arc<Mutex<Vec<ConsumerEvent>>>,
     pub metrics: Metrics,
 }
 
@@ -53,7 +60,7 @@ impl ConsumerContext for Context {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = r {
             if let Ok(mut ev) = self.events.lock() {
-                ev.push(RebalanceEvent::Revoked(partitions(tpl)));
+                ev.push(ConsumerEvent::Revoked(partitions(tpl)));
             }
         }
     }
@@ -61,8 +68,52 @@ impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = r {
             if let Ok(mut ev) = self.events.lock() {
-                ev.push(RebalanceEvent::Assigned(partitions(tpl)));
+                ev.push(ConsumerEvent::Assigned(partitions(tpl)));
             }
+        }
+    }
+
+    /// An asynchronous commit's result: only a confirmed commit counts as
+    /// done; a failed one is asked for again at the next commit tick.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let done = offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.topic().to_string(), e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect();
+                if let Ok(mut ev) = self.events.lock() {
+                    ev.push(ConsumerEvent::Committed(done));
+                }
+            }
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            }
+        }
+    }
+}
+
+/// A copy of a consumed message for the dead-letter topic. Headers are
+/// copied natively (`BorrowedHeaders::detach`), never read: rdkafka's
+/// header accessors panic on a key that is not UTF-8, and no input may
+/// crash the daemon. The original headers are forwarded byte for byte.
+pub struct DeadLetterCopy {
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+impl From<&BorrowedMessage<'_>> for DeadLetterCopy {
+    fn from(m: &BorrowedMessage<'_>) -> Self {
+        DeadLetterCopy {
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers: m.headers().map(|h| h.detach()),
         }
     }
 }

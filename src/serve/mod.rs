@@ -1,88 +1,124 @@
-//! `lstm-ae serve`: the Kafka → ONNX Runtime → Kafka daemon.
+//! `lstm-ae serve`: the Kafka → ONNX Runtime → Kafka daemon, as stages
+//! with one owner each:
 //!
 //! ```text
-//! Kafka ─► ingest ──(Vec<Job>, bounded)──► inference threads ─(Vec<Scored>, bounded)─► sink ─► Kafka
-//!          decode, dead letters,           ONNX Runtime, one                         back in batch order,
-//!          per-key windows, batching       session each                              outputs, storm rule
+//! Kafka ─► ingest ──(Batch, bounded by permits)──► inference threads ──(ScoredBatch)──► sink ─► Kafka
+//!          ingest.rs: decode, dead letters,        backend.rs: one backend            sink.rs: order, Scorer
+//!          windows, batches, offset holds,         per thread (ONNX Runtime),         (score::decision),
+//!          rebalances, commit computation          model slot, stall watchdog         produce, acks
 //!                                                                                        │
 //!          offsets ◄──────────────────────── acks (holds released on delivery) ────────┘
 //! ```
 //!
-//! Back-pressure: both channels are bounded, so a slow model or broker
-//! blocks the ingest loop, which stops fetching. The acknowledgement channel
-//! is unbounded on purpose: its length is bounded by the windows in flight,
-//! and blocking it could deadlock the loop that drains it.
+//! This file wires them ([`run`], [`run_with`]) and owns the loop that
+//! moves messages, acks, commits and signals between them, and the drain.
 //!
-//! Delivery is at-least-once for windows: the committed offset of a
-//! partition never passes a message whose outputs are not acknowledged, nor
-//! a point still in some key's window buffer (see [`crate::stream`]). After a
-//! crash, replay rebuilds the buffers and re-scores; windows may repeat.
+//! ## Bounds and back-pressure
+//!
+//! Batches between the ingest stage and the sink are bounded by permits
+//! (`serve.max_batches_in_flight` + one per inference thread), held from
+//! the moment a batch is sent until the sink has taken it out of its
+//! reorder buffer: a slow or stuck model stops intake, it never grows
+//! memory. Dead letters in flight are bounded by
+//! `serve.max_dead_letters_in_flight`. While the loop waits for a permit it
+//! still sees signals, acknowledgements and failures. The acknowledgement
+//! channel is unbounded on purpose: its length is bounded by the windows in
+//! flight, and blocking it could deadlock the loop that drains it.
+//!
+//! ## Delivery
+//!
+//! At-least-once for windows: the committed offset of a partition never
+//! passes a message whose outputs are not acknowledged, nor a point still in
+//! some key's window buffer (see [`crate::stream`]). After a crash, replay
+//! rebuilds the buffers and re-scores; windows may repeat. A commit counts
+//! as done only when the broker confirms it; a failed one is retried.
+//!
+//! ## Drain
+//!
+//! On shutdown: stop consuming, send the pending batch, wait for the sink
+//! to finish (every window scored and acknowledged), commit, flush the
+//! producer — all by `serve.drain_timeout_ms`. A stage still busy at the
+//! deadline (a stuck backend) is abandoned: its windows stay uncommitted
+//! and are replayed after the restart.
 
 mod backend;
 pub mod demo;
+pub mod ingest;
 pub mod kafka;
 pub mod run;
 mod sink;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
-use crate::config::{AnomalyRule, Settings};
-use crate::infer::{Backend, OnnxBackend};
-use crate::model::Bundle;
-use crate::score::KeyedLikelihood;
-use crate::stream::batcher::Batcher;
-use crate::stream::codec::{self, DeadLetterHeaders, Decoded, Format, SourceRef};
-use crate::stream::offsets::{Hold, OffsetTracker};
-use crate::stream::windower::{Origin, PointStatus, Windower, WindowerConfig};
+use crate::config::Settings;
+use crate::infer::{Backend, InferError, OnnxBackend};
+use crate::model::{Bundle, Manifest};
+use crate::score::{Scorer, ScorerConfig};
+use crate::stream::codec::Format;
+use crate::stream::offsets::Hold;
+use crate::stream::windower::WindowerConfig;
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
-pub use kafka::RebalanceEvent;
-
-/// One window on its way through the pipeline.
-pub struct Job {
-    pub key: String,
-    pub start_ts_ms: i64,
-    pub end_ts_ms: i64,
-    /// T·F raw values, row-major.
-    pub values: Vec<f32>,
-    pub timestamps: Vec<i64>,
-    /// Offsets to keep uncommitted until every output is acknowledged.
-    pub holds: Vec<Hold>,
-    /// The message that completed the window.
-    pub source: SourceRef,
-    /// Its Kafka timestamp, for end-to-end latency.
-    pub input_ts_ms: Option<i64>,
-}
-
-/// A window with the model's outputs.
-pub struct Scored {
-    pub job: Job,
-    pub score: f32,
-    pub embedding: Vec<f32>,
-    pub squared_error: Vec<f32>,
-    /// `P × F` raw forecast of the next points, when the model predicts.
-    pub prediction: Option<Vec<f32>>,
-}
+pub use backend::{BackendFactory, ModelSlot};
+use backend::{Batch, Inference};
+use ingest::{DeadLetter, Ingest, IngestConfig, Job, MessageView};
+pub use kafka::ConsumerEvent;
 
 /// Holds to release: every output of their message(s) is acknowledged.
 pub struct Ack(pub Vec<Hold>);
+
+/// What goes wrong inside the running pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("inference thread {thread}: {source}")]
+    Inference { thread: usize, source: InferError },
+    #[error("an inference thread stopped")]
+    InferenceStopped,
+    #[error("cannot start an inference thread: {0}")]
+    Spawn(std::io::Error),
+    #[error("the model did not return {0}")]
+    MissingOutput(&'static str),
+    #[error("producing to {topic} failed: {source}")]
+    Produce {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("the producer dropped a message for {topic}")]
+    Dropped { topic: String },
+    #[error("encoding an output record: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("a pipeline task failed: {0}")]
+    SinkTask(tokio::task::JoinError),
+    #[error("the sink stopped before the input did")]
+    SinkStopped,
+    #[error(
+        "{0} scored batches waited for an earlier batch that an inference thread never finished"
+    )]
+    OrderLost(usize),
+    #[error(transparent)]
+    Param(#[from] crate::stream::ParamError),
+    #[error(transparent)]
+    Postprocess(#[from] crate::score::PostprocessError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Bundle(#[from] crate::model::BundleError),
     #[error(transparent)]
-    Infer(#[from] crate::infer::InferError),
+    Infer(#[from] InferError),
     #[error("model {0} has no reconstruction decoder, so no anomaly score: serve a composite or reconstruct model")]
     NoScore(String),
     #[error("kafka: {0}")]
@@ -92,8 +128,8 @@ pub enum ServeError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Pipeline(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
 
 /// What a run did, for the demo's summary and the logs.
@@ -105,6 +141,7 @@ pub struct Summary {
     pub drained: bool,
 }
 
+/// Wall-clock epoch ms, for end-to-end latency against Kafka timestamps.
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -112,28 +149,13 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Partition ids for the offset tracker and the windower, which know only
-/// `i32` partitions: one id per (topic, partition) pair.
-#[derive(Default)]
-struct PartitionIds {
-    ids: HashMap<(String, i32), i32>,
-    names: Vec<(String, i32)>,
+/// The model to serve: its manifest and how to build a backend for it.
+pub struct Model {
+    pub manifest: Manifest,
+    pub factory: BackendFactory,
 }
 
-impl PartitionIds {
-    fn id(&mut self, topic: &str, partition: i32) -> i32 {
-        if let Some(&id) = self.ids.get(&(topic.to_string(), partition)) {
-            return id;
-        }
-        let id = self.names.len() as i32;
-        self.ids.insert((topic.to_string(), partition), id);
-        self.names.push((topic.to_string(), partition));
-        id
-    }
-}
-
-/// Runs the daemon until `shutdown` resolves, then drains. The HTTP
-/// endpoints run on `listener` when given.
+/// Opens the bundle of `serve.model` and serves it with ONNX Runtime.
 pub async fn run(
     settings: Settings,
     metrics: Metrics,
@@ -141,23 +163,60 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, ServeError> {
     let bundle = Bundle::open(std::path::Path::new(&settings.serve.model))?;
-    let m = &bundle.manifest;
+    let threads = inference_threads(&settings);
+    let mut opts = settings.runtime.backend_options();
+    if threads > 1 && opts.intra_threads == 0 {
+        opts.intra_threads = 1;
+    }
+    tracing::info!(
+        threads,
+        intra_threads = opts.intra_threads,
+        "inference sessions"
+    );
+    let onnx = Arc::new(bundle.onnx);
+    let factory: BackendFactory = Arc::new(move || {
+        OnnxBackend::load_from_memory(&onnx, &opts).map(|b| Box::new(b) as Box<dyn Backend>)
+    });
+    let model = Model {
+        manifest: bundle.manifest,
+        factory,
+    };
+    run_with(settings, model, metrics, health, shutdown).await
+}
+
+fn inference_threads(s: &Settings) -> usize {
+    crate::threads_or_cores(s.serve.inference_threads)
+}
+
+/// Runs the daemon with `model` until `shutdown` resolves, then drains.
+pub async fn run_with(
+    settings: Settings,
+    model: Model,
+    metrics: Metrics,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Summary, ServeError> {
+    let m = &model.manifest;
     if !m.spec.mode.has_reconstruction() {
         return Err(ServeError::NoScore(m.model_id.clone()));
     }
-    let workers = match settings.serve.inference_threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let mut opts = settings.runtime.backend_options();
-    if workers > 1 && opts.intra_threads == 0 {
-        opts.intra_threads = 1;
-    }
-    let mut backends = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        backends.push(OnnxBackend::load_from_memory(&bundle.onnx, &opts)?);
-    }
     let spec = m.spec.clone();
+    let (t, f) = (spec.window, spec.features);
+    let k = &settings.kafka;
+    let sv = &settings.serve;
+    let workers = inference_threads(&settings);
+
+    // Inference threads first: a model that does not load stops here.
+    let permits = sv.max_batches_in_flight.max(1) + workers;
+    let batch_permits = Arc::new(Semaphore::new(permits));
+    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(permits);
+    let (scored_tx, scored_rx) = mpsc::channel(permits);
+    let slot = ModelSlot::new(model.factory.clone(), &m.model_version.to_string());
+    let inference = Inference::start(workers, slot, (t, f), batch_rx, scored_tx, metrics.clone())
+        .map_err(|e| match e {
+        PipelineError::Inference { source, .. } => ServeError::Infer(source),
+        e => ServeError::Pipeline(e),
+    })?;
     metrics
         .model_info
         .with_label_values(&[
@@ -172,13 +231,10 @@ pub async fn run(
     metrics
         .max_series_keys
         .set(i64::try_from(settings.windowing.max_keys).unwrap_or(i64::MAX));
-    health
-        .model_loaded
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(model = %m.model_id, version = m.model_version, threshold = m.threshold.value, "model loaded");
+    health.model_loaded.store(true, Ordering::Relaxed);
+    tracing::info!(model = %m.model_id, version = m.model_version, threshold = m.threshold.value, threads = workers, "model loaded");
 
-    let k = &settings.kafka;
-    let events = Arc::new(Mutex::new(vec![]));
+    let events: ingest::EventQueue = Arc::default();
     let consumer: StreamConsumer<kafka::Context> =
         kafka::consumer_config(k).create_with_context(kafka::Context {
             events: events.clone(),
@@ -186,309 +242,401 @@ pub async fn run(
         })?;
     let topics: Vec<&str> = k.inputs.iter().map(|i| i.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
-    let formats: HashMap<String, Format> = k
-        .inputs
-        .iter()
-        .map(|i| (i.topic.clone(), i.format))
-        .collect();
     let producer: FutureProducer = kafka::producer_config(k).create()?;
-
-    let cap = settings.serve.max_batches_in_flight;
-    let (batch_tx, batch_rx) = mpsc::channel::<(u64, Vec<Job>)>(cap);
-    let batch_rx = Arc::new(Mutex::new(batch_rx));
-    let (scored_tx, scored_rx) = mpsc::channel::<(u64, Vec<Scored>)>(cap + workers);
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
-    let dlq_acks = ack_tx.clone();
-    let mut dead_letters: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
-    let (t, f) = (spec.window, spec.features);
-    let mut inference = Vec::with_capacity(workers);
-    for (i, b) in backends.into_iter().enumerate() {
-        let boxed: Box<dyn Backend> = Box::new(b);
-        let (rx, tx, m) = (batch_rx.clone(), scored_tx.clone(), metrics.clone());
-        inference.push(
-            std::thread::Builder::new()
-                .name(format!("lstm-ae-inference-{i}"))
-                .spawn(move || backend::run(boxed, t, f, rx, tx, m))
-                .map_err(|e| {
-                    ServeError::Pipeline(format!("cannot start an inference thread: {e}"))
-                })?,
-        );
-    }
-    drop(scored_tx);
-    tracing::info!(
-        threads = workers,
-        intra_threads = opts.intra_threads,
-        "inference sessions ready"
-    );
-    let manifest = Arc::new(bundle.manifest.clone());
-    let likelihood = match settings.anomalies.rule {
-        AnomalyRule::Threshold => None,
-        AnomalyRule::Likelihood => Some(
-            KeyedLikelihood::new(
-                settings.postprocess.clone(),
-                spec.target_horizon(),
-                f,
-                settings.windowing.max_keys,
-                settings.windowing.key_ttl_ms,
-            )
-            .map_err(|e| ServeError::Pipeline(e.to_string()))?,
-        ),
-    };
-    let mut sink = tokio::spawn(sink::run(
-        scored_rx,
-        producer.clone(),
-        k.clone(),
-        settings.anomalies.clone(),
-        likelihood,
-        manifest,
-        ack_tx,
+    let w = &settings.windowing;
+    let ingest = Ingest::new(
+        IngestConfig {
+            formats: k
+                .inputs
+                .iter()
+                .map(|i| (i.topic.clone(), i.format))
+                .collect::<HashMap<String, Format>>(),
+            windower: WindowerConfig {
+                window: t,
+                stride: w.stride,
+                features: f,
+                key_ttl_ms: w.key_ttl_ms,
+                max_keys: w.max_keys,
+            },
+            max_batch: sv.max_batch,
+            max_wait_ms: sv.max_wait_ms,
+            max_message_bytes: k.max_message_bytes,
+        },
+        events,
         metrics.clone(),
-    ));
+    )
+    .map_err(PipelineError::from)?;
+    let a = &settings.anomalies;
+    let scorer = Scorer::new(
+        ScorerConfig {
+            rule: a.rule,
+            likelihood_threshold: a.likelihood_threshold,
+            top_contributors: a.top_contributors,
+            min_consecutive: a.min_consecutive,
+            cooldown_windows: a.cooldown_windows,
+            max_keys: w.max_keys,
+            key_ttl_ms: w.key_ttl_ms,
+            postprocess: settings.postprocess.clone(),
+            track_likelihood: false,
+        },
+        m,
+    )
+    .map_err(PipelineError::from)?;
+    let clock = Instant::now();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
+    let sink = tokio::spawn(
+        sink::Sink {
+            producer: producer.clone(),
+            kafka: k.clone(),
+            scorer,
+            acks: ack_tx.clone(),
+            metrics: metrics.clone(),
+            clock,
+        }
+        .run(scored_rx),
+    );
+    let mut daemon = Daemon {
+        consumer,
+        producer,
+        ingest,
+        batch_tx: Some(batch_tx),
+        batch_permits,
+        dead_letter_permits: Arc::new(Semaphore::new(sv.max_dead_letters_in_flight.max(1))),
+        dead_letters: tokio::task::JoinSet::new(),
+        acks: ack_tx,
+        ack_rx,
+        sink,
+        inference,
+        health,
+        metrics,
+        settings: settings.clone(),
+        clock,
+        seq: 0,
+        summary: Summary::default(),
+        pending_at_drain: None,
+    };
+    let failure = daemon.consume(shutdown).await;
+    daemon.drain(failure).await
+}
 
-    let mut windower = Windower::new(WindowerConfig {
-        window: t,
-        stride: settings.windowing.stride,
-        features: f,
-        key_ttl_ms: settings.windowing.key_ttl_ms,
-        max_keys: settings.windowing.max_keys,
-    })
-    .map_err(|e| ServeError::Pipeline(e.to_string()))?;
-    let mut batcher: Batcher<Job> =
-        Batcher::new(settings.serve.max_batch, settings.serve.max_wait_ms)
-            .map_err(|e| ServeError::Pipeline(e.to_string()))?;
-    let mut tracker = OffsetTracker::new();
-    let mut ids = PartitionIds::default();
-    let mut committed: HashMap<i32, i64> = HashMap::new();
-    let mut summary = Summary::default();
-    let mut commit_tick =
-        tokio::time::interval(Duration::from_millis(k.commit_interval_ms.max(10)));
-    let mut evict_tick = tokio::time::interval(Duration::from_secs(1));
-    tokio::pin!(shutdown);
-    let mut failure: Option<String> = None;
+/// The running pipeline as the loop sees it.
+struct Daemon {
+    consumer: StreamConsumer<kafka::Context>,
+    producer: FutureProducer,
+    ingest: Ingest,
+    /// `None` once closed (drain).
+    batch_tx: Option<mpsc::Sender<Batch>>,
+    batch_permits: Arc<Semaphore>,
+    dead_letter_permits: Arc<Semaphore>,
+    dead_letters: tokio::task::JoinSet<Result<(), PipelineError>>,
+    acks: mpsc::UnboundedSender<Ack>,
+    ack_rx: mpsc::UnboundedReceiver<Ack>,
+    sink: tokio::task::JoinHandle<Result<(), PipelineError>>,
+    inference: Inference,
+    health: Arc<Health>,
+    metrics: Metrics,
+    settings: Settings,
+    clock: Instant,
+    seq: u64,
+    summary: Summary,
+    /// A batch that waited for a permit when shutdown came.
+    pending_at_drain: Option<Vec<Job>>,
+}
 
-    // Batches are numbered so the sink can put them back in order after
-    // the inference threads.
-    let mut batch_seq: u64 = 0;
-    // Sends a batch to inference; waiting here is the back-pressure.
-    macro_rules! send_batch {
-        ($b:expr) => {
-            batch_seq += 1;
-            if batch_tx.send((batch_seq, $b)).await.is_err() {
-                failure = Some("an inference thread stopped".into());
-                break;
-            }
-        };
+/// Work the loop could not hand on yet for want of a permit; while there is
+/// some, no message is consumed.
+enum Pending {
+    Batch(Vec<Job>),
+    DeadLetter(kafka::DeadLetterCopy, DeadLetter),
+}
+
+impl Daemon {
+    /// Monotonic milliseconds since the start.
+    fn now(&self) -> i64 {
+        self.clock.elapsed().as_millis() as i64
     }
 
-    loop {
-        apply_rebalances(
-            &events,
-            &mut ids,
-            &mut tracker,
-            &mut windower,
-            &health,
-            &metrics,
+    fn send_batch(
+        &mut self,
+        jobs: Vec<Job>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), PipelineError> {
+        self.seq += 1;
+        self.summary.windows += jobs.len() as u64;
+        self.metrics.batches_in_flight.inc();
+        let batch = Batch {
+            seq: self.seq,
+            jobs,
+            permit,
+        };
+        // A permit is a free slot in the channel, so only a closed channel fails.
+        match &self.batch_tx {
+            Some(tx) => tx
+                .try_send(batch)
+                .map_err(|_| PipelineError::InferenceStopped),
+            None => Err(PipelineError::InferenceStopped),
+        }
+    }
+
+    fn send_dead_letter(
+        &mut self,
+        copy: kafka::DeadLetterCopy,
+        dl: DeadLetter,
+        permit: OwnedSemaphorePermit,
+    ) {
+        self.summary.dead_letters += 1;
+        self.metrics.dead_letters_in_flight.inc();
+        let (producer, topic, acks, metrics) = (
+            self.producer.clone(),
+            self.settings.kafka.dead_letter_topic.clone(),
+            self.acks.clone(),
+            self.metrics.clone(),
         );
-        let deadline = batcher.deadline();
-        let sleep = tokio::time::sleep(Duration::from_millis(
-            deadline
-                .map(|d| (d - now_ms()).max(0) as u64)
-                .unwrap_or(3_600_000),
+        self.dead_letters.spawn(async move {
+            let r = dead_letter(&producer, &topic, copy, dl, &acks).await;
+            metrics.dead_letters_in_flight.dec();
+            drop(permit);
+            r
+        });
+    }
+
+    /// Hands on `p` if a permit is free; else keeps it pending.
+    fn hand_on(&mut self, p: Pending) -> Result<Option<Pending>, PipelineError> {
+        match p {
+            Pending::Batch(jobs) => match self.batch_permits.clone().try_acquire_owned() {
+                Ok(permit) => self.send_batch(jobs, permit).map(|()| None),
+                Err(_) => Ok(Some(Pending::Batch(jobs))),
+            },
+            Pending::DeadLetter(copy, dl) => {
+                match self.dead_letter_permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        self.send_dead_letter(copy, dl, permit);
+                        Ok(None)
+                    }
+                    Err(_) => Ok(Some(Pending::DeadLetter(copy, dl))),
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, mode: CommitMode) {
+        let offsets = self.ingest.offsets_to_commit();
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p, o) in &offsets {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                self.metrics.offsets_committed.inc();
+                if matches!(mode, CommitMode::Sync) {
+                    self.ingest.committed(&offsets);
+                }
+            }
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            }
+        }
+    }
+
+    fn update_health(&self) {
+        let stalled = self.inference.stalled(Duration::from_millis(
+            self.settings.serve.inference_stall_ms,
         ));
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            r = &mut sink => {
-                failure = Some(match r {
-                    Ok(Ok(())) => "the sink stopped".into(),
-                    Ok(Err(e)) => e,
-                    Err(e) => e.to_string(),
-                });
-                break;
-            }
-            Some(Ack(holds)) = ack_rx.recv() => {
-                for h in holds {
-                    tracker.release(h);
-                }
-            }
-            Some(done) = dead_letters.join_next(), if !dead_letters.is_empty() => {
-                if let Ok(Err(e)) = done {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            _ = commit_tick.tick() => {
-                commit(&consumer, &tracker, &windower, &ids, &mut committed, CommitMode::Async, &metrics);
-            }
-            _ = evict_tick.tick() => {
-                windower.evict_idle(now_ms());
-                metrics.live_series_keys.set(windower.live_keys() as i64);
-            }
-            _ = sleep, if deadline.is_some() => {
-                if let Some(b) = batcher.poll(now_ms()) {
-                    send_batch!(b);
-                }
-            }
-            msg = consumer.recv() => {
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "kafka consumer error");
-                        continue;
+        self.metrics.inference_stalled.set(i64::from(stalled));
+        self.health
+            .inference_stalled
+            .store(stalled, Ordering::Relaxed);
+        self.health
+            .partitions_assigned
+            .store(self.ingest.assigned(), Ordering::Relaxed);
+    }
+
+    /// Consumes until `shutdown` or a failure (returned).
+    async fn consume(
+        &mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Option<PipelineError> {
+        let k = &self.settings.kafka;
+        let mut commit_tick =
+            tokio::time::interval(Duration::from_millis(k.commit_interval_ms.max(10)));
+        let mut house_tick = tokio::time::interval(Duration::from_millis(250));
+        tokio::pin!(shutdown);
+        let mut pending: Option<Pending> = None;
+        loop {
+            let due = self.ingest.deadline();
+            let wake = self.clock + Duration::from_millis(due.unwrap_or(0).max(0) as u64);
+            let waiting_batch = matches!(pending, Some(Pending::Batch(_)));
+            let waiting_dl = matches!(pending, Some(Pending::DeadLetter(..)));
+            let step: Result<(), PipelineError> = tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    if let Some(Pending::Batch(jobs)) = pending.take() {
+                        // Sent by the drain if a permit frees in time.
+                        self.pending_at_drain = Some(jobs);
                     }
-                };
-                summary.messages += 1;
-                let topic = msg.topic().to_string();
-                metrics.messages_consumed.with_label_values(&[topic.as_str()]).inc();
-                let pid = ids.id(&topic, msg.partition());
-                let hold = tracker.consumed(pid, msg.offset());
-                let format = formats.get(&topic).copied().unwrap_or(Format::Points);
-                let source = SourceRef { topic: topic.clone(), partition: msg.partition(), offset: msg.offset() };
-                let input_ts = msg.timestamp().to_millis();
-                match codec::decode(format, msg.key(), msg.payload(), f, t, k.max_message_bytes) {
-                    Err(e) => {
-                        summary.dead_letters += 1;
-                        metrics.dead_letters.with_label_values(&[e.kind()]).inc();
-                        let headers = DeadLetterHeaders::for_codec_error(&e, &topic, msg.partition(), msg.offset());
-                        tracing::debug!(error = %e, topic, partition = msg.partition(), offset = msg.offset(), "dead letter");
-                        dead_letters.spawn(dead_letter(
-                            producer.clone(),
-                            k.dead_letter_topic.clone(),
-                            DeadLetter::from(&msg),
-                            headers,
-                            hold,
-                            dlq_acks.clone(),
-                        ));
+                    return None;
+                }
+                r = &mut self.sink => {
+                    return Some(match r {
+                        Ok(Ok(())) => PipelineError::SinkStopped,
+                        Ok(Err(e)) => e,
+                        Err(e) => PipelineError::SinkTask(e),
+                    });
+                }
+                Some(Ack(holds)) = self.ack_rx.recv() => {
+                    self.ingest.release(holds);
+                    Ok(())
+                }
+                Some(done) = self.dead_letters.join_next(), if !self.dead_letters.is_empty() => {
+                    done.map_err(PipelineError::SinkTask).and_then(|r| r)
+                }
+                _ = commit_tick.tick() => {
+                    self.commit(CommitMode::Async);
+                    Ok(())
+                }
+                _ = house_tick.tick() => {
+                    let now = self.now();
+                    self.ingest.evict_idle(now);
+                    self.update_health();
+                    Ok(())
+                }
+                permit = self.batch_permits.clone().acquire_owned(), if waiting_batch => {
+                    match (pending.take(), permit) {
+                        (Some(Pending::Batch(jobs)), Ok(permit)) => self.send_batch(jobs, permit),
+                        _ => Err(PipelineError::InferenceStopped),
                     }
-                    Ok(Decoded::Window { key, end_ts_ms, start_ts_ms, values }) => {
-                        let job = Job {
-                            timestamps: vec![],
-                            start_ts_ms: start_ts_ms.unwrap_or(end_ts_ms),
-                            key, end_ts_ms, values,
-                            holds: vec![hold], source, input_ts_ms: input_ts,
-                        };
-                        metrics.windows_in_flight.inc();
-                        summary.windows += 1;
-                        if let Some(b) = batcher.push(job, now_ms()) {
-                            send_batch!(b);
-                        }
+                }
+                permit = self.dead_letter_permits.clone().acquire_owned(), if waiting_dl => {
+                    if let (Some(Pending::DeadLetter(copy, dl)), Ok(permit)) = (pending.take(), permit) {
+                        self.send_dead_letter(copy, dl, permit);
                     }
-                    Ok(Decoded::Point { key, ts_ms, values }) => {
-                        let out = windower.push(&key, ts_ms, &values, Origin { partition: pid, offset: msg.offset() }, now_ms());
-                        if let PointStatus::Rejected(r) = out.status {
-                            metrics.points_rejected.with_label_values(&[r.kind()]).inc();
+                    Ok(())
+                }
+                _ = tokio::time::sleep_until(wake), if pending.is_none() && due.is_some() => {
+                    let now = self.now();
+                    match self.ingest.poll(now) {
+                        Some(jobs) => self.hand_on(Pending::Batch(jobs)).map(|p| pending = p),
+                        None => Ok(()),
+                    }
+                }
+                msg = self.consumer.recv(), if pending.is_none() => {
+                    match msg {
+                        Err(e) => {
+                            tracing::warn!(error = %e, "kafka consumer error");
+                            Ok(())
                         }
-                        let mut job = None;
-                        if let Some(w) = out.window {
-                            let holds: Vec<Hold> = w.holds.iter().filter_map(|o| tracker.hold(o.partition, o.offset)).collect();
-                            job = Some(Job {
-                                key: w.key, start_ts_ms: w.start_ts_ms, end_ts_ms: w.end_ts_ms,
-                                values: w.values, timestamps: w.timestamps, holds, source, input_ts_ms: input_ts,
-                            });
-                        }
-                        // The window (if any) holds what it needs; the buffer
-                        // holds the rest: the message's own hold can go.
-                        tracker.release(hold);
-                        metrics.live_series_keys.set(windower.live_keys() as i64);
-                        if let Some(job) = job {
-                            metrics.windows_in_flight.inc();
-                            summary.windows += 1;
-                            if let Some(b) = batcher.push(job, now_ms()) {
-                                send_batch!(b);
+                        Ok(msg) => {
+                            self.summary.messages += 1;
+                            let view = MessageView {
+                                topic: msg.topic(),
+                                partition: msg.partition(),
+                                offset: msg.offset(),
+                                key: msg.key(),
+                                payload: msg.payload(),
+                                timestamp_ms: msg.timestamp().to_millis(),
+                            };
+                            let now = self.clock.elapsed().as_millis() as i64;
+                            let out = self.ingest.on_message(&view, now);
+                            let next = match (out.batch, out.dead_letter) {
+                                (_, Some(dl)) => Some(Pending::DeadLetter(kafka::DeadLetterCopy::from(&msg), dl)),
+                                (Some(jobs), None) => Some(Pending::Batch(jobs)),
+                                (None, None) => None,
+                            };
+                            drop(msg);
+                            match next {
+                                Some(p) => self.hand_on(p).map(|p| pending = p),
+                                None => Ok(()),
                             }
                         }
                     }
                 }
+            };
+            if let Err(e) = step {
+                return Some(e);
             }
         }
     }
-    // Drain: stop fetching, score what is batched, wait for acks, commit.
-    let drain_deadline = Instant::now() + Duration::from_millis(settings.serve.drain_timeout_ms);
-    if failure.is_none() {
-        if let Some(b) = batcher.flush() {
-            let _ = batch_tx.send((batch_seq + 1, b)).await;
-        }
-    }
-    drop(batch_tx);
-    let mut drained = false;
-    if failure.is_none() {
-        loop {
-            let left = drain_deadline.saturating_duration_since(Instant::now());
-            tokio::select! {
-                r = &mut sink => {
-                    match r {
-                        Ok(Ok(())) => drained = true,
-                        Ok(Err(e)) => failure = Some(e),
-                        Err(e) => failure = Some(e.to_string()),
+
+    /// Drains by the deadline (see the module docs) and ends the run.
+    async fn drain(mut self, failure: Option<PipelineError>) -> Result<Summary, ServeError> {
+        let timeout = Duration::from_millis(self.settings.serve.drain_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        let mut failure = failure;
+        let mut drained = false;
+        if failure.is_none() {
+            // The pending batch and the batcher's rest, if permits free in time.
+            let mut rest: Vec<Job> = self.pending_at_drain.take().unwrap_or_default();
+            if let Some(more) = self.ingest.flush() {
+                rest.extend(more);
+            }
+            if !rest.is_empty() {
+                let permit = tokio::select! {
+                    p = self.batch_permits.clone().acquire_owned() => p.ok(),
+                    _ = tokio::time::sleep_until(deadline) => None,
+                };
+                match permit {
+                    Some(p) => {
+                        if let Err(e) = self.send_batch(rest, p) {
+                            failure = Some(e);
+                        }
                     }
-                    break;
-                }
-                Some(Ack(holds)) = ack_rx.recv() => for h in holds { tracker.release(h); },
-                _ = tokio::time::sleep(left) => {
-                    tracing::warn!(timeout_ms = settings.serve.drain_timeout_ms, "drain timeout: outputs still unacknowledged stay uncommitted");
-                    break;
+                    None => tracing::warn!(
+                        "drain timeout before the last batch could be sent: it stays uncommitted"
+                    ),
                 }
             }
         }
-        while !dead_letters.is_empty() {
-            let left = drain_deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, dead_letters.join_next()).await {
-                Ok(Some(Ok(Err(e)))) => {
-                    failure.get_or_insert(e);
+        // Closing the batch channel lets the inference threads, then the sink, finish.
+        self.batch_tx = None;
+        if failure.is_none() {
+            loop {
+                tokio::select! {
+                    r = &mut self.sink => {
+                        match r {
+                            Ok(Ok(())) => drained = true,
+                            Ok(Err(e)) => failure = Some(e),
+                            Err(e) => failure = Some(PipelineError::SinkTask(e)),
+                        }
+                        break;
+                    }
+                    Some(Ack(holds)) = self.ack_rx.recv() => self.ingest.release(holds),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        tracing::warn!(timeout_ms = timeout.as_millis() as u64, "drain timeout: outputs still unacknowledged stay uncommitted");
+                        break;
+                    }
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+            }
+            while !self.dead_letters.is_empty() {
+                match tokio::time::timeout_at(deadline, self.dead_letters.join_next()).await {
+                    Ok(Some(Ok(Err(e)))) => {
+                        failure.get_or_insert(e);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            while let Ok(Ack(holds)) = self.ack_rx.try_recv() {
+                self.ingest.release(holds);
             }
         }
-        while let Ok(Ack(holds)) = ack_rx.try_recv() {
-            for h in holds {
-                tracker.release(h);
-            }
+        self.sink.abort();
+        self.dead_letters.abort_all();
+        if failure.is_none() {
+            self.commit(CommitMode::Sync);
+        } else {
+            tracing::error!("the pipeline failed: nothing more is committed; unacknowledged windows are replayed after the restart");
         }
-    }
-    commit(
-        &consumer,
-        &tracker,
-        &windower,
-        &ids,
-        &mut committed,
-        CommitMode::Sync,
-        &metrics,
-    );
-    let _ = producer.flush(Timeout::After(Duration::from_secs(5)));
-    for worker in inference {
-        if let Ok(Err(e)) = worker.join() {
-            failure.get_or_insert(e.to_string());
-        }
-    }
-    summary.drained = drained;
-    match failure {
-        Some(e) => Err(ServeError::Pipeline(e)),
-        None => Ok(summary),
-    }
-}
-
-/// What a dead letter keeps of its input message.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl From<&BorrowedMessage<'_>> for DeadLetter {
-    fn from(m: &BorrowedMessage<'_>) -> Self {
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        DeadLetter {
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-            headers,
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self.producer.flush(Timeout::After(left));
+        self.inference.join(deadline).await;
+        self.summary.drained = drained;
+        match failure {
+            Some(e) => Err(ServeError::Pipeline(e)),
+            None => Ok(self.summary),
         }
     }
 }
@@ -496,158 +644,36 @@ impl From<&BorrowedMessage<'_>> for DeadLetter {
 /// Produces the original key, bytes and headers plus the reason headers;
 /// releases the message's hold once the broker has it.
 async fn dead_letter(
-    producer: FutureProducer,
-    topic: String,
-    msg: DeadLetter,
-    reason: DeadLetterHeaders,
-    hold: Hold,
-    acks: mpsc::UnboundedSender<Ack>,
-) -> Result<(), String> {
-    let mut headers = OwnedHeaders::new();
-    for (k, v) in &msg.headers {
-        headers = headers.insert(Header {
-            key: k,
-            value: v.as_deref(),
-        });
-    }
-    for (k, v) in reason.pairs() {
+    producer: &FutureProducer,
+    topic: &str,
+    msg: kafka::DeadLetterCopy,
+    dl: DeadLetter,
+    acks: &mpsc::UnboundedSender<Ack>,
+) -> Result<(), PipelineError> {
+    let mut headers = msg.headers.unwrap_or_else(OwnedHeaders::new);
+    for (k, v) in dl.reason.pairs() {
         headers = headers.insert(Header {
             key: k,
             value: Some(v.as_bytes()),
         });
     }
-    let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+    let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
     if let Some(k) = &msg.key {
         rec = rec.key(k.as_slice());
     }
     if let Some(p) = &msg.payload {
         rec = rec.payload(p.as_slice());
     }
+    // The queue wait is bounded by the permits; the delivery by the
+    // producer's message.timeout.ms.
     match producer.send(rec, Timeout::Never).await {
         Ok(_) => {
-            let _ = acks.send(Ack(vec![hold]));
+            let _ = acks.send(Ack(vec![dl.hold]));
             Ok(())
         }
-        Err((e, _)) => Err(format!(
-            "producing to the dead-letter topic {topic} failed: {e}"
-        )),
-    }
-}
-
-/// Applies queued partition assignment changes.
-fn apply_rebalances(
-    events: &Mutex<Vec<RebalanceEvent>>,
-    ids: &mut PartitionIds,
-    tracker: &mut OffsetTracker,
-    windower: &mut Windower,
-    health: &Health,
-    metrics: &Metrics,
-) {
-    let Ok(mut ev) = events.lock() else { return };
-    for e in ev.drain(..) {
-        match e {
-            RebalanceEvent::Assigned(parts) => {
-                tracing::info!(partitions = ?parts, "partitions assigned");
-                if !parts.is_empty() {
-                    health
-                        .partitions_assigned
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            RebalanceEvent::Revoked(parts) => {
-                tracing::info!(partitions = ?parts, "partitions revoked");
-                for (topic, p) in parts {
-                    let id = ids.id(&topic, p);
-                    tracker.forget(id);
-                    windower.forget_partition(id);
-                    // Another consumer reports this partition's lag now; a
-                    // stale value here would double it in dashboards and alerts.
-                    let _ = metrics
-                        .consumer_lag
-                        .remove_label_values(&[topic.as_str(), &p.to_string()]);
-                }
-                health
-                    .partitions_assigned
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// Commits, per partition, the lowest offset still needed (see the module docs).
-fn commit(
-    consumer: &StreamConsumer<kafka::Context>,
-    tracker: &OffsetTracker,
-    windower: &Windower,
-    ids: &PartitionIds,
-    committed: &mut HashMap<i32, i64>,
-    mode: CommitMode,
-    metrics: &Metrics,
-) {
-    let mut tpl = TopicPartitionList::new();
-    let pids: Vec<i32> = tracker.partitions().collect();
-    for pid in pids {
-        let Some(offset) = tracker.committable(pid, windower.min_held_offset(pid)) else {
-            continue;
-        };
-        if committed.get(&pid) == Some(&offset) {
-            continue;
-        }
-        let Some((topic, partition)) = ids.names.get(pid as usize) else {
-            continue;
-        };
-        if tpl
-            .add_partition_offset(topic, *partition, Offset::Offset(offset))
-            .is_ok()
-        {
-            committed.insert(pid, offset);
-        }
-    }
-    if tpl.count() == 0 {
-        return;
-    }
-    match consumer.commit(&tpl, mode) {
-        Ok(()) => metrics.offsets_committed.inc(),
-        Err(e) => {
-            tracing::warn!(error = %e, "offset commit failed; it is retried at the next interval")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_revoked_partition_loses_its_lag_series() {
-        let metrics = Metrics::new();
-        for p in ["0", "1"] {
-            metrics.consumer_lag.with_label_values(&["in", p]).set(42);
-        }
-        let events = Mutex::new(vec![RebalanceEvent::Revoked(vec![("in".to_string(), 1)])]);
-        let mut windower = Windower::new(WindowerConfig::new(4, 1)).unwrap();
-        apply_rebalances(
-            &events,
-            &mut PartitionIds::default(),
-            &mut OffsetTracker::new(),
-            &mut windower,
-            &Health::default(),
-            &metrics,
-        );
-        let lag: Vec<String> = metrics
-            .registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "lstm_ae_consumer_lag_messages")
-            .flat_map(|f| f.get_metric().iter())
-            .map(|m| {
-                m.get_label()
-                    .iter()
-                    .map(|l| format!("{}={}", l.name(), l.value()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect();
-        assert_eq!(lag, vec!["partition=0,topic=in".to_string()]);
+        Err((source, _)) => Err(PipelineError::Produce {
+            topic: topic.to_string(),
+            source,
+        }),
     }
 }

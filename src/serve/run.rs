@@ -42,6 +42,18 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> Result<Summary, ServeError> {
+    serve_model_with(settings, None, metrics, shutdown, on_listen).await
+}
+
+/// [`serve_with`] with the model given (a manifest and a backend factory,
+/// e.g. a fake backend in tests) instead of the bundle of `serve.model`.
+pub async fn serve_model_with(
+    settings: Settings,
+    model: Option<super::Model>,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> Result<Summary, ServeError> {
     let health = Arc::new(Health::default());
     let addr = settings.serve.metrics_listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -65,7 +77,10 @@ pub async fn serve_with(
         },
     ));
     log_membership(&settings.kafka);
-    let result = super::run(settings, metrics, health, shutdown).await;
+    let result = match model {
+        Some(model) => super::run_with(settings, model, metrics, health, shutdown).await,
+        None => super::run(settings, metrics, health, shutdown).await,
+    };
     let _ = stop_http.send(());
     let _ = http_task.await;
     result

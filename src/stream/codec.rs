@@ -763,12 +763,43 @@ pub struct AnomalyRecord {
     /// (it is then what crossed `anomalies.likelihood_threshold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_likelihood: Option<f64>,
+    /// Why it is anomalous: `threshold`, `likelihood` or `non_finite_score`
+    /// (the score is infinite or NaN; `score` then reads 3.4028235e38).
+    pub reason: String,
     /// The model that scored it.
     pub model_version: String,
     /// The cells with the largest squared error, largest first.
     pub contributors: Vec<Contributor>,
     /// The input message that completed the window.
     pub source: SourceRef,
+}
+
+/// One record on the optional scores topic: every window's score, without
+/// the embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRecord {
+    /// Series key.
+    pub key: String,
+    /// First row's event time, RFC 3339.
+    pub window_start_ts: String,
+    /// Last row's event time, RFC 3339.
+    pub window_end_ts: String,
+    /// The model that scored it.
+    pub model_version: String,
+    /// Reconstruction error of the window.
+    pub score: f32,
+    /// `score / threshold`.
+    pub normalized_score: f32,
+    /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_likelihood: Option<f64>,
+}
+
+impl ScoreRecord {
+    /// The record as JSON bytes.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
 }
 
 impl EmbeddingRecord {
@@ -1458,6 +1489,7 @@ mod tests {
             threshold: 1.25,
             normalized_score: 2.0,
             anomaly_likelihood: Some(0.75),
+            reason: "likelihood".into(),
             model_version: "m@1".into(),
             contributors: vec![Contributor {
                 step: 3,
@@ -1475,6 +1507,7 @@ mod tests {
         assert_eq!(v["window_end_ts"], "2026-01-01T00:01:00.000Z");
         assert_eq!(v["threshold"], 1.25);
         assert_eq!(v["anomaly_likelihood"], 0.75);
+        assert_eq!(v["reason"], "likelihood");
         assert_eq!(v["contributors"][0]["feature"], "temp");
         assert_eq!(v["contributors"][0]["step"], 3);
         assert_eq!(v["source"]["partition"], 2);

@@ -40,8 +40,18 @@
 //! - **Too many keys**: when a new key would exceed `max_keys`, the least
 //!   recently updated key is dropped.
 //! - **Revoked partitions**: [`Windower::forget_partition`] drops every key
-//!   with a buffered point from, or a last point from, that partition; its
-//!   new owner rebuilds them from the committed offset.
+//!   of that partition; its new owner rebuilds them from the committed offset.
+//!
+//! ## One partition per key
+//!
+//! A key's points must all arrive on one partition: Kafka orders messages
+//! only within a partition, so points of one key spread over two partitions
+//! interleave arbitrarily (and a revocation of one partition would drop
+//! points of the other). While a key is live, a point of it from another
+//! partition is [`Rejected::OtherPartition`]; the daemon dead-letters it
+//! (reason `key_on_two_partitions`) so that the data is not lost silently.
+//! A key's partition is decided again once it is dropped (TTL, capacity,
+//! revocation).
 //!
 //! Dropping a key releases its holds: those points are given up (they will
 //! not be replayed after a restart either), which is what keeps one dead
@@ -127,6 +137,12 @@ pub enum Rejected {
     Duplicate,
     /// Earlier event time than the key's last accepted point.
     OutOfOrder,
+    /// The key's buffered points come from another partition: a key must
+    /// arrive on one partition (see "One partition per key" above).
+    OtherPartition {
+        /// The partition the key's points come from.
+        owner: i32,
+    },
     /// Not F values (a glue bug: the codec checks this).
     FeatureMismatch {
         /// F.
@@ -142,6 +158,7 @@ impl Rejected {
         match self {
             Self::Duplicate => "duplicate",
             Self::OutOfOrder => "out_of_order",
+            Self::OtherPartition { .. } => "other_partition",
             Self::FeatureMismatch { .. } => "feature_mismatch",
         }
     }
@@ -355,15 +372,14 @@ impl Windower {
         ev
     }
 
-    /// Drops every key fed from a revoked partition (see module docs).
-    /// Scans all keys: revocation is rare.
+    /// Drops every key fed from a revoked partition (see module docs); a
+    /// key's points all come from one partition, so no other partition's
+    /// holds are released. Scans all keys: revocation is rare.
     pub fn forget_partition(&mut self, partition: i32) -> Eviction {
         let doomed: Vec<String> = self
             .keys
             .iter()
-            .filter(|(_, s)| {
-                s.last_partition == partition || s.origins.iter().any(|o| o.partition == partition)
-            })
+            .filter(|(_, s)| s.last_partition == partition)
             .map(|(k, _)| k.clone())
             .collect();
         let mut ev = Eviction::default();
@@ -408,6 +424,11 @@ impl Windower {
                 evicted.dropped_points += self.release(&state);
                 evicted.expired_keys += 1;
                 (name, self.new_state(ts_ms, origin))
+            }
+            Some((name, state)) if state.last_partition != origin.partition => {
+                let owner = state.last_partition;
+                self.keys.insert(name, state);
+                return rejected(Rejected::OtherPartition { owner }, evicted);
             }
             Some((name, state)) if ts_ms <= state.last_ts => {
                 let r = if ts_ms == state.last_ts {
@@ -755,12 +776,19 @@ mod tests {
 
     #[test]
     fn min_held_offset_across_keys_partitions_and_slides() {
-        // T = 3, stride 1. Key a on partition 0, key b on partition 1, key x on both.
+        // T = 3, stride 1. Key a on partition 0, keys b and x on partition 1.
         let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
         w.push("a", 1, &[0.], at(0, 0), 0);
         w.push("b", 1, &[0.], at(1, 0), 0);
         w.push("x", 1, &[0.], at(1, 1), 0);
-        w.push("x", 2, &[0.], at(0, 1), 0);
+        // x's next point comes from partition 0: refused, nothing changes.
+        let out = w.push("x", 2, &[0.], at(0, 1), 0);
+        assert_eq!(
+            out.status,
+            PointStatus::Rejected(Rejected::OtherPartition { owner: 1 })
+        );
+        assert_eq!(w.buffered_points(), 3);
+        w.push("x", 2, &[0.], at(1, 2), 0);
         w.push("a", 2, &[0.], at(0, 2), 0);
         assert_eq!(
             (w.min_held_offset(0), w.min_held_offset(1)),
@@ -769,22 +797,15 @@ mod tests {
         // a's third point completes (0, 2, 4); a keeps offsets 2, 4.
         let win = w.push("a", 3, &[0.], at(0, 4), 0).window.unwrap();
         assert_eq!(win.holds, vec![at(0, 0)]);
-        assert_eq!(w.min_held_offset(0), Some(1)); // x's point
-                                                   // x's third point comes from partition 1: holds one offset per partition.
-        let win = w.push("x", 3, &[0.], at(1, 2), 0).window.unwrap();
-        assert_eq!(win.holds, vec![at(0, 1), at(1, 1)]);
-        // x slid: it keeps (0, 1) and (1, 2); partition 1 still has b at 0.
-        assert_eq!(
-            (w.min_held_offset(0), w.min_held_offset(1)),
-            (Some(1), Some(0))
-        );
-        w.push("x", 4, &[0.], at(1, 3), 0);
-        // x now keeps (1, 2), (1, 3): partition 0's minimum is a's 2.
+        assert_eq!(w.min_held_offset(0), Some(2));
+        let win = w.push("x", 3, &[0.], at(1, 3), 0).window.unwrap();
+        assert_eq!(win.holds, vec![at(1, 1)]);
+        // x slid: it keeps (1, 2), (1, 3); partition 1 still has b at 0.
         assert_eq!(
             (w.min_held_offset(0), w.min_held_offset(1)),
             (Some(2), Some(0))
         );
-        // Revoking partition 1 drops b and x (x's last point is from 1), not a.
+        // Revoking partition 1 drops b and x, not a.
         let ev = w.forget_partition(1);
         assert_eq!((ev.revoked_keys, ev.dropped_points), (2, 3));
         assert_eq!(
@@ -792,6 +813,11 @@ mod tests {
             (Some(2), None)
         );
         assert_eq!(w.live_keys(), 1);
+        // Once dropped, x may start over on another partition.
+        assert_eq!(
+            w.push("x", 9, &[0.], at(0, 5), 0).status,
+            PointStatus::Accepted
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The daemon's HTTP endpoints: `GET /metrics` (Prometheus text format),
 //! `GET /healthz` (the process is alive) and `GET /readyz` (the model is
-//! loaded and partitions are assigned: traffic can flow).
+//! loaded, partitions are assigned and inference is not stalled: traffic
+//! can flow).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,12 +20,15 @@ use super::metrics::Metrics;
 pub struct Health {
     pub model_loaded: AtomicBool,
     pub partitions_assigned: AtomicBool,
+    /// An inference call has run longer than `serve.inference_stall_ms`.
+    pub inference_stalled: AtomicBool,
 }
 
 impl Health {
     pub fn ready(&self) -> bool {
         self.model_loaded.load(Ordering::Relaxed)
             && self.partitions_assigned.load(Ordering::Relaxed)
+            && !self.inference_stalled.load(Ordering::Relaxed)
     }
 }
 
@@ -63,6 +67,9 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
         }
         if !h.partitions_assigned.load(Ordering::Relaxed) {
             why.push("no partitions assigned");
+        }
+        if h.inference_stalled.load(Ordering::Relaxed) {
+            why.push("inference stalled");
         }
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -123,6 +130,13 @@ mod tests {
         assert!(get(addr, "/metrics").await.contains("\nlstm_ae_ready 1\n"));
         health.partitions_assigned.store(false, Ordering::Relaxed);
         assert!(get(addr, "/metrics").await.contains("\nlstm_ae_ready 0\n"));
+        health.partitions_assigned.store(true, Ordering::Relaxed);
+        health.inference_stalled.store(true, Ordering::Relaxed);
+        let r = get(addr, "/readyz").await;
+        assert!(
+            r.starts_with("HTTP/1.0 503") && r.contains("inference stalled"),
+            "{r}"
+        );
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

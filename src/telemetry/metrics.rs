@@ -31,6 +31,15 @@ pub struct Metrics {
     pub anomaly_likelihood: Histogram,
     pub likelihood_keys: IntGauge,
     pub offsets_committed: IntCounter,
+    pub commit_failures: IntCounter,
+    pub series_keys_evicted: IntCounterVec,
+    pub buffered_points_dropped: IntCounter,
+    pub storm_keys: IntGauge,
+    pub storm_keys_evicted: IntCounterVec,
+    pub non_finite_scores: IntCounter,
+    pub dead_letters_in_flight: IntGauge,
+    pub batches_in_flight: IntGauge,
+    pub inference_stalled: IntGauge,
     pub model_info: GaugeVec,
     pub build_info: GaugeVec,
     pub ready: Gauge,
@@ -220,6 +229,61 @@ impl Metrics {
                 &r,
                 "lstm_ae_offsets_committed_total",
                 "Offset commits sent to the broker.",
+            ),
+            commit_failures: counter(
+                &r,
+                "lstm_ae_commit_failures_total",
+                "Offset commits the broker refused or that failed; each is retried until it succeeds.",
+            ),
+            series_keys_evicted: counter_vec(
+                &r,
+                "lstm_ae_series_keys_evicted_total",
+                "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked).",
+                &["reason"],
+            ),
+            buffered_points_dropped: counter(
+                &r,
+                "lstm_ae_buffered_points_dropped_total",
+                "Points dropped from window buffers with their evicted key (never scored; not replayed).",
+            ),
+            storm_keys: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_storm_keys",
+                    "Series keys in an anomalous run or a cool-down of the storm rule.",
+                ),
+            ),
+            storm_keys_evicted: counter_vec(
+                &r,
+                "lstm_ae_storm_keys_evicted_total",
+                "Storm-rule keys dropped, by reason (expired, capacity); such a key starts a new run.",
+                &["reason"],
+            ),
+            non_finite_scores: counter(
+                &r,
+                "lstm_ae_non_finite_scores_total",
+                "Windows whose score is infinite or NaN (published as anomalies with reason non_finite_score).",
+            ),
+            dead_letters_in_flight: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_dead_letters_in_flight",
+                    "Dead letters queued for the broker and not yet acknowledged (bounded by serve.max_dead_letters_in_flight).",
+                ),
+            ),
+            batches_in_flight: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_batches_in_flight",
+                    "Batches sent to inference whose scored windows the sink has not yet taken (bounded).",
+                ),
+            ),
+            inference_stalled: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_inference_stalled",
+                    "1 while an inference call has run longer than serve.inference_stall_ms (readiness fails).",
+                ),
             ),
             model_info: gauge_vec(
                 &r,

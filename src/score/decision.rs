@@ -1,0 +1,609 @@
+//! The anomaly decision for one scored window, shared by the daemon's sink
+//! and the offline `lstm-ae score`: the rule (calibrated threshold or
+//! per-key likelihood), the alert-storm rule, the contributors, and the
+//! typed output records. It is pure: no I/O, no clock (processing time is
+//! passed in, from a monotonic clock), so it is tested without Kafka.
+//!
+//! ## Non-finite scores
+//!
+//! A window of huge but finite values (e.g. `3.4e38` sentinels) can give an
+//! infinite or NaN reconstruction error. Such a window is anomalous with
+//! reason [`Reason::NonFiniteScore`] whatever the rule: it is never silently
+//! skipped. It does not feed the likelihood (whose history would be
+//! poisoned), and in the records its `score` and `normalized_score` are
+//! written as the largest `f32` (`3.4028235e38`), never as JSON `null`.
+//!
+//! ## Memory
+//!
+//! The storm rule keeps state only for keys in an anomalous run or a
+//! cool-down, bounded like the windower's keys: at most `max_keys`, and a
+//! key not seen for `key_ttl_ms` (processing time) is forgotten. A forgotten
+//! key starts a new run (its cool-down is lost). The likelihood's per-key
+//! state is bounded by [`KeyedLikelihood`] with the same limits.
+
+use std::collections::HashMap;
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use super::{KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
+use crate::model::Manifest;
+use crate::stream::codec::{
+    format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, ScoreRecord, SourceRef,
+};
+
+/// What makes a window anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyRule {
+    /// `score / threshold >= 1`, with the threshold calibrated at training.
+    #[default]
+    Threshold,
+    /// The key's anomaly likelihood (`[postprocess]`, as in `lstm-ae eval
+    /// nab`) `>= likelihood_threshold`.
+    Likelihood,
+}
+
+/// Why a window is anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `score / threshold >= 1` (rule `threshold`).
+    Threshold,
+    /// The likelihood reached `likelihood_threshold` (rule `likelihood`).
+    Likelihood,
+    /// The model's score is infinite or NaN (see the module docs).
+    NonFiniteScore,
+}
+
+/// The decision's parameters (the daemon's `[anomalies]`, `[postprocess]`
+/// and the key limits of `[windowing]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorerConfig {
+    pub rule: AnomalyRule,
+    /// With [`AnomalyRule::Likelihood`]: the likelihood at or above which a
+    /// window is anomalous.
+    pub likelihood_threshold: f64,
+    /// Cells listed per anomaly.
+    pub top_contributors: usize,
+    /// Storm rule: publish only after this many anomalous windows in a row.
+    pub min_consecutive: usize,
+    /// Storm rule: after publishing, suppress this many windows of the key.
+    pub cooldown_windows: usize,
+    /// Most keys with storm or likelihood state.
+    pub max_keys: usize,
+    /// A key idle this long (processing time) loses its state.
+    pub key_ttl_ms: u64,
+    /// The likelihood's post-processing.
+    pub postprocess: PostprocessConfig,
+    /// Compute the likelihood under the threshold rule too (the offline
+    /// `lstm-ae score` reports both); the daemon keeps no likelihood state
+    /// it does not use.
+    pub track_likelihood: bool,
+}
+
+/// One scored window, as the model and the stream give it.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowScore<'a> {
+    pub key: &'a str,
+    pub start_ts_ms: i64,
+    pub end_ts_ms: i64,
+    /// The window's row timestamps, oldest first; empty when unknown (a
+    /// window message without `start_ts`).
+    pub timestamps: &'a [i64],
+    /// `T × F` raw values, row-major.
+    pub values: &'a [f32],
+    /// Mean squared reconstruction error (scaled units).
+    pub score: f32,
+    /// `T × F` squared errors, row-major.
+    pub squared_error: &'a [f32],
+    /// `P × F` raw forecast of the next points, when the model predicts.
+    pub prediction: Option<&'a [f32]>,
+    /// The version of the model that scored it (every record carries it).
+    pub model_version: &'a str,
+}
+
+/// What the scorer decided about a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// `score / threshold`; non-finite when the score is.
+    pub normalized: f32,
+    /// The key's likelihood, with [`AnomalyRule::Likelihood`] and a finite score.
+    pub likelihood: Option<f64>,
+    /// Why the window is anomalous, if it is.
+    pub anomalous: Option<Reason>,
+    /// Whether an anomaly record is published (the storm rule let it through).
+    pub publish: bool,
+}
+
+/// Keys dropped from the scorer's state, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScorerEvictions {
+    /// Storm-rule keys dropped for being idle longer than the TTL.
+    pub expired_keys: u64,
+    /// Storm-rule keys dropped to stay under `max_keys`.
+    pub capacity_keys: u64,
+}
+
+/// Per-key state of the storm rule.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Storm {
+    consecutive: usize,
+    cooldown_left: usize,
+}
+
+/// The storm rule's per-key state, bounded (see the module docs).
+#[derive(Debug)]
+struct Storms {
+    keys: HashMap<String, (Storm, u64)>,
+    max_keys: usize,
+    ttl_ms: u64,
+    last_sweep_ms: u64,
+    evicted: ScorerEvictions,
+}
+
+impl Storms {
+    /// Decides whether an anomalous window is published: after
+    /// `min_consecutive` anomalous windows in a row, then nothing for
+    /// `cooldown` windows of that key; counting starts again after the
+    /// cool-down.
+    fn publish(
+        &mut self,
+        key: &str,
+        anomalous: bool,
+        min_consecutive: usize,
+        cooldown: usize,
+        now_ms: u64,
+    ) -> bool {
+        self.sweep(now_ms);
+        let mut s = match self.keys.get(key) {
+            Some(&(s, seen)) if now_ms.saturating_sub(seen) <= self.ttl_ms => s,
+            _ => Storm::default(),
+        };
+        let publish = if s.cooldown_left > 0 {
+            // A new run must start after the cool-down, not during it.
+            s.cooldown_left -= 1;
+            s.consecutive = 0;
+            false
+        } else if anomalous {
+            s.consecutive += 1;
+            if s.consecutive >= min_consecutive {
+                s.cooldown_left = cooldown;
+                s.consecutive = 0;
+                true
+            } else {
+                false
+            }
+        } else {
+            s.consecutive = 0;
+            false
+        };
+        if s == Storm::default() {
+            self.keys.remove(key);
+        } else if let Some(e) = self.keys.get_mut(key) {
+            *e = (s, now_ms);
+        } else {
+            if self.keys.len() >= self.max_keys {
+                self.make_room();
+            }
+            self.keys.insert(key.to_string(), (s, now_ms));
+        }
+        publish
+    }
+
+    /// Drops idle keys; sweeps at most every TTL/4 so the cost is amortised.
+    fn sweep(&mut self, now_ms: u64) {
+        if now_ms.saturating_sub(self.last_sweep_ms) < self.ttl_ms / 4 {
+            return;
+        }
+        self.last_sweep_ms = now_ms;
+        let (ttl, before) = (self.ttl_ms, self.keys.len());
+        self.keys
+            .retain(|_, (_, seen)| now_ms.saturating_sub(*seen) <= ttl);
+        self.evicted.expired_keys += (before - self.keys.len()) as u64;
+    }
+
+    /// At the key limit: drops the least recently seen tenth at once, so the
+    /// selection is paid once per `max_keys / 10` new keys.
+    fn make_room(&mut self) {
+        let mut seen: Vec<u64> = self.keys.values().map(|(_, t)| *t).collect();
+        let drop = (self.max_keys / 10).max(1).min(seen.len());
+        if drop == 0 {
+            return;
+        }
+        let (_, cut, _) = seen.select_nth_unstable(drop - 1);
+        let cut = *cut;
+        let mut left = drop;
+        self.keys.retain(|_, (_, t)| {
+            if left > 0 && *t <= cut {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.evicted.capacity_keys += (drop - left) as u64;
+    }
+}
+
+/// The anomaly decision and the records of a model's windows.
+pub struct Scorer {
+    cfg: ScorerConfig,
+    threshold: f32,
+    window: usize,
+    features: usize,
+    feature_names: Vec<String>,
+    scaler: crate::data::Scaler,
+    likelihood: Option<KeyedLikelihood>,
+    storms: Storms,
+}
+
+/// The largest f32 in place of a non-finite one, so JSON never says `null`.
+fn finite(x: f32) -> f32 {
+    if x.is_finite() {
+        x
+    } else {
+        f32::MAX
+    }
+}
+
+impl Scorer {
+    pub fn new(cfg: ScorerConfig, manifest: &Manifest) -> Result<Self, PostprocessError> {
+        let spec = &manifest.spec;
+        let likelihood = match (cfg.rule, cfg.track_likelihood) {
+            (AnomalyRule::Threshold, false) => None,
+            _ => Some(KeyedLikelihood::new(
+                cfg.postprocess.clone(),
+                spec.target_horizon(),
+                spec.features,
+                cfg.max_keys,
+                cfg.key_ttl_ms,
+            )?),
+        };
+        let storms = Storms {
+            keys: HashMap::new(),
+            max_keys: cfg.max_keys.max(1),
+            ttl_ms: cfg.key_ttl_ms,
+            last_sweep_ms: 0,
+            evicted: ScorerEvictions::default(),
+        };
+        Ok(Scorer {
+            threshold: manifest.threshold.value,
+            window: spec.window,
+            features: spec.features,
+            feature_names: manifest.feature_names.clone(),
+            scaler: manifest.scaler.clone(),
+            likelihood,
+            storms,
+            cfg,
+        })
+    }
+
+    /// The calibrated threshold of the model.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Keys with likelihood state (0 under the threshold rule).
+    pub fn likelihood_keys(&self) -> usize {
+        self.likelihood.as_ref().map_or(0, KeyedLikelihood::len)
+    }
+
+    /// Keys with storm-rule state.
+    pub fn storm_keys(&self) -> usize {
+        self.storms.keys.len()
+    }
+
+    /// Storm-rule keys dropped since the last call.
+    pub fn take_evictions(&mut self) -> ScorerEvictions {
+        std::mem::take(&mut self.storms.evicted)
+    }
+
+    /// Raw `rows × F` values in scaled units, as the model's score is.
+    fn scaled(&self, raw: &[f32]) -> Vec<f32> {
+        let f = self.features;
+        match ArrayView2::from_shape((raw.len() / f.max(1), f), raw) {
+            Ok(v) => self.scaler.transform(v).into_iter().collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// Decides about the next window of `w.key`; windows of a key must come
+    /// in event-time order. `now_ms` is processing time from a monotonic clock.
+    pub fn decide(&mut self, w: &WindowScore<'_>, now_ms: u64) -> Decision {
+        let normalized = w.score / self.threshold;
+        let finite_score = w.score.is_finite() && normalized.is_finite();
+        let mut likelihood = None;
+        if finite_score && self.likelihood.is_some() {
+            let f = self.features;
+            let last = w.values.len().saturating_sub(f);
+            let errors = WindowErrors {
+                reconstruction: f64::from(w.score),
+                timestamps: w.timestamps,
+                last_point: self.scaled(&w.values[last..]),
+                forecast: w.prediction.map(|p| self.scaled(p)),
+                values: w.values,
+            };
+            if let Some(l) = self.likelihood.as_mut() {
+                likelihood = Some(l.push(w.key, errors, now_ms));
+            }
+        }
+        let anomalous = if !finite_score {
+            Some(Reason::NonFiniteScore)
+        } else {
+            match (self.cfg.rule, likelihood) {
+                (AnomalyRule::Likelihood, Some(v)) if v >= self.cfg.likelihood_threshold => {
+                    Some(Reason::Likelihood)
+                }
+                (AnomalyRule::Threshold, _) if normalized >= 1.0 => Some(Reason::Threshold),
+                _ => None,
+            }
+        };
+        let publish = self.storms.publish(
+            w.key,
+            anomalous.is_some(),
+            self.cfg.min_consecutive,
+            self.cfg.cooldown_windows,
+            now_ms,
+        );
+        Decision {
+            normalized,
+            likelihood,
+            anomalous,
+            publish,
+        }
+    }
+
+    /// The embeddings topic's record.
+    pub fn embedding_record(
+        &self,
+        w: &WindowScore<'_>,
+        d: &Decision,
+        embedding: Vec<f32>,
+    ) -> EmbeddingRecord {
+        EmbeddingRecord {
+            key: w.key.to_string(),
+            window_start_ts: format_ts_ms(w.start_ts_ms),
+            window_end_ts: format_ts_ms(w.end_ts_ms),
+            model_version: w.model_version.to_string(),
+            embedding,
+            score: finite(w.score),
+            normalized_score: finite(d.normalized),
+            anomaly_likelihood: d.likelihood,
+        }
+    }
+
+    /// The scores topic's record (the embedding record without the vector).
+    pub fn score_record(&self, w: &WindowScore<'_>, d: &Decision) -> ScoreRecord {
+        ScoreRecord {
+            key: w.key.to_string(),
+            window_start_ts: format_ts_ms(w.start_ts_ms),
+            window_end_ts: format_ts_ms(w.end_ts_ms),
+            model_version: w.model_version.to_string(),
+            score: finite(w.score),
+            normalized_score: finite(d.normalized),
+            anomaly_likelihood: d.likelihood,
+        }
+    }
+
+    /// The anomalies topic's record, for a window with `d.anomalous` set.
+    pub fn anomaly_record(
+        &self,
+        w: &WindowScore<'_>,
+        d: &Decision,
+        source: SourceRef,
+    ) -> AnomalyRecord {
+        let mut contributors = top_contributors(
+            w.squared_error,
+            self.window,
+            self.features,
+            &self.feature_names,
+            w.timestamps,
+            self.cfg.top_contributors,
+        );
+        if w.timestamps.is_empty() {
+            // Only the last row's time is known (no `start_ts`).
+            for c in contributors
+                .iter_mut()
+                .filter(|c| c.step + 1 == self.window)
+            {
+                c.ts = format_ts_ms(w.end_ts_ms);
+            }
+        }
+        AnomalyRecord {
+            key: w.key.to_string(),
+            window_start_ts: format_ts_ms(w.start_ts_ms),
+            window_end_ts: format_ts_ms(w.end_ts_ms),
+            score: finite(w.score),
+            threshold: self.threshold,
+            normalized_score: finite(d.normalized),
+            anomaly_likelihood: d.likelihood,
+            reason: d
+                .anomalous
+                .unwrap_or(Reason::Threshold)
+                .as_str()
+                .to_string(),
+            model_version: w.model_version.to_string(),
+            contributors,
+            source,
+        }
+    }
+}
+
+impl Reason {
+    /// The `reason` field of an anomaly record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Threshold => "threshold",
+            Reason::Likelihood => "likelihood",
+            Reason::NonFiniteScore => "non_finite_score",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(min_consecutive: usize, cooldown_windows: usize) -> ScorerConfig {
+        ScorerConfig {
+            rule: AnomalyRule::Threshold,
+            likelihood_threshold: 0.5,
+            top_contributors: 3,
+            min_consecutive,
+            cooldown_windows,
+            max_keys: 100,
+            key_ttl_ms: 1_000_000,
+            postprocess: PostprocessConfig::default(),
+            track_likelihood: false,
+        }
+    }
+
+    fn manifest() -> Manifest {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+        crate::model::Bundle::open(&dir).unwrap().manifest
+    }
+
+    fn storms(max_keys: usize, ttl_ms: u64) -> Storms {
+        Storms {
+            keys: HashMap::new(),
+            max_keys,
+            ttl_ms,
+            last_sweep_ms: 0,
+            evicted: ScorerEvictions::default(),
+        }
+    }
+
+    fn run_rule(flags: &[bool], min: usize, cooldown: usize) -> Vec<bool> {
+        let mut s = storms(10, 1_000);
+        flags
+            .iter()
+            .map(|&a| s.publish("k", a, min, cooldown, 0))
+            .collect()
+    }
+
+    #[test]
+    fn without_a_rule_every_anomalous_window_is_published() {
+        let f = [false, true, true, false, true];
+        assert_eq!(run_rule(&f, 1, 0), f.to_vec());
+    }
+
+    #[test]
+    fn consecutive_windows_and_cooldown() {
+        // 3 in a row publish once, then 2 windows of silence.
+        let f = [true, true, true, true, true, true, true, true, false, true];
+        let want = [
+            false, false, true, false, false, false, false, true, false, false,
+        ];
+        assert_eq!(run_rule(&f, 3, 2), want.to_vec());
+    }
+
+    #[test]
+    fn quiet_keys_leave_no_state() {
+        let mut s = storms(10_000, 1_000);
+        for k in 0..1000 {
+            s.publish(&k.to_string(), false, 2, 5, 0);
+        }
+        assert!(s.keys.is_empty());
+    }
+
+    #[test]
+    fn storm_state_is_bounded_by_max_keys_and_ttl() {
+        // Every key alerts once and enters a long cool-down: without a
+        // bound, each would be kept for ever.
+        let mut s = storms(100, 1_000);
+        for k in 0..10_000u64 {
+            s.publish(&k.to_string(), true, 1, 1_000, k / 100);
+            assert!(s.keys.len() <= 100, "{} keys", s.keys.len());
+        }
+        assert!(s.evicted.capacity_keys >= 9_900);
+        // Idle past the TTL: swept.
+        s.publish("late", false, 1, 1_000, 10_000);
+        assert!(s.keys.is_empty());
+        assert!(s.evicted.expired_keys > 0);
+    }
+
+    #[test]
+    fn an_infinite_score_is_an_anomaly_with_a_reason_and_finite_json() {
+        let m = manifest();
+        let (t, f) = (m.spec.window, m.spec.features);
+        for rule in [AnomalyRule::Threshold, AnomalyRule::Likelihood] {
+            let mut s = Scorer::new(ScorerConfig { rule, ..cfg(1, 0) }, &m).unwrap();
+            let values = vec![3.4e38f32; t * f];
+            let se = vec![f32::INFINITY; t * f];
+            let w = WindowScore {
+                key: "k",
+                start_ts_ms: 0,
+                end_ts_ms: 1,
+                timestamps: &[],
+                values: &values,
+                score: f32::INFINITY,
+                squared_error: &se,
+                prediction: None,
+                model_version: "1",
+            };
+            let d = s.decide(&w, 0);
+            assert_eq!(d.anomalous, Some(Reason::NonFiniteScore), "{rule:?}");
+            assert!(d.publish);
+            let src = SourceRef {
+                topic: "in".into(),
+                partition: 0,
+                offset: 0,
+            };
+            for json in [
+                s.anomaly_record(&w, &d, src.clone()).to_json().unwrap(),
+                s.embedding_record(&w, &d, vec![0.0]).to_json().unwrap(),
+                s.score_record(&w, &d).to_json().unwrap(),
+            ] {
+                let text = String::from_utf8(json).unwrap();
+                assert!(!text.contains("null"), "{text}");
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let score = v["score"].as_f64().unwrap();
+                assert!((score / f64::from(f32::MAX) - 1.0).abs() < 1e-6, "{text}");
+            }
+            let a: serde_json::Value =
+                serde_json::from_slice(&s.anomaly_record(&w, &d, src).to_json().unwrap()).unwrap();
+            assert_eq!(a["reason"], "non_finite_score");
+        }
+    }
+
+    #[test]
+    fn threshold_rule_and_contributor_times_of_a_window_without_start() {
+        let m = manifest();
+        let (t, f) = (m.spec.window, m.spec.features);
+        let mut s = Scorer::new(cfg(1, 0), &m).unwrap();
+        let values = vec![1.0f32; t * f];
+        let mut se = vec![0.0f32; t * f];
+        se[(t - 1) * f] = 9.0;
+        let w = WindowScore {
+            key: "k",
+            start_ts_ms: 1_000,
+            end_ts_ms: 1_000,
+            timestamps: &[],
+            values: &values,
+            score: 2.0 * m.threshold.value,
+            squared_error: &se,
+            prediction: None,
+            model_version: "1",
+        };
+        let d = s.decide(&w, 0);
+        assert_eq!(d.anomalous, Some(Reason::Threshold));
+        let rec = s.anomaly_record(
+            &w,
+            &d,
+            SourceRef {
+                topic: "in".into(),
+                partition: 0,
+                offset: 0,
+            },
+        );
+        assert_eq!(rec.contributors[0].step, t - 1);
+        assert_eq!(rec.contributors[0].ts, format_ts_ms(1_000));
+        let calm = WindowScore {
+            score: 0.5 * m.threshold.value,
+            ..w
+        };
+        assert_eq!(s.decide(&calm, 0).anomalous, None);
+    }
+}
