@@ -5,3 +5,11 @@
 //! layer calls the libraries (`serve`, `eval`, `infer`, `train`, `score`,
 //! `model`, `stream`, `data`), which never import it, `cli` or `config`
 //! beyond what their own settings need.
+
+pub mod history;
+pub mod models;
+pub mod progress;
+pub mod recalibrate;
+pub mod retrain;
+pub mod train;
+pub mod train_report;

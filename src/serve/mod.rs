@@ -82,6 +82,8 @@ pub enum ServeError {
     #[error(transparent)]
     Bundle(#[from] crate::model::BundleError),
     #[error(transparent)]
+    Store(#[from] crate::model::store::StoreError),
+    #[error(transparent)]
     Infer(#[from] crate::infer::InferError),
     #[error("model {0} has no reconstruction decoder, so no anomaly score: serve a composite or reconstruct model")]
     NoScore(String),
@@ -140,7 +142,9 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, ServeError> {
-    let bundle = Bundle::open(std::path::Path::new(&settings.serve.model))?;
+    // A store (follow its `current` version) or a fixed bundle folder.
+    let dir = crate::model::store::resolve(std::path::Path::new(&settings.serve.model))?;
+    let bundle = Bundle::open(&dir)?;
     let m = &bundle.manifest;
     if !m.spec.mode.has_reconstruction() {
         return Err(ServeError::NoScore(m.model_id.clone()));
