@@ -1,22 +1,20 @@
-//! Command-line interface: `train`, `score`, `inspect`, `serve`, `demo`,
-//! `produce`, `healthcheck`, `eval nab`, `eval labelled`. Errors end the
-//! process with one readable line (and its causes) and exit code 1; usage
-//! errors exit 2.
+//! Command-line interface: `train`, `retrain`, `recalibrate`, `models`,
+//! `score`, `serve`, `demo`, `produce`, `healthcheck`, `inspect`, `eval nab`,
+//! `eval labelled`. Argument parsing only: each command is in [`crate::app`].
+//! Errors end the process with one readable line (and its causes) and exit
+//! code 1; usage errors exit 2; `retrain` exits 3 when the promotion gate
+//! rejects the candidate.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::app::retrain::{Promotion, SourceOptions};
 use crate::config::{AnomalyRule, Settings};
 use crate::infer::{score, OnnxBackend};
 use crate::model::{Activation, Bundle, DecoderInput, Mode};
-use crate::train::fit::{EpochStats, Progress};
-use crate::train::pipeline;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +31,18 @@ struct Cli {
 enum Command {
     /// Train a model on a CSV series and write a bundle (model.onnx, manifest.json, report/).
     Train(TrainArgs),
+    /// A new version of a model store from recent history (CSV or the
+    /// daemon's Kafka input), gated before promotion. Exit 0: promoted (or
+    /// kept with --no-promote); 3: rejected by the gate; 1: error.
+    Retrain(RetrainArgs),
+    /// Re-fit the live version's threshold on recent scores (no retraining);
+    /// writes and promotes a new version.
+    Recalibrate(RecalibrateArgs),
+    /// The versioned model store: list, show, promote, rollback.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Score every window of a CSV with a bundle; writes a CSV and charts.
     Score(ScoreArgs),
     /// Run the daemon: Kafka in, ONNX Runtime, Kafka out, /metrics.
@@ -97,6 +107,129 @@ enum Command {
         #[command(subcommand)]
         bench: EvalCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every version: live marker, origin, parent, gate verdict.
+    List {
+        /// Store folder (models/<name>).
+        store: PathBuf,
+    },
+    /// A version's manifest and lineage (default: the live version).
+    Show {
+        store: PathBuf,
+        version: Option<i64>,
+        /// Print the raw manifest.json instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make VERSION live (running daemons reload it).
+    Promote {
+        store: PathBuf,
+        version: i64,
+        /// Also a version the gate rejected.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make the version live before the last promotion live again.
+    Rollback { store: PathBuf },
+}
+
+/// Where `retrain` and `recalibrate` read recent history.
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// A CSV (as `train` reads it).
+    #[arg(long, conflicts_with = "from_kafka")]
+    data: Option<PathBuf>,
+    /// The daemon's input topics (`[kafka]` in --config), read without a
+    /// consumer group: the daemon's committed offsets never move.
+    #[arg(long)]
+    from_kafka: bool,
+    /// Start of the range (event time): `7d`, `12h`, a timestamp or epoch ms.
+    #[arg(long)]
+    since: Option<String>,
+    /// End of the range (exclusive), same forms; default: now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this series key (default: all keys pooled).
+    #[arg(long, conflicts_with = "keys")]
+    key: Option<String>,
+    /// Only keys matching this glob (`*`, `?`).
+    #[arg(long)]
+    keys: Option<String>,
+}
+
+impl SourceArgs {
+    fn options(&self) -> SourceOptions {
+        SourceOptions {
+            csv: self.data.clone(),
+            from_kafka: self.from_kafka,
+            since: self.since.clone(),
+            until: self.until.clone(),
+            key: self.key.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RetrainArgs {
+    /// Model store folder (models/<name>); created with its first version.
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// TOML settings: [kafka] inputs, [retrain] gate, [training], [calibration].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Start from the live version's weights instead of a fresh initialisation.
+    #[arg(long)]
+    warm_start: bool,
+    /// Promote when the gate passes (the default).
+    #[arg(long, conflicts_with_all = ["no_promote", "force"])]
+    promote: bool,
+    /// Keep the new version as a candidate; never promote.
+    #[arg(long, conflicts_with = "force")]
+    no_promote: bool,
+    /// Promote even if the gate fails (recorded in the manifest).
+    #[arg(long)]
+    force: bool,
+    /// Maximum epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed: same data, settings and seed give the same model.onnx.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Hidden size H of a store's first version (later versions keep the live one's).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Window length T of a store's first version.
+    #[arg(long)]
+    window: Option<usize>,
+    /// Adam's step size.
+    #[arg(long)]
+    learning_rate: Option<f32>,
+    /// Threads per batch (0 = every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct RecalibrateArgs {
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// TOML settings: [kafka] inputs, [calibration] rule.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write the version but do not promote it.
+    #[arg(long)]
+    no_promote: bool,
 }
 
 #[derive(Subcommand)]
@@ -295,6 +428,9 @@ pub fn main() -> ExitCode {
         init_tracing();
     }
     let result = match cli.command {
+        Command::Retrain(a) => return exit(retrain(a)),
+        Command::Recalibrate(a) => recalibrate(a),
+        Command::Models { command } => models(command),
         Command::Train(a) => train(a),
         Command::Score(a) => score_cmd(a),
         Command::Inspect { dir, json } => inspect(&dir, json),
@@ -320,12 +456,111 @@ pub fn main() -> ExitCode {
             bench: EvalCommand::Labelled(a),
         } => eval_labelled(a),
     };
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+fn exit(result: Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `retrain`'s exit code when the gate rejected the candidate.
+pub const EXIT_REJECTED: u8 = 3;
+
+fn retrain(a: RetrainArgs) -> Result<ExitCode> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(v) = a.epochs {
+        s.training.epochs = v;
+    }
+    if let Some(v) = a.seed {
+        s.training.seed = v;
+    }
+    if let Some(v) = a.hidden {
+        s.model.hidden = v;
+    }
+    if let Some(v) = a.window {
+        s.model.window = v;
+    }
+    if let Some(v) = a.learning_rate {
+        s.training.learning_rate = v;
+    }
+    if let Some(v) = a.threads {
+        s.training.threads = v;
+    }
+    s.validate()?;
+    let opts = crate::app::retrain::RetrainOptions {
+        store: a.store.clone(),
+        source: a.source.options(),
+        warm_start: a.warm_start,
+        promotion: if a.force {
+            Promotion::Force
+        } else if a.no_promote && !a.promote {
+            Promotion::Never
+        } else {
+            Promotion::IfGatePasses
+        },
+    };
+    let stop = crate::app::progress::stop_on_ctrl_c();
+    let mut bar = crate::app::progress::Bar::new(s.training.epochs, a.quiet);
+    let outcome = crate::app::retrain::retrain(&s, &opts, &mut bar, &stop)
+        .with_context(|| format!("retraining {}", a.store.display()))?;
+    bar.bar.finish_and_clear();
+    println!("{}", outcome.summary(&a.store));
+    let rejected = outcome.gate.as_ref().is_some_and(|g| !g.passed) && !outcome.promoted;
+    Ok(if rejected {
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn recalibrate(a: RecalibrateArgs) -> Result<()> {
+    let s = Settings::load(a.config.as_deref())?;
+    let opts = crate::app::recalibrate::RecalibrateOptions {
+        store: a.store.clone(),
+        source: a.source.options(),
+        promotion: if a.no_promote {
+            Promotion::Never
+        } else {
+            Promotion::IfGatePasses
+        },
+    };
+    let r = crate::app::recalibrate::recalibrate(&s, &opts)
+        .with_context(|| format!("recalibrating {}", a.store.display()))?;
+    println!(
+        "recalibrate: {} v{} {} (parent v{}): threshold {:.5} → {:.5} ({} rule) on {} recent windows",
+        a.store.display(),
+        r.version,
+        if r.promoted { "promoted" } else { "kept as candidate" },
+        r.parent,
+        r.old_threshold,
+        r.threshold,
+        crate::app::train::rule_name(&s.calibration),
+        r.windows
+    );
+    Ok(())
+}
+
+fn models(c: ModelsCommand) -> Result<()> {
+    use crate::app::models;
+    match c {
+        ModelsCommand::List { store } => models::list(&store),
+        ModelsCommand::Show {
+            store,
+            version,
+            json,
+        } => models::show(&store, version, json),
+        ModelsCommand::Promote {
+            store,
+            version,
+            force,
+        } => models::promote(&store, version, force),
+        ModelsCommand::Rollback { store } => models::rollback(&store),
     }
 }
 
@@ -347,43 +582,6 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn init_tracing() {
     crate::telemetry::logging::init(crate::telemetry::logging::LogFormat::Text, "info");
-}
-
-/// A progress bar over all batches of all epochs, with the latest losses.
-struct Bar {
-    bar: ProgressBar,
-    epochs: usize,
-}
-
-impl Progress for Bar {
-    fn batch(&mut self, epoch: usize, batch: usize, batches: usize) {
-        if self.bar.length() != Some((self.epochs * batches) as u64) {
-            self.bar.set_length((self.epochs * batches) as u64);
-        }
-        self.bar
-            .set_position(((epoch - 1) * batches + batch) as u64);
-    }
-
-    fn epoch(&mut self, s: &EpochStats, best: bool) {
-        self.bar.set_message(format!(
-            "epoch {}/{} loss {:.5} val {:.5}{}",
-            s.epoch,
-            self.epochs,
-            s.train.total,
-            s.validation.total,
-            if best { " *" } else { "" }
-        ));
-        self.bar.suspend(|| {
-            tracing::info!(
-                epoch = s.epoch,
-                loss = s.train.total,
-                val_loss = s.validation.total,
-                seconds = format!("{:.2}", s.seconds),
-                best,
-                "epoch"
-            )
-        });
-    }
 }
 
 fn train(a: TrainArgs) -> Result<()> {
@@ -425,62 +623,7 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     s.validate()?;
 
-    // Ctrl-C: finish the current batch, keep the best epoch so far.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: stopping after this batch and keeping the best epoch (Ctrl-C again to abort)");
-    });
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% ETA {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut progress = Bar {
-        bar,
-        epochs: s.training.epochs,
-    };
-    let trained = pipeline::train_bundle(&s, &a.data, &a.out, &mut progress, &stop)
-        .with_context(|| format!("training on {}", a.data.display()))?;
-    progress.bar.finish_and_clear();
-    let report = crate::report::training::write(&trained, &pipeline::report_dir(&a.out))
-        .with_context(|| format!("writing the report into {}", a.out.display()))?;
-    let m = &trained.bundle.manifest;
-    println!(
-        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, threshold {:.5} ({} rule), {:.1} s, {:.2} s per epoch",
-        a.out.display(),
-        m.model_id,
-        m.model_version,
-        m.training.best_epoch,
-        m.training.epochs_run,
-        m.training.stopped,
-        m.training.best_validation_loss.total,
-        m.threshold.value,
-        match &m.threshold.fallback {
-            None => rule_name(&m.threshold.rule),
-            Some(f) => format!("{}, fallback", rule_name(&f.rule)),
-        },
-        m.training.seconds,
-        m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
-    );
-    println!(
-        "report: {}",
-        report
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(())
+    crate::app::train::run(&s, &a.data, &a.out, a.quiet)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -589,17 +732,10 @@ fn healthcheck(config: Option<PathBuf>, path: &str, timeout_s: u64) -> Result<()
     Ok(())
 }
 
-fn rule_name(r: &crate::train::calibrate::ThresholdRule) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.get("rule").and_then(|x| x.as_str()).map(str::to_string))
-        .unwrap_or_default()
-}
-
 fn score_cmd(a: ScoreArgs) -> Result<()> {
     let s = Settings::load(a.config.as_deref())?;
     let bundle = Bundle::open(&a.model)?;
-    let series = score::load_for_bundle(&bundle, &a.file, &pipeline::csv_options(&s))?;
+    let series = score::load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = score::Rule {
         rule: s.anomalies.rule,
@@ -800,88 +936,10 @@ fn eval_labelled(a: EvalLabelledArgs) -> Result<()> {
 
 fn inspect(dir: &Path, json: bool) -> Result<()> {
     let b = Bundle::open(dir)?;
-    let m = &b.manifest;
     if json {
-        println!("{}", serde_json::to_string_pretty(m)?);
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(&b.manifest)?);
+    } else {
+        crate::app::models::print_manifest(&b.manifest);
     }
-    let s = &m.spec;
-    println!(
-        "model        {} v{} (format {}, trainer {})",
-        m.model_id, m.model_version, m.format_version, m.trainer_version
-    );
-    println!("created      {}", m.created_at);
-    println!(
-        "architecture {:?}: window T={}, features F={} [{}], hidden H={}, horizon P={}",
-        s.mode,
-        s.window,
-        s.features,
-        m.feature_names.join(", "),
-        s.hidden,
-        s.horizon
-    );
-    println!(
-        "             activation {:?}, decoder input {:?}, reversed reconstruction {}, loss = {}·recon + {}·pred",
-        s.activation, s.decoder_input, s.reverse_reconstruction, s.reconstruction_weight, s.prediction_weight
-    );
-    println!(
-        "scaler       {:?}: offset {:?}, scale {:?}",
-        m.scaler.kind, m.scaler.offset, m.scaler.scale
-    );
-    match &m.threshold.fallback {
-        None => println!(
-            "threshold    {:.6} ({})",
-            m.threshold.value,
-            serde_json::to_string(&m.threshold.rule)?
-        ),
-        Some(f) => {
-            println!(
-                "threshold    {:.6} ({}, a fallback: the configured {} could not be applied)",
-                m.threshold.value,
-                serde_json::to_string(&f.rule)?,
-                serde_json::to_string(&m.threshold.rule)?
-            );
-            println!("             because {}", f.reason);
-        }
-    }
-    let q: Vec<String> = m
-        .validation_scores
-        .quantiles
-        .iter()
-        .map(|(q, v)| format!("q{q}={v:.5}"))
-        .collect();
-    println!(
-        "val scores   {} windows, mean {:.5}; {}",
-        m.validation_scores.count,
-        m.validation_scores.mean,
-        q.join(" ")
-    );
-    let d = &m.training_data;
-    println!(
-        "data         {} ({} rows, {} .. {}), sha256 {}",
-        d.file, d.rows, d.first_timestamp, d.last_timestamp, d.sha256
-    );
-    println!(
-        "             {} training rows → {} windows, {} validation rows → {} windows, stride {}",
-        d.train_rows, d.train_windows, d.validation_rows, d.validation_windows, d.stride
-    );
-    let t = &m.training;
-    println!(
-        "training     {} epochs ({:?}), best {}: loss {:.5}, validation {:.5}; {:.1} s, seed {}",
-        t.epochs_run,
-        t.stopped,
-        t.best_epoch,
-        t.final_train_loss.total,
-        t.best_validation_loss.total,
-        t.seconds,
-        t.seed
-    );
-    println!(
-        "onnx         {} opset {}, outputs [{}], sha256 {}",
-        m.onnx.file,
-        m.onnx.opset,
-        m.onnx.outputs.join(", "),
-        m.onnx.sha256
-    );
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::ScalerKind;
-use crate::model::{Activation, DecoderInput, Mode, ModelSpec};
+use crate::data::{CsvOptions, FillRule, ScalerKind, TimestampOrder};
+use crate::model::ModelSpec;
 use crate::train::calibrate::ThresholdRule;
 use crate::train::TrainOptions;
 
@@ -30,12 +30,13 @@ pub struct DataSettings {
     pub timestamp_column: String,
     /// Feature columns; empty = every column but the timestamp, in file order.
     pub feature_columns: Vec<String>,
-    /// What to do with empty or NaN values: `error`, `previous` or `linear`.
-    pub fill: String,
+    /// What to do with empty or NaN values: `error`, `previous` or `linear`
+    /// (see [`FillRule`]).
+    pub fill: FillRule,
     /// `increasing`: a timestamp that does not increase is an error naming
     /// the line; `file`: keep rows in file order (some real exports repeat
-    /// an hour at a daylight-saving change).
-    pub timestamp_order: String,
+    /// an hour at a daylight-saving change). See [`TimestampOrder`].
+    pub timestamp_order: TimestampOrder,
     /// Train on the first this many rows only (0 = all): keeps the end of a
     /// file out of training, e.g. to score it as unseen data.
     pub max_rows: usize,
@@ -47,81 +48,31 @@ pub struct DataSettings {
     pub scaler: ScalerKind,
 }
 
+impl DataSettings {
+    /// How `load_csv` reads a file under these settings.
+    pub fn csv_options(&self) -> CsvOptions {
+        CsvOptions {
+            timestamp_column: (!self.timestamp_column.is_empty())
+                .then(|| self.timestamp_column.clone()),
+            feature_columns: (!self.feature_columns.is_empty())
+                .then(|| self.feature_columns.clone()),
+            fill: self.fill,
+            timestamp_order: self.timestamp_order,
+        }
+    }
+}
+
 impl Default for DataSettings {
     fn default() -> Self {
         DataSettings {
             timestamp_column: String::new(),
             feature_columns: vec![],
-            fill: "error".into(),
-            timestamp_order: "increasing".into(),
+            fill: FillRule::Error,
+            timestamp_order: TimestampOrder::Increasing,
             max_rows: 0,
             stride: 1,
             validation_fraction: 0.2,
             scaler: ScalerKind::Standard,
-        }
-    }
-}
-
-/// The model architecture; see [`ModelSpec`] for what each option means.
-/// The feature count comes from the data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelSettings {
-    /// Window length T, in rows.
-    pub window: usize,
-    /// LSTM hidden size H (the embedding length).
-    pub hidden: usize,
-    /// Prediction horizon P, in rows (ignored in `reconstruct` mode).
-    pub horizon: usize,
-    /// `tanh` or `relu`.
-    pub activation: Activation,
-    /// `repeat`, `state` or `conditional`.
-    pub decoder_input: DecoderInput,
-    /// Reconstruct the window in reverse order, as the paper recommends.
-    pub reverse_reconstruction: bool,
-    /// `reconstruct`, `predict` or `composite`.
-    pub mode: Mode,
-    /// Weight of the reconstruction MSE in the loss.
-    pub reconstruction_weight: f32,
-    /// Weight λ of the prediction MSE in the loss.
-    pub prediction_weight: f32,
-}
-
-impl Default for ModelSettings {
-    fn default() -> Self {
-        let s = ModelSpec::default();
-        ModelSettings {
-            window: s.window,
-            hidden: s.hidden,
-            horizon: s.horizon,
-            activation: s.activation,
-            decoder_input: s.decoder_input,
-            reverse_reconstruction: s.reverse_reconstruction,
-            mode: s.mode,
-            reconstruction_weight: s.reconstruction_weight,
-            prediction_weight: s.prediction_weight,
-        }
-    }
-}
-
-impl ModelSettings {
-    /// The spec for data with `features` columns.
-    pub fn spec(&self, features: usize) -> ModelSpec {
-        ModelSpec {
-            window: self.window,
-            features,
-            hidden: self.hidden,
-            horizon: if self.mode.has_prediction() {
-                self.horizon
-            } else {
-                0
-            },
-            activation: self.activation,
-            decoder_input: self.decoder_input,
-            reverse_reconstruction: self.reverse_reconstruction,
-            mode: self.mode,
-            reconstruction_weight: self.reconstruction_weight,
-            prediction_weight: self.prediction_weight,
         }
     }
 }
@@ -141,6 +92,35 @@ impl Default for BundleSettings {
         BundleSettings {
             model_id: String::new(),
             model_version: 1,
+        }
+    }
+}
+
+/// `lstm-ae retrain`: the held-back slice and the promotion gate (see
+/// `app::retrain::gate` and README, *Retraining*).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainSettings {
+    /// Fraction of each series' rows, at its end, held back from training
+    /// and validation for the gate's comparison of candidate and live model.
+    pub gate_fraction: f64,
+    /// The candidate's loss on the held-back slice may exceed the live
+    /// model's by this fraction (0.05 = 5 %).
+    pub loss_tolerance: f64,
+    /// The candidate's anomaly rate on the slice may exceed the live
+    /// model's by this much, absolute (0.01 = one percentage point).
+    pub anomaly_rate_tolerance: f64,
+    /// `--from-kafka`: longest the history read may take.
+    pub kafka_timeout_ms: u64,
+}
+
+impl Default for RetrainSettings {
+    fn default() -> Self {
+        RetrainSettings {
+            gate_fraction: 0.1,
+            loss_tolerance: 0.05,
+            anomaly_rate_tolerance: 0.01,
+            kafka_timeout_ms: 300_000,
         }
     }
 }
@@ -360,7 +340,9 @@ impl KafkaSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeSettings {
-    /// Model bundle folder (model.onnx + manifest.json).
+    /// Model bundle folder (model.onnx + manifest.json), or a model store
+    /// (numbered versions and a `current` file, see `model::store`): the
+    /// daemon serves its current version.
     pub model: String,
     /// Most windows per inference call.
     pub max_batch: usize,
@@ -495,13 +477,20 @@ impl Default for LogSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub data: DataSettings,
-    pub model: ModelSettings,
+    /// The architecture and loss ([`ModelSpec`]: `window`, `hidden`,
+    /// `horizon`, `activation`, `decoder_input`, `reverse_reconstruction`,
+    /// `mode`, `reconstruction_weight`, `prediction_weight`). `features`
+    /// must be left at 1 or equal the data's feature column count: training
+    /// takes it from the data and refuses a different value. `horizon` is
+    /// ignored (0) in `reconstruct` mode.
+    pub model: ModelSpec,
     pub training: TrainOptions,
     /// How the anomaly threshold is set from validation scores:
     /// `{ rule = "pot", initial_quantile = 0.98, risk = 0.001 }`,
     /// `{ rule = "quantile", q = 0.995 }` or `{ rule = "mean_std", k = 4.0 }`.
     pub calibration: ThresholdRule,
     pub bundle: BundleSettings,
+    pub retrain: RetrainSettings,
     pub runtime: RuntimeSettings,
     pub kafka: KafkaSettings,
     pub serve: ServeSettings,
@@ -564,12 +553,6 @@ impl Settings {
                 reason: reason.into(),
             })
         };
-        if !["error", "previous", "linear"].contains(&self.data.fill.as_str()) {
-            return bad("data.fill", "must be one of error, previous, linear");
-        }
-        if !["increasing", "file"].contains(&self.data.timestamp_order.as_str()) {
-            return bad("data.timestamp_order", "must be increasing or file");
-        }
         if self.data.stride == 0 {
             return bad("data.stride", "must be at least 1");
         }
@@ -578,6 +561,20 @@ impl Settings {
                 "data.validation_fraction",
                 "must be between 0 and 1 (exclusive)",
             );
+        }
+        if !(self.retrain.gate_fraction >= 0.0 && self.retrain.gate_fraction < 1.0) {
+            return bad("retrain.gate_fraction", "must be in [0, 1)");
+        }
+        for (key, v) in [
+            ("retrain.loss_tolerance", self.retrain.loss_tolerance),
+            (
+                "retrain.anomaly_rate_tolerance",
+                self.retrain.anomaly_rate_tolerance,
+            ),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(key, "must be a finite number >= 0");
+            }
         }
         if self.training.epochs == 0 {
             return bad("training.epochs", "must be at least 1");
@@ -636,7 +633,7 @@ impl Settings {
             );
         }
         self.validate_group()?;
-        if let Err(e) = self.model.spec(1).validate() {
+        if let Err(e) = self.model.for_features(1).validate() {
             return bad(&format!("model.{}", e.field), &e.reason);
         }
         if let Err(e) = self.postprocess.validate() {
@@ -764,10 +761,10 @@ mod tests {
         let env = vec![("LSTM_AE__TRAINING__EPOCHS".to_string(), "9".to_string())];
         let s = Settings::load_with_env(Some(&f), env).unwrap();
         assert_eq!(s.model.hidden, 16);
-        assert_eq!(s.model.activation, Activation::Relu);
+        assert_eq!(s.model.activation, crate::model::Activation::Relu);
         assert_eq!(s.training.epochs, 9);
         assert_eq!(s.calibration, ThresholdRule::Quantile { q: 0.99 });
-        assert_eq!(s.model.window, ModelSettings::default().window);
+        assert_eq!(s.model.window, ModelSpec::default().window);
     }
 
     #[test]
@@ -854,6 +851,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("postprocess.short_window"), "{e}");
+    }
+
+    #[test]
+    fn fill_and_timestamp_order_are_named_values_and_others_are_refused() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let s = Settings::load_with_env(None, env("LSTM_AE__DATA__FILL", "linear")).unwrap();
+        assert_eq!(s.data.csv_options().fill, FillRule::Linear);
+        let s =
+            Settings::load_with_env(None, env("LSTM_AE__DATA__TIMESTAMP_ORDER", "file")).unwrap();
+        assert_eq!(
+            s.data.csv_options().timestamp_order,
+            TimestampOrder::Unchecked
+        );
+        // Once a misspelling fell back to `error` / `increasing` silently.
+        for (k, v) in [
+            ("LSTM_AE__DATA__FILL", "linaer"),
+            ("LSTM_AE__DATA__TIMESTAMP_ORDER", "unchecked"),
+        ] {
+            let e = Settings::load_with_env(None, env(k, v))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(v), "{e}");
+        }
     }
 
     #[test]

@@ -9,3 +9,10 @@
 pub mod eval_labelled;
 pub mod healthcheck;
 pub mod produce;
+pub mod history;
+pub mod models;
+pub mod progress;
+pub mod recalibrate;
+pub mod retrain;
+pub mod train;
+pub mod train_report;

@@ -52,7 +52,8 @@ impl Series {
 ///
 /// Text that is not a number, infinities and bad timestamps are errors under
 /// every rule: filling them would hide a broken file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FillRule {
     /// Stop at the first missing value.
     #[default]
@@ -69,7 +70,8 @@ pub enum FillRule {
 }
 
 /// Whether timestamps must strictly increase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TimestampOrder {
     /// A timestamp equal to or before the previous one is an error: it
     /// usually means concatenated or shuffled files.
@@ -79,7 +81,8 @@ pub enum TimestampOrder {
     /// counted in rows, so this is safe for data known to have clock
     /// glitches: 8 of the 58 NAB files repeat timestamps (daylight-saving
     /// changes, duplicated rows) or step back an hour, and NAB's labels and
-    /// scoring assume the rows as they are.
+    /// scoring assume the rows as they are. Named `file` in settings.
+    #[serde(rename = "file")]
     Unchecked,
 }
 

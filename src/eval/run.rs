@@ -19,7 +19,6 @@ use std::time::Instant;
 use ndarray::{s, Array2, Array3, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelSettings;
 use crate::data::{self, CsvOptions, Scaler, ScalerKind, TimestampOrder};
 use crate::eval::nab::{self, FileScores, NabError, ProfileReport, ResultRow};
 use crate::eval::split::{self, SplitScores};
@@ -78,7 +77,7 @@ impl Default for RetrainConfig {
 pub struct NabEvalConfig {
     /// Detector name in the results tree.
     pub detector: String,
-    pub model: ModelSettings,
+    pub model: ModelSpec,
     /// Training on the probationary rows (`patience` is ignored: there is no
     /// validation split in a 750-row probation).
     pub training: TrainOptions,
@@ -97,14 +96,14 @@ impl Default for NabEvalConfig {
     fn default() -> Self {
         NabEvalConfig {
             detector: "lstmAe".into(),
-            model: ModelSettings {
+            model: ModelSpec {
                 window: 32,
                 hidden: 16,
                 horizon: 4,
                 decoder_input: DecoderInput::Repeat,
                 reverse_reconstruction: true,
                 mode: Mode::Composite,
-                ..ModelSettings::default()
+                ..ModelSpec::default()
             },
             training: TrainOptions {
                 epochs: 50,
@@ -152,7 +151,7 @@ impl NabEvalConfig {
     }
 
     pub fn spec(&self) -> ModelSpec {
-        self.model.spec(1)
+        self.model.for_features(1)
     }
 
     fn thread_count(&self) -> usize {

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use super::ModelSpec;
 use crate::data::Scaler;
 use crate::train::calibrate::{Fallback, ThresholdRule};
-use crate::train::fit::{EpochStats, LossRecord, StopReason};
 
 /// Bumped when a field changes meaning; readers refuse newer formats.
 pub const FORMAT_VERSION: u32 = 1;
@@ -64,6 +63,32 @@ pub struct TrainingSummary {
     pub history: Vec<EpochStats>,
 }
 
+/// What one epoch did, for progress display and the report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train: LossRecord,
+    pub validation: LossRecord,
+    pub seconds: f64,
+}
+
+/// A training loss in a serialisable form.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct LossRecord {
+    pub total: f64,
+    pub reconstruction: f64,
+    pub prediction: f64,
+}
+
+/// Why training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Epochs,
+    EarlyStopping,
+    Interrupted,
+}
+
 /// The model file's identity, so a swapped or corrupted file is noticed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnnxInfo {
@@ -90,4 +115,94 @@ pub struct Manifest {
     pub training_data: TrainingData,
     pub training: TrainingSummary,
     pub onnx: OnnxInfo,
+    /// How this version came to be, for a version in a model store
+    /// (`lstm-ae retrain` / `recalibrate`); absent in a bundle written by
+    /// `lstm-ae train`, so older manifests still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+}
+
+/// What made a store version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A network trained from scratch.
+    Train,
+    /// A network trained on recent history (from scratch or warm-started).
+    Retrain,
+    /// The parent's network with only the threshold re-fitted.
+    Recalibrate,
+}
+
+/// Where a version's training data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum DataSource {
+    /// A CSV file (its name and hash are in [`TrainingData`]).
+    Csv { path: String },
+    /// The daemon's input topics, read without a consumer group.
+    Kafka {
+        topics: Vec<String>,
+        /// `all`, one key, or a glob over keys (`*`, `?`).
+        keys: String,
+        /// Event-time range asked for, epoch ms (inclusive start, exclusive end).
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        /// Per partition: the offsets read, `[from, to)`.
+        partitions: Vec<PartitionRange>,
+        /// Series (keys) the data pooled.
+        series: usize,
+    },
+}
+
+/// A partition's offsets read, `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionRange {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The store provenance of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    pub origin: Origin,
+    pub source: DataSource,
+    /// The version that was current when this one was made.
+    pub parent_version: Option<i64>,
+    /// Training started from the parent's weights.
+    pub warm_start: bool,
+    /// Windows left out of training and validation because the parent model
+    /// flagged them as anomalous.
+    pub excluded_windows: usize,
+    /// The promotion gate's verdict; `None` when there was no parent to compare with.
+    pub gate: Option<GateResult>,
+}
+
+/// The gate's comparison of candidate and current on the held-back slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateResult {
+    pub passed: bool,
+    /// Promoted although the gate failed (`--force`).
+    pub forced: bool,
+    /// One line: why it passed or failed.
+    pub reason: String,
+    /// Windows of the held-back slice compared.
+    pub windows: usize,
+    /// Mean squared reconstruction error on the slice's unflagged windows,
+    /// in units of the slice's own standard deviation (comparable across
+    /// the two models' scalers).
+    pub current_loss: f64,
+    pub candidate_loss: f64,
+    /// Fraction of the slice's windows each model flags (score ≥ its threshold).
+    pub current_anomaly_rate: f64,
+    pub candidate_anomaly_rate: f64,
+    /// The candidate's loss may exceed the current's by this fraction.
+    pub loss_tolerance: f64,
+    /// The candidate's anomaly rate may exceed the current's by this much (absolute).
+    pub anomaly_rate_tolerance: f64,
 }

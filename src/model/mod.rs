@@ -5,7 +5,9 @@ pub mod bundle;
 pub mod manifest;
 pub mod onnx;
 pub mod params;
+pub mod real;
 pub mod spec;
+pub mod store;
 
 pub use bundle::{Bundle, BundleError};
 pub use manifest::Manifest;

@@ -29,7 +29,7 @@ use super::onnx_pb::{
     OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto,
 };
-use super::params::{DecoderParams, Params};
+use super::params::{DecoderParams, LstmParams, Params};
 use super::spec::{Activation, DecoderInput, ModelSpec};
 
 /// The opset the exported graph declares.
@@ -450,4 +450,209 @@ pub fn export(params: &Params<f32>, info: &ExportInfo<'_>) -> ModelProto {
 /// The model file's bytes.
 pub fn export_bytes(params: &Params<f32>, info: &ExportInfo<'_>) -> Vec<u8> {
     export(params, info).encode_to_vec()
+}
+
+/// Why weights could not be read back from a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("not a valid ONNX model: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("the model has no initializer `{0}` (not exported by lstm-ae, or a different spec)")]
+    Missing(String),
+    #[error("initializer `{name}` has {found} values, the spec needs {expected}")]
+    Shape {
+        name: String,
+        found: usize,
+        expected: usize,
+    },
+    #[error("reading weights back is not supported for decoder_input = conditional (its export folds the feedback into the recurrence)")]
+    Conditional,
+}
+
+/// Reads the trainer's parameters back from a model [`export`] wrote, so a
+/// retrain can start from the live version's weights (the inverse of
+/// `lstm_weights` and the dense layers; initializer names are the export's
+/// hints plus a numeric suffix).
+pub fn import_params(bytes: &[u8], spec: &ModelSpec) -> Result<Params<f32>, ImportError> {
+    if spec.decoder_input == DecoderInput::Conditional {
+        return Err(ImportError::Conditional);
+    }
+    let model = ModelProto::decode(bytes)?;
+    let graph = model.graph.unwrap_or_default();
+    let find = |hint: &str, expected: usize| -> Result<Vec<f32>, ImportError> {
+        let t = graph
+            .initializer
+            .iter()
+            .find(|t| {
+                t.name.as_deref().is_some_and(|n| {
+                    n.strip_prefix(hint)
+                        .and_then(|rest| rest.strip_prefix('_'))
+                        .is_some_and(|num| {
+                            !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())
+                        })
+                })
+            })
+            .ok_or_else(|| ImportError::Missing(hint.to_string()))?;
+        let values: Vec<f32> = match &t.raw_data {
+            Some(raw) => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            None => t.float_data.clone(),
+        };
+        if values.len() != expected {
+            return Err(ImportError::Shape {
+                name: hint.to_string(),
+                found: values.len(),
+                expected,
+            });
+        }
+        Ok(values)
+    };
+    let (f, h) = (spec.features, spec.hidden);
+    // W = w_xᵀ [4H, I], R = w_hᵀ [4H, H], B = [b, 0] [8H].
+    let lstm =
+        |hint: &str, input: usize, stored_input: usize| -> Result<LstmParams<f32>, ImportError> {
+            let w = find(&format!("{hint}_W"), 4 * h * stored_input)?;
+            let r = find(&format!("{hint}_R"), 4 * h * h)?;
+            let b = find(&format!("{hint}_B"), 8 * h)?;
+            let w_x = if input == 0 {
+                Array2::zeros((0, 4 * h))
+            } else {
+                Array2::from_shape_vec((4 * h, input), w)
+                    .map_err(|_| ImportError::Missing(format!("{hint}_W")))?
+                    .reversed_axes()
+                    .as_standard_layout()
+                    .to_owned()
+            };
+            let w_h = Array2::from_shape_vec((4 * h, h), r)
+                .map_err(|_| ImportError::Missing(format!("{hint}_R")))?
+                .reversed_axes()
+                .as_standard_layout()
+                .to_owned();
+            Ok(LstmParams {
+                w_x,
+                w_h,
+                b: Array1::from_vec(b[..4 * h].to_vec()),
+            })
+        };
+    let input = super::params::decoder_input_width(spec);
+    // A decoder without input is exported with one zero input column.
+    let stored = input.max(1);
+    let decoder = |hint: &str| -> Result<DecoderParams<f32>, ImportError> {
+        let w_out = find(&format!("{hint}_w_out"), h * f)?;
+        Ok(DecoderParams {
+            lstm: lstm(hint, input, stored)?,
+            w_out: Array2::from_shape_vec((h, f), w_out)
+                .map_err(|_| ImportError::Missing(format!("{hint}_w_out")))?,
+            b_out: Array1::from_vec(find(&format!("{hint}_b_out"), f)?),
+        })
+    };
+    Ok(Params {
+        encoder: lstm("encoder", f, f)?,
+        reconstruction: spec
+            .mode
+            .has_reconstruction()
+            .then(|| decoder("reconstruction"))
+            .transpose()?,
+        prediction: spec
+            .mode
+            .has_prediction()
+            .then(|| decoder("prediction"))
+            .transpose()?,
+    })
+}
+
+/// The same network under a new version number and threshold (what
+/// `lstm-ae recalibrate` writes): the weights stay byte for byte.
+pub fn restamp(bytes: &[u8], model_version: i64, threshold: f32) -> Result<Vec<u8>, ImportError> {
+    let mut model = ModelProto::decode(bytes)?;
+    model.model_version = Some(model_version);
+    let value = threshold.to_string();
+    match model
+        .metadata_props
+        .iter_mut()
+        .find(|p| p.key.as_deref() == Some("lstm_ae.threshold"))
+    {
+        Some(p) => p.value = Some(value),
+        None => model.metadata_props.push(StringStringEntryProto {
+            key: Some("lstm_ae.threshold".into()),
+            value: Some(value),
+        }),
+    }
+    Ok(model.encode_to_vec())
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::model::Mode;
+
+    fn roundtrip(spec: ModelSpec) {
+        let params = Params::<f32>::init(&spec, 7);
+        let info = ExportInfo {
+            spec: &spec,
+            scaler_offset: &vec![0.0; spec.features],
+            scaler_scale: &vec![1.0; spec.features],
+            model_id: "m",
+            model_version: 1,
+            metadata: vec![],
+        };
+        let back = import_params(&export_bytes(&params, &info), &spec).unwrap();
+        assert_eq!(back, params, "{spec:?}");
+    }
+
+    #[test]
+    fn exported_weights_read_back_exactly() {
+        for (decoder_input, mode) in [
+            (DecoderInput::Repeat, Mode::Composite),
+            (DecoderInput::State, Mode::Composite),
+            (DecoderInput::Repeat, Mode::Reconstruct),
+        ] {
+            roundtrip(ModelSpec {
+                window: 5,
+                features: 2,
+                hidden: 3,
+                horizon: if mode.has_prediction() { 2 } else { 0 },
+                decoder_input,
+                mode,
+                ..ModelSpec::default()
+            });
+        }
+    }
+
+    #[test]
+    fn a_conditional_decoder_or_another_spec_is_refused() {
+        let spec = ModelSpec {
+            window: 5,
+            hidden: 3,
+            ..ModelSpec::default()
+        };
+        let params = Params::<f32>::init(&spec, 7);
+        let info = ExportInfo {
+            spec: &spec,
+            scaler_offset: &[0.0],
+            scaler_scale: &[1.0],
+            model_id: "m",
+            model_version: 1,
+            metadata: vec![],
+        };
+        let bytes = export_bytes(&params, &info);
+        let bigger = ModelSpec {
+            hidden: 4,
+            ..spec.clone()
+        };
+        assert!(matches!(
+            import_params(&bytes, &bigger),
+            Err(ImportError::Shape { .. })
+        ));
+        let cond = ModelSpec {
+            decoder_input: DecoderInput::Conditional,
+            ..spec
+        };
+        assert!(matches!(
+            import_params(&bytes, &cond),
+            Err(ImportError::Conditional)
+        ));
+    }
 }

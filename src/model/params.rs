@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::spec::{DecoderInput, ModelSpec};
-use crate::train::real::Real;
+use crate::model::real::Real;
 
 /// One LSTM layer. `w_x` has zero rows for a decoder without input.
 #[derive(Debug, Clone, PartialEq)]

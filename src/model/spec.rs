@@ -122,6 +122,17 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// This spec for data with `features` columns. The horizon of a mode
+    /// without a prediction decoder becomes 0, so a settings file can switch
+    /// `mode` without also zeroing `horizon`.
+    pub fn for_features(&self, features: usize) -> ModelSpec {
+        ModelSpec {
+            features,
+            horizon: self.target_horizon(),
+            ..self.clone()
+        }
+    }
+
     /// Steps of future targets a training sample needs after its window.
     pub fn target_horizon(&self) -> usize {
         if self.mode.has_prediction() {

@@ -5,6 +5,5 @@
 //! model bundle's `report/*.svg` opens in any browser and diffs in review.
 
 pub mod svg;
-pub mod training;
 
 pub use svg::{decimate, histogram, histogram_counts, line_chart, Histogram, LineChart};

@@ -118,6 +118,8 @@ pub enum ServeError {
     #[error(transparent)]
     Bundle(#[from] crate::model::BundleError),
     #[error(transparent)]
+    Store(#[from] crate::model::store::StoreError),
+    #[error(transparent)]
     Infer(#[from] InferError),
     #[error("model {0} has no reconstruction decoder, so no anomaly score: serve a composite or reconstruct model")]
     NoScore(String),
@@ -162,7 +164,9 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, ServeError> {
-    let bundle = Bundle::open(std::path::Path::new(&settings.serve.model))?;
+    // A store (follow its `current` version) or a fixed bundle folder.
+    let dir = crate::model::store::resolve(std::path::Path::new(&settings.serve.model))?;
+    let bundle = Bundle::open(&dir)?;
     let threads = inference_threads(&settings);
     let mut opts = settings.runtime.backend_options();
     if threads > 1 && opts.intra_threads == 0 {

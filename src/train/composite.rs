@@ -10,9 +10,9 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, Array3, ArrayView3, Axis};
 
 use crate::model::params::{DecoderParams, Params};
+use crate::model::real::Real;
 use crate::model::{DecoderInput, ModelSpec};
 use crate::train::lstm::{self, Input, Trace};
-use crate::train::real::Real;
 
 /// What the model computes for a batch of windows (scaled units).
 #[derive(Debug, Clone)]

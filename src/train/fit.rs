@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::manifest::{EpochStats, LossRecord, StopReason};
 use crate::model::{ModelSpec, Params};
 use crate::train::adam::Adam;
 use crate::train::composite::{self, Loss};
@@ -81,23 +82,6 @@ impl Dataset {
     }
 }
 
-/// What one epoch did, for progress display and the report.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
-    pub epoch: usize,
-    pub train: LossRecord,
-    pub validation: LossRecord,
-    pub seconds: f64,
-}
-
-/// [`Loss`] in a serialisable form.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct LossRecord {
-    pub total: f64,
-    pub reconstruction: f64,
-    pub prediction: f64,
-}
-
 impl From<Loss> for LossRecord {
     fn from(l: Loss) -> Self {
         LossRecord {
@@ -106,15 +90,6 @@ impl From<Loss> for LossRecord {
             prediction: l.prediction,
         }
     }
-}
-
-/// Why training ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Epochs,
-    EarlyStopping,
-    Interrupted,
 }
 
 /// The result of [`fit`]: the parameters of the best epoch and the history.

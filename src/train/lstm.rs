@@ -13,8 +13,8 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray, Ix2};
 
 use crate::model::params::LstmParams;
+use crate::model::real::Real;
 use crate::model::Activation;
-use crate::train::real::Real;
 
 /// What the layer reads at each step.
 pub enum Input<'a, A> {

@@ -6,7 +6,5 @@ pub mod calibrate;
 pub mod composite;
 pub mod fit;
 pub mod lstm;
-pub mod pipeline;
-pub mod real;
 
 pub use fit::{fit, Dataset, Fitted, Progress, Quiet, StopReason, TrainOptions};

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{s, Axis};
 
-use super::svg::{self, LineChart, Series};
+use crate::app::train::Trained;
+use crate::report::svg::{self, LineChart, Series};
 use crate::train::composite;
-use crate::train::pipeline::Trained;
 
 const BLUE: &str = "#1f77b4";
 const ORANGE: &str = "#ff7f0e";

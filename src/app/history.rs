@@ -1,0 +1,364 @@
+//! Reading training data back from the daemon's own input topics, for
+//! `lstm-ae retrain --from-kafka` and `lstm-ae recalibrate --from-kafka`.
+//!
+//! The reader **never joins or commits for a consumer group**: it has no
+//! `group.id`, assigns partitions explicitly and stores no offsets, so the
+//! daemon's committed offsets cannot move (`tests/retrain.rs` reads them
+//! before and after). It reads each partition from the offset of the first
+//! message at or after `since` (ListOffsets by time, or the log start) to
+//! the end offset taken when it starts, so a topic that keeps growing still
+//! ends the read. Points are then kept by their *event* time (the body's
+//! `ts`), in `[since, until)`, so the range is exact whatever the broker's
+//! message timestamps say.
+//!
+//! Only the `points` format is read: a `windows` message carries no row
+//! timestamps, so its rows cannot be placed in a series.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
+
+use crate::config::KafkaSettings;
+use crate::data::Series;
+use crate::model::manifest::PartitionRange;
+use crate::stream::codec::{self, Decoded, Format};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("input topic {topic} has format {format:?}; reading history needs `points` (a window message has no row timestamps)")]
+    Format { topic: String, format: Format },
+    #[error("input topic {0} does not exist or has no partitions")]
+    NoTopic(String),
+    #[error("reading history did not reach the end offsets within {0:?}: {1}")]
+    Timeout(Duration, String),
+    #[error("no points in the requested range ({0}) of {1}")]
+    Empty(String, String),
+}
+
+/// Which series to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keys {
+    /// Every key, pooled into one training set.
+    All,
+    /// One key.
+    One(String),
+    /// Keys matching a glob (`*` any run, `?` one character).
+    Glob(String),
+}
+
+impl Keys {
+    pub fn matches(&self, key: &str) -> bool {
+        match self {
+            Keys::All => true,
+            Keys::One(k) => k == key,
+            Keys::Glob(g) => glob(g.as_bytes(), key.as_bytes()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Keys::All => "all".into(),
+            Keys::One(k) => format!("key {k}"),
+            Keys::Glob(g) => format!("keys {g}"),
+        }
+    }
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub keys: Keys,
+    /// Event time, epoch ms: keep points with `since <= ts < until`.
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Values per point (the model's F).
+    pub features: usize,
+    /// Longest the whole read may take.
+    pub timeout: Duration,
+}
+
+/// The history read: one series per key, in key order.
+pub struct History {
+    pub series: Vec<Series>,
+    pub partitions: Vec<PartitionRange>,
+    pub topics: Vec<String>,
+    /// Messages read, and those left out (other keys, outside the range,
+    /// undecodable).
+    pub messages: usize,
+    pub skipped: usize,
+}
+
+/// Reads the points of `kafka.inputs` in the requested range.
+pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryError> {
+    for input in &kafka.inputs {
+        if input.format != Format::Points {
+            return Err(HistoryError::Format {
+                topic: input.topic.clone(),
+                format: input.format,
+            });
+        }
+    }
+    let mut cfg = ClientConfig::new();
+    for (k, v) in &kafka.consumer {
+        cfg.set(k, v);
+    }
+    // After the passthrough, so no setting can turn group behaviour back on.
+    cfg.remove("group.id");
+    cfg.remove("group.instance.id");
+    cfg.set("bootstrap.servers", &kafka.brokers)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = cfg.create()?;
+    let started = Instant::now();
+    let meta_timeout = Duration::from_secs(10);
+    let mut assign = TopicPartitionList::new();
+    let mut ranges: Vec<PartitionRange> = vec![];
+    for input in &kafka.inputs {
+        let md = consumer.fetch_metadata(Some(&input.topic), meta_timeout)?;
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == input.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if parts.is_empty() {
+            return Err(HistoryError::NoTopic(input.topic.clone()));
+        }
+        for p in parts {
+            let (low, high) = consumer.fetch_watermarks(&input.topic, p, meta_timeout)?;
+            // The first offset at or after `since` by message time, when the
+            // broker answers; else the log start. Event times are filtered
+            // below either way, so this only saves reading.
+            let from = match req.since_ms {
+                Some(since) => offset_for_time(&consumer, &input.topic, p, since, meta_timeout)
+                    .map(|o| o.clamp(low, high))
+                    .unwrap_or(low),
+                None => low,
+            };
+            ranges.push(PartitionRange {
+                topic: input.topic.clone(),
+                partition: p,
+                from,
+                to: high,
+            });
+            if from < high {
+                assign.add_partition_offset(&input.topic, p, Offset::Offset(from))?;
+            }
+        }
+    }
+    let mut points: BTreeMap<String, Vec<(i64, Vec<f32>)>> = BTreeMap::new();
+    let (mut messages, mut skipped) = (0usize, 0usize);
+    let mut hasher = Sha256::new();
+    let mut position: BTreeMap<(String, i32), i64> = ranges
+        .iter()
+        .map(|r| ((r.topic.clone(), r.partition), r.from))
+        .collect();
+    let done = |position: &BTreeMap<(String, i32), i64>| {
+        ranges
+            .iter()
+            .all(|r| position[&(r.topic.clone(), r.partition)] >= r.to)
+    };
+    if assign.count() > 0 {
+        consumer.assign(&assign)?;
+    }
+    while !done(&position) {
+        if started.elapsed() > req.timeout {
+            let behind: Vec<String> = ranges
+                .iter()
+                .filter(|r| position[&(r.topic.clone(), r.partition)] < r.to)
+                .map(|r| {
+                    format!(
+                        "{}/{} at {} of {}",
+                        r.topic,
+                        r.partition,
+                        position[&(r.topic.clone(), r.partition)],
+                        r.to
+                    )
+                })
+                .collect();
+            return Err(HistoryError::Timeout(req.timeout, behind.join(", ")));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        let key = (m.topic().to_string(), m.partition());
+        let Some(end) = ranges
+            .iter()
+            .find(|r| r.topic == key.0 && r.partition == key.1)
+            .map(|r| r.to)
+        else {
+            continue;
+        };
+        if m.offset() >= end {
+            position.insert(key, end);
+            continue;
+        }
+        position.insert(key, m.offset() + 1);
+        messages += 1;
+        let decoded = codec::decode(
+            Format::Points,
+            m.key(),
+            m.payload(),
+            req.features,
+            0,
+            kafka.max_message_bytes,
+        );
+        match decoded {
+            Ok(Decoded::Point { key, ts_ms, values })
+                if req.keys.matches(&key)
+                    && req.since_ms.is_none_or(|s| ts_ms >= s)
+                    && req.until_ms.is_none_or(|u| ts_ms < u) =>
+            {
+                hasher.update(key.as_bytes());
+                hasher.update(ts_ms.to_le_bytes());
+                for v in &values {
+                    hasher.update(v.to_le_bytes());
+                }
+                points.entry(key).or_default().push((ts_ms, values));
+            }
+            _ => skipped += 1,
+        }
+    }
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let topics: Vec<String> = kafka.inputs.iter().map(|i| i.topic.clone()).collect();
+    if points.is_empty() {
+        let range = format!(
+            "{}, since {:?}, until {:?}",
+            req.keys.describe(),
+            req.since_ms.map(crate::data::format_timestamp),
+            req.until_ms.map(crate::data::format_timestamp)
+        );
+        return Err(HistoryError::Empty(range, topics.join(", ")));
+    }
+    let feature_names: Vec<String> = if req.features == 1 {
+        vec!["value".into()]
+    } else {
+        (0..req.features).map(|i| format!("value{i}")).collect()
+    };
+    let series = points
+        .into_iter()
+        .map(|(key, mut pts)| {
+            // Partitions interleave; a key's points are ordered by event time,
+            // and a repeated timestamp keeps the point read last.
+            pts.sort_by_key(|(ts, _)| *ts);
+            pts.dedup_by(|later, earlier| {
+                if later.0 == earlier.0 {
+                    std::mem::swap(later, earlier);
+                    true
+                } else {
+                    false
+                }
+            });
+            let flat: Vec<f32> = pts.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            let values = Array2::from_shape_vec((pts.len(), req.features), flat)
+                .unwrap_or_else(|_| Array2::zeros((0, req.features)));
+            Series {
+                path: PathBuf::from(format!("kafka:{key}")),
+                timestamps: pts.iter().map(|(t, _)| *t).collect(),
+                feature_names: feature_names.clone(),
+                values,
+                sha256: sha.clone(),
+                filled: 0,
+            }
+        })
+        .collect();
+    Ok(History {
+        series,
+        partitions: ranges,
+        topics,
+        messages,
+        skipped,
+    })
+}
+
+fn offset_for_time(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    ts_ms: i64,
+    timeout: Duration,
+) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(ts_ms))
+        .ok()?;
+    let got = consumer.offsets_for_times(tpl, timeout).ok()?;
+    let e = got.find_partition(topic, partition)?;
+    match e.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// `7d`, `12h`, `30m`, `45s` before `now_ms`, an RFC 3339 / NAB timestamp,
+/// or epoch milliseconds.
+pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    let s = s.trim();
+    let units = [
+        ('d', 86_400_000i64),
+        ('h', 3_600_000),
+        ('m', 60_000),
+        ('s', 1000),
+    ];
+    for (u, ms) in units {
+        if let Some(n) = s.strip_suffix(u).and_then(|n| n.parse::<i64>().ok()) {
+            return Ok(now_ms - n * ms);
+        }
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    crate::data::parse_timestamp(s).ok_or_else(|| {
+        format!("{s:?}: expected a duration back from now (7d, 12h, 30m, 45s), a timestamp (2026-01-31T12:00:00Z) or epoch milliseconds")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_globs_match_whole_keys() {
+        let g = Keys::Glob("pump-*".into());
+        assert!(g.matches("pump-1") && g.matches("pump-") && !g.matches("xpump-1"));
+        let q = Keys::Glob("m?c*t".into());
+        assert!(q.matches("machine_t") && !q.matches("mct"));
+        assert!(Keys::One("a".into()).matches("a") && !Keys::One("a".into()).matches("ab"));
+    }
+
+    #[test]
+    fn times_are_durations_timestamps_or_milliseconds() {
+        let now = 10 * 86_400_000;
+        assert_eq!(parse_time("7d", now), Ok(3 * 86_400_000));
+        assert_eq!(parse_time("90m", now), Ok(now - 90 * 60_000));
+        assert_eq!(parse_time("1700000000000", now), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_time("1970-01-02T00:00:00Z", now),
+            Ok(86_400_000),
+            "RFC 3339"
+        );
+        assert!(parse_time("yesterday", now).unwrap_err().contains("7d"));
+    }
+}

@@ -1,0 +1,107 @@
+//! `lstm-ae recalibrate`: re-fits the live version's anomaly threshold on
+//! recent scores without retraining the network, and writes the result as
+//! a new store version (same weights, new threshold and version number).
+//!
+//! Every window of the recent history (CSV or Kafka, as `retrain` reads it)
+//! is scored by the live model in ONNX Runtime, and the `[calibration]` rule
+//! is fitted to those scores. No gate: the network is unchanged, and the
+//! new threshold is by construction the rule's answer on recent data.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::retrain::{self, Promotion, SourceOptions};
+use crate::config::Settings;
+use crate::data;
+use crate::infer::{Backend, OnnxBackend};
+use crate::model::manifest::{Lineage, Origin, Threshold};
+use crate::model::store::Store;
+use crate::model::{onnx, Bundle};
+use crate::train::calibrate;
+
+pub struct RecalibrateOptions {
+    pub store: PathBuf,
+    pub source: SourceOptions,
+    pub promotion: Promotion,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub struct Recalibrated {
+    pub version: i64,
+    pub parent: i64,
+    pub promoted: bool,
+    pub windows: usize,
+    pub old_threshold: f32,
+    pub threshold: f32,
+}
+
+pub fn recalibrate(settings: &Settings, opts: &RecalibrateOptions) -> Result<Recalibrated> {
+    let store = Store::open(&opts.store)?;
+    let parent = store.open_current()?;
+    let parent_version = parent.manifest.model_version;
+    let spec = parent.manifest.spec.clone();
+    let loaded = retrain::load(settings, &opts.source, spec.features)?;
+    let mut backend =
+        OnnxBackend::load_from_memory(&parent.onnx, &settings.runtime.backend_options())
+            .context("loading the live version into ONNX Runtime")?;
+    let mut scores: Vec<f32> = vec![];
+    for s in &loaded.series {
+        let starts = data::window_starts(0, s.rows(), spec.window, 0, 1);
+        for chunk in starts.chunks(crate::infer::score::BATCH) {
+            let x = data::gather_batch_major(s.values.view(), chunk, spec.window);
+            let out = backend.infer(x.view())?;
+            let Some(sc) = out.score else {
+                bail!("the live model has no reconstruction score to threshold");
+            };
+            scores.extend(sc.iter().copied());
+        }
+    }
+    if scores.is_empty() {
+        bail!(
+            "the history has no complete window of {} rows to score",
+            spec.window
+        );
+    }
+    let calibrated = calibrate::calibrate_or_fall_back(&scores, &settings.calibration)
+        .with_context(|| format!("calibrating on {} recent window scores", scores.len()))?;
+    let threshold = calibrated.value;
+    let version = store.next_version()?;
+    let onnx_bytes = onnx::restamp(&parent.onnx, version, threshold)?;
+    let mut manifest = parent.manifest.clone();
+    manifest.model_version = version;
+    manifest.created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    manifest.threshold = Threshold {
+        rule: settings.calibration.clone(),
+        value: threshold,
+        fallback: calibrated.fallback,
+    };
+    let scores64: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
+    manifest.validation_scores = super::train::summary(&scores64);
+    manifest.lineage = Some(Lineage {
+        origin: Origin::Recalibrate,
+        source: loaded.source,
+        parent_version: Some(parent_version),
+        warm_start: false,
+        excluded_windows: 0,
+        gate: None,
+    });
+    store.add_version(version, |dir| -> Result<()> {
+        Bundle::write(dir, &mut manifest, &onnx_bytes)?;
+        Bundle::open(dir)?;
+        Ok(())
+    })?;
+    let promoted = opts.promotion != Promotion::Never;
+    if promoted {
+        store.promote(version, false)?;
+    }
+    Ok(Recalibrated {
+        version,
+        parent: parent_version,
+        promoted,
+        windows: scores.len(),
+        old_threshold: parent.manifest.threshold.value,
+        threshold,
+    })
+}
