@@ -368,7 +368,17 @@ fn the_image_scores_a_real_broker_stream_and_drains_on_docker_stop() {
     docker(&["stop", "-t", "30", &name]);
     let stop_s = stop.elapsed().as_secs_f64();
     let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
-    let log = logs();
+    // Without the terminal colours tracing adds to its text lines.
+    let mut log = String::new();
+    let mut in_escape = false;
+    for ch in logs().chars() {
+        match (in_escape, ch) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => log.push(c),
+        }
+    }
     assert_eq!(code, "0", "exit code after docker stop:\n{log}");
     assert!(
         log.contains("\"drained\":true"),
