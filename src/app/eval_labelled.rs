@@ -21,7 +21,7 @@ use crate::data::{self, CsvOptions};
 use crate::eval::labelled::{self, ScoredFile, Summary};
 use crate::infer::{score, OnnxBackend};
 use crate::train::fit::Quiet;
-use crate::train::pipeline;
+use crate::app::train as pipeline;
 
 /// How much of each file the model trains on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,7 +142,7 @@ fn evaluate_one(
     key: &str,
     windows: Option<&LabelledWindows>,
 ) -> Result<ScoredFile> {
-    let csv = pipeline::csv_options(&opts.settings);
+    let csv = opts.settings.data.csv_options();
     let l = read_labels(path, key, &csv, &opts.label_column, windows)?;
     let rows = l.labels.len();
     let train_rows = match opts.train {
