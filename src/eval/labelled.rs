@@ -360,6 +360,9 @@ pub fn evaluate_file(f: &ScoredFile, likelihood_threshold: f64) -> FileEval {
     }
 }
 
+/// Which reading of a file a table or sum is about.
+type Pick = fn(&FileEval) -> &Reading;
+
 fn state_of(e: &FileEval) -> &Reading {
     &e.state
 }
@@ -377,7 +380,7 @@ pub fn pool(files: &[ScoredFile], evals: &[FileEval]) -> (Reading, Reading) {
         normalized.extend(c.normalized);
         likelihood.extend(c.likelihood);
     }
-    let sum = |pick: fn(&FileEval) -> &Reading| {
+    let sum = |pick: Pick| {
         let (mut counts, mut ranges) = (Counts::default(), Ranges::default());
         for e in evals {
             counts.add(&pick(e).counts);
@@ -519,7 +522,7 @@ pub fn write_report(
          then stays quiet, so read its range recall, delay and precision, not its \
          point-wise recall.\n"
     );
-    let readings: [(&str, &Reading, fn(&FileEval) -> &Reading); 2] = [
+    let readings: [(&str, &Reading, Pick); 2] = [
         (
             "State (threshold rule: every anomalous window)",
             &summary.pooled_state,
