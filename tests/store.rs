@@ -153,7 +153,8 @@ fn the_same_seed_gives_the_same_model_bytes() {
     let csv = dir.path().join("s.csv");
     // Enough validation windows for the default POT calibration.
     sine_csv(&csv, 3000, None);
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // The same store name (it is the model id, which the ONNX file carries).
+    let (a, b) = (dir.path().join("a/m"), dir.path().join("b/m"));
     for s in [&a, &b] {
         let out = retrain(s, &csv, &["--epochs", "2", "--seed", "11"]);
         assert!(out.status.success(), "{}", text(&out.stderr));

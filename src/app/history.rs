@@ -1,8 +1,9 @@
 //! Reading training data back from the daemon's own input topics, for
 //! `lstm-ae retrain --from-kafka` and `lstm-ae recalibrate --from-kafka`.
 //!
-//! The reader **never joins or commits for a consumer group**: it has no
-//! `group.id`, assigns partitions explicitly and stores no offsets, so the
+//! The reader **never joins or commits for a consumer group**: it uses a
+//! private throwaway `group.id` (librdkafka's assign needs one), assigns
+//! partitions explicitly and stores or commits no offsets, so the
 //! daemon's committed offsets cannot move (`tests/retrain.rs` reads them
 //! before and after). It reads each partition from the offset of the first
 //! message at or after `since` (ListOffsets by time, or the log start) to
@@ -120,12 +121,17 @@ pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryErro
         cfg.set(k, v);
     }
     // After the passthrough, so no setting can turn group behaviour back on.
-    cfg.remove("group.id");
+    // librdkafka's assign needs *a* group id; a private one that never
+    // subscribes and never commits leaves the daemon's group alone.
     cfg.remove("group.instance.id");
-    cfg.set("bootstrap.servers", &kafka.brokers)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+    cfg.set(
+        "group.id",
+        format!("lstm-ae-retrain-{}", std::process::id()),
+    )
+    .set("bootstrap.servers", &kafka.brokers)
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = cfg.create()?;
     let started = Instant::now();
     let meta_timeout = Duration::from_secs(10);
