@@ -15,13 +15,13 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 
+use crate::app::train as pipeline;
 use crate::config::{AnomalyRule, Settings};
 use crate::data::labels::{self, LabelledWindows};
 use crate::data::{self, CsvOptions};
 use crate::eval::labelled::{self, ScoredFile, Summary};
 use crate::infer::{score, OnnxBackend};
 use crate::train::fit::Quiet;
-use crate::app::train as pipeline;
 
 /// How much of each file the model trains on.
 #[derive(Debug, Clone, Copy, PartialEq)]

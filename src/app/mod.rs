@@ -8,9 +8,9 @@
 
 pub mod eval_labelled;
 pub mod healthcheck;
-pub mod produce;
 pub mod history;
 pub mod models;
+pub mod produce;
 pub mod progress;
 pub mod recalibrate;
 pub mod retrain;

@@ -93,7 +93,8 @@ pub struct Prepared {
 pub fn concat(mut parts: Vec<Series>) -> Result<(Series, Vec<Range<usize>>), TrainError> {
     let first = parts.remove(0);
     let f = first.features();
-    let mut bounds = vec![0..first.rows()];
+    // One range: the first series' rows (not the numbers 0..rows).
+    let mut bounds = std::iter::once(0..first.rows()).collect::<Vec<_>>();
     let mut values = vec![first.values.clone()];
     let mut timestamps = first.timestamps.clone();
     let mut filled = first.filled;
@@ -424,7 +425,8 @@ pub fn train_bundle(
         series.timestamps.truncate(rows);
     }
     let spec = spec_for(settings, &series)?;
-    let bounds = vec![0..series.rows()];
+    // One range: all of the series' rows.
+    let bounds = std::iter::once(0..series.rows()).collect::<Vec<_>>();
     let prep = prepare(settings, spec, series, bounds, 0.0)?;
     tracing::info!(file = %data_path.display(), "training data");
     let model_id = if settings.bundle.model_id.is_empty() {

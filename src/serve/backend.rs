@@ -70,6 +70,10 @@ pub struct ModelSlot {
     current: RwLock<(BackendFactory, Arc<str>)>,
 }
 
+/// A backend built from the slot: the generation it was built at, the
+/// backend, and the model version it serves.
+type Built = (u64, Box<dyn Backend>, Arc<str>);
+
 impl ModelSlot {
     pub fn new(factory: BackendFactory, version: &str) -> Arc<ModelSlot> {
         Arc::new(ModelSlot {
@@ -90,7 +94,7 @@ impl ModelSlot {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn build(&self) -> Result<(u64, Box<dyn Backend>, Arc<str>), InferError> {
+    fn build(&self) -> Result<Built, InferError> {
         let gen = self.generation();
         let (factory, version) = match self.current.read() {
             Ok(c) => (c.0.clone(), c.1.clone()),

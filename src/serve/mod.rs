@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -654,7 +654,7 @@ async fn dead_letter(
     dl: DeadLetter,
     acks: &mpsc::UnboundedSender<Ack>,
 ) -> Result<(), PipelineError> {
-    let mut headers = msg.headers.unwrap_or_else(OwnedHeaders::new);
+    let mut headers = msg.headers.unwrap_or_default();
     for (k, v) in dl.reason.pairs() {
         headers = headers.insert(Header {
             key: k,
