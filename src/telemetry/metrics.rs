@@ -147,7 +147,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
-        Metrics {
+        let m = Metrics {
             messages_consumed: counter_vec(
                 &r,
                 "lstm_ae_messages_consumed_total",
@@ -296,7 +296,16 @@ impl Metrics {
             build_info,
             ready,
             registry: r,
+        };
+        // Known label values exist from the start at 0, so dashboards and
+        // alerts see a series (and a rate of 0) before the first eviction.
+        for reason in ["expired", "capacity", "revoked"] {
+            m.series_keys_evicted.with_label_values(&[reason]);
         }
+        for reason in ["expired", "capacity"] {
+            m.storm_keys_evicted.with_label_values(&[reason]);
+        }
+        m
     }
 
     /// The text exposition format, for `GET /metrics`.
