@@ -428,7 +428,7 @@ pub use crate::score::AnomalyRule;
 pub struct AnomalySettings {
     /// `threshold` (calibrated reconstruction-error threshold, no per-key
     /// state) or `likelihood` (per-key anomaly likelihood from `[postprocess]`;
-    /// memory per key grows to about 8 bytes × `postprocess.long_window`).
+    /// constant memory per key, under 1 KB).
     pub rule: AnomalyRule,
     /// With `rule = "likelihood"`: the likelihood at or above which a window
     /// is anomalous.
