@@ -52,9 +52,9 @@ fn resources() -> Vec<String> {
         .collect()
 }
 
-/// The retrain CronJob is a commented-out placeholder until `lstm-ae
-/// retrain` exists: its YAML with the comment marks removed, so that it is
-/// valid the day it is uncommented.
+/// The retrain CronJob stays commented out until `serve` reloads promoted
+/// versions (see the file): its YAML with the comment marks removed, so that
+/// it is valid the day it is uncommented.
 fn uncommented_cronjob() -> String {
     read(&format!("{K8S}/cronjob-retrain.yaml"))
         .lines()
