@@ -103,9 +103,15 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
         "2" => thr1 * 1.6,
         other => panic!("a record scored by version {other}"),
     };
-    write_version(&store, 1, thr("1"), None);
     let s = store.to_str().unwrap();
-    lstm_ae(&["models", "promote", s, "1"]);
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+    lstm_ae(&["models", "import", s, bundle.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(store.join("current"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
     write_version(&store, 2, thr("2"), None);
     // Valid on its own (promote accepts it), but it reads another feature.
     write_version(&store, 3, thr("2"), Some(vec!["pressure".into()]));
