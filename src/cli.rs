@@ -170,6 +170,11 @@ struct SourceArgs {
     /// Only keys matching this glob (`*`, `?`).
     #[arg(long)]
     keys: Option<String>,
+    /// With --from-kafka: read only this partition over [FROM, TO)
+    /// (`[TOPIC:]PARTITION=FROM..TO`, an end may be left out); repeat for
+    /// more partitions. --since/--until still filter by event time.
+    #[arg(long, requires = "from_kafka")]
+    offsets: Vec<String>,
 }
 
 impl SourceArgs {
@@ -181,6 +186,7 @@ impl SourceArgs {
             until: self.until.clone(),
             key: self.key.clone(),
             keys: self.keys.clone(),
+            offsets: self.offsets.clone(),
         }
     }
 }

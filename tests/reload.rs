@@ -16,11 +16,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::broker::{Broker, Daemon, TopicReader};
-use lstm_ae::model::Bundle;
+use common::models::{default_bundle, write_version};
 
 const KEYS: usize = 8;
 const N: usize = 1_200; // points per key
@@ -50,23 +50,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Version `v` of the default model with `threshold` (same weights).
-fn write_version(store: &Path, v: i64, threshold: f32, names: Option<Vec<String>>) -> PathBuf {
-    let base =
-        Bundle::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature"))
-            .unwrap();
-    let onnx = lstm_ae::model::onnx::restamp(&base.onnx, v, threshold).unwrap();
-    let mut m = base.manifest.clone();
-    m.model_version = v;
-    m.threshold.value = threshold;
-    if let Some(n) = names {
-        m.feature_names = n;
-    }
-    let dir = store.join(v.to_string());
-    Bundle::write(&dir, &mut m, &onnx).unwrap();
-    dir
-}
-
 fn lstm_ae(args: &[&str]) {
     let out = common::run(args, &[]);
     assert!(
@@ -92,12 +75,7 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
     // A store whose live version is 1; version 2 has a threshold 1.6 times
     // as high, so a record's normalized score tells which one scored it.
     let store = dir.path().join("store");
-    let thr1 =
-        Bundle::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature"))
-            .unwrap()
-            .manifest
-            .threshold
-            .value;
+    let thr1 = default_bundle().manifest.threshold.value;
     let thr = |v: &str| match v {
         "1" => thr1,
         "2" => thr1 * 1.6,
