@@ -11,7 +11,7 @@
 //!   median over the run's whole seconds.
 //!
 //! Run with `scripts/bench-reload.sh` (BENCH_KEYS, BENCH_POINTS,
-//! BENCH_POLL_MS override the defaults 100, 2000, 5000).
+//! BENCH_POLL_MS override the defaults 50, 2000, 5000).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -37,7 +37,7 @@ fn now_ms() -> i64 {
 }
 
 fn main() {
-    let keys = env_or("BENCH_KEYS", 100);
+    let keys = env_or("BENCH_KEYS", 50);
     let points = env_or("BENCH_POINTS", 2_000);
     let poll_ms = env_or("BENCH_POLL_MS", 5_000);
     let t = default_bundle().manifest.spec.window;
@@ -80,10 +80,18 @@ fn main() {
     };
     cli(&["models", "promote", &s, "1"]);
 
+    // A long group session: under a backlog tansu can answer heartbeats
+    // late, and a rebalance in the middle would blur the figures.
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(
+        &cfg,
+        "[kafka]\nsession_timeout_ms = 45000\n[kafka.consumer]\n\"heartbeat.interval.ms\" = \"3000\"\n",
+    )
+    .expect("the bench config is written");
     let daemon = Daemon::start(
         dir.path(),
         &broker.brokers(),
-        None,
+        Some(&cfg),
         &[
             ("LSTM_AE__SERVE__MODEL", &s),
             ("LSTM_AE__SERVE__MODEL_POLL_MS", &poll_ms.to_string()),

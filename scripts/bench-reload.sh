@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Hot reload under load (README, "Hot reload"): the release `lstm-ae serve`
-# works through a backlog (100 keys × 2,000 points) in a fresh tansu broker
+# works through a backlog (50 keys × 2,000 points) in a fresh tansu broker
 # while versions 2 (found by polling) and 3 (promotion + SIGHUP) are
 # promoted in its model store; prints promotion → first record of the new
 # version, and windows/s around each swap beside the run's median.
