@@ -658,6 +658,9 @@ struct RunResult {
     bare: Option<f64>,
     /// Points/s of a paced run.
     rate: f64,
+    /// The daemon's VmRSS and VmHWM at the end, bytes.
+    daemon_rss: u64,
+    daemon_hwm: u64,
 }
 
 impl RunResult {
@@ -805,6 +808,7 @@ fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64, rate: f64) 
         let _ = p.0.wait();
     }
     let outputs = read_outputs(&brokers, parts, expect)?;
+    let (daemon_rss, daemon_hwm) = rss_bytes(daemon.pid());
     drop(daemon);
     let mut lat: Vec<i64> = outputs
         .iter()
@@ -874,6 +878,8 @@ fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64, rate: f64) 
         load_avg: loadavg(),
         bare: None,
         rate,
+        daemon_rss,
+        daemon_hwm,
     })
 }
 
@@ -1079,6 +1085,7 @@ fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
     );
 
     let produced = format!("lstm_ae_outputs_produced_total{{topic=\"{EMB_TOPIC}\"}}");
+    let consumed = format!("lstm_ae_messages_consumed_total{{topic=\"{POINTS_TOPIC}\"}}");
     let mut last = vec![(0.0, Instant::now()); daemons.len()];
     while daemons.iter().any(|d| d.done.is_none()) {
         std::thread::sleep(Duration::from_millis(200));
@@ -1088,10 +1095,11 @@ fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
             }
             let (_, body) = http_get(d.port, "/metrics")?;
             let n = metric(&body, &produced);
-            if n > last.0 {
-                *last = (n, Instant::now());
+            let read = metric(&body, &consumed);
+            if n + read > last.0 {
+                *last = (n + read, Instant::now());
             }
-            if (n as usize) < expect {
+            if (n as usize) < expect || (read as usize) < keys * points {
                 if last.1.elapsed() > Duration::from_secs(120) {
                     return Err(format!(
                         "the {} daemon stalled at {n} of {expect} windows",
@@ -1100,7 +1108,8 @@ fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
                 }
                 continue;
             }
-            // Every window is out: every key is live, with T − 1 points.
+            // Every point read and every window out: every key is live, with
+            // T − 1 points (or all of its points, with fewer than T).
             let (rss, hwm) = rss_bytes(d.proc.pid());
             let r = RssResult {
                 rule: d.rule,
@@ -1394,4 +1403,9 @@ fn report_run(r: &RunResult, nproc: usize) {
         .map(|(n, s)| format!("{n} {s:.1}"))
         .collect();
     println!("   daemon threads (CPU s): {}", top.join(", "));
+    println!(
+        "   daemon memory at the end: VmRSS {:.1} MB, VmHWM {:.1} MB",
+        mb(r.daemon_rss),
+        mb(r.daemon_hwm)
+    );
 }
