@@ -134,6 +134,18 @@ enum ModelsCommand {
     },
     /// Make the version live before the last promotion live again.
     Rollback { store: PathBuf },
+    /// Add a bundle folder (e.g. `lstm-ae train`'s output) as the store's
+    /// next version and promote it; creates the store if needed.
+    Import {
+        store: PathBuf,
+        bundle: PathBuf,
+        /// Add it without making it live.
+        #[arg(long)]
+        no_promote: bool,
+        /// Do nothing if the store already has a live version.
+        #[arg(long)]
+        if_empty: bool,
+    },
 }
 
 /// Where `retrain` and `recalibrate` read recent history.
@@ -158,6 +170,11 @@ struct SourceArgs {
     /// Only keys matching this glob (`*`, `?`).
     #[arg(long)]
     keys: Option<String>,
+    /// With --from-kafka: read only this partition over [FROM, TO)
+    /// (`[TOPIC:]PARTITION=FROM..TO`, an end may be left out); repeat for
+    /// more partitions. --since/--until still filter by event time.
+    #[arg(long, requires = "from_kafka")]
+    offsets: Vec<String>,
 }
 
 impl SourceArgs {
@@ -169,6 +186,7 @@ impl SourceArgs {
             until: self.until.clone(),
             key: self.key.clone(),
             keys: self.keys.clone(),
+            offsets: self.offsets.clone(),
         }
     }
 }
@@ -561,6 +579,12 @@ fn models(c: ModelsCommand) -> Result<()> {
             force,
         } => models::promote(&store, version, force),
         ModelsCommand::Rollback { store } => models::rollback(&store),
+        ModelsCommand::Import {
+            store,
+            bundle,
+            no_promote,
+            if_empty,
+        } => models::import(&store, &bundle, no_promote, if_empty),
     }
 }
 

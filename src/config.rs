@@ -370,6 +370,9 @@ pub struct ServeSettings {
     /// Dead letters queued for the broker at once; beyond it, consumption
     /// waits (a flood of bad input on a slow broker cannot grow memory).
     pub max_dead_letters_in_flight: usize,
+    /// When `model` is a store: how often its `current` version is checked
+    /// for a hot reload (SIGHUP checks at once); 0 = only on SIGHUP.
+    pub model_poll_ms: u64,
     /// Address of /metrics, /healthz, /readyz.
     pub metrics_listen: String,
 }
@@ -385,6 +388,7 @@ impl Default for ServeSettings {
             drain_timeout_ms: 10_000,
             inference_stall_ms: 30_000,
             max_dead_letters_in_flight: 1_000,
+            model_poll_ms: 5_000,
             metrics_listen: "127.0.0.1:9898".into(),
         }
     }

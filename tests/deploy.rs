@@ -104,6 +104,8 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.batches_in_flight.clone()),
         Box::new(m.inference_stalled.clone()),
         Box::new(m.model_info.clone()),
+        Box::new(m.model_reloads.clone()),
+        Box::new(m.likelihood_keys_rescaled.clone()),
         Box::new(m.build_info.clone()),
         Box::new(m.ready.clone()),
     ];
@@ -151,7 +153,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 31);
+    assert_eq!(cat.len(), 33);
 }
 
 /// Metric selectors in a PromQL expression: (metric name, the text of its

@@ -52,22 +52,6 @@ fn resources() -> Vec<String> {
         .collect()
 }
 
-/// The retrain CronJob stays commented out until `serve` reloads promoted
-/// versions (see the file): its YAML with the comment marks removed, so that
-/// it is valid the day it is uncommented.
-fn uncommented_cronjob() -> String {
-    read(&format!("{K8S}/cronjob-retrain.yaml"))
-        .lines()
-        .skip_while(|l| !l.starts_with("# apiVersion"))
-        .map(|l| {
-            l.strip_prefix("# ")
-                .or_else(|| l.strip_prefix('#'))
-                .unwrap_or(l)
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn kubernetes_validate(file: &Path) -> (bool, String) {
     let out = Command::new(venv_tool("kubernetes-validate"))
         .arg("--strict")
@@ -85,13 +69,10 @@ fn kubernetes_validate(file: &Path) -> (bool, String) {
 #[test]
 fn every_manifest_passes_kubernetes_schemas_strictly() {
     let dir = tempfile::tempdir().unwrap();
-    let cron = dir.path().join("cronjob-retrain.yaml");
-    std::fs::write(&cron, uncommented_cronjob()).unwrap();
     let mut files: Vec<_> = resources()
         .iter()
         .map(|r| root().join(K8S).join(r))
         .collect();
-    files.push(cron);
     // The vendored CRD is itself a Kubernetes object.
     files.push(root().join(K8S).join("keda/keda.sh_scaledobjects.yaml"));
     for f in &files {
@@ -218,8 +199,7 @@ fn the_manifests_agree_with_each_other_and_with_the_daemon() {
     let res = resources();
     for e in std::fs::read_dir(root().join(K8S)).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".yaml") && name != "kustomization.yaml" && name != "cronjob-retrain.yaml"
-        {
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
             assert!(res.contains(&name), "{name} is not in kustomization.yaml");
         }
     }
@@ -331,9 +311,98 @@ fn the_manifests_agree_with_each_other_and_with_the_daemon() {
             .any(|l| l.trim() == format!("USER {uid}:{uid}")),
         "runAsUser {uid} is the image's USER"
     );
+    // serve.model is the shared model store (a PVC, mounted where it
+    // points), seeded by the init container with the model the image ships;
+    // the retrain CronJob writes to the same store on the same claim.
+    let pvc = doc("pvc-models.yaml");
+    let claim = s(&pvc["metadata"]["name"], "PVC name");
     assert!(
-        dockerfile.contains(&format!("/rootfs{}/", settings.serve.model)),
-        "serve.model is the model the image ships"
+        pvc["spec"]["accessModes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .any(|m| m.as_str() == Some("ReadWriteMany")),
+        "replicas on several nodes and the CronJob share the store: ReadWriteMany"
+    );
+    let store = Path::new(&settings.serve.model);
+    let claim_mounted_at = |pod: &Yaml, c: &Yaml, what: &str| -> String {
+        let vol = pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some(claim))
+            .unwrap_or_else(|| panic!("{what}: no volume of claim {claim}"));
+        let m = c["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == vol["name"])
+            .unwrap_or_else(|| panic!("{what}: the store's volume is not mounted"));
+        s(&m["mountPath"], "mountPath").to_string()
+    };
+    assert!(
+        store.starts_with(claim_mounted_at(pod, c, "daemon")),
+        "serve.model {} is on the store's volume",
+        store.display()
+    );
+    let init = &pod["initContainers"]
+        .as_vec()
+        .expect("an init container seeds the store")[0];
+    let init_args: Vec<&str> = init["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| s(a, "args"))
+        .collect();
+    assert_eq!(init_args[..3], ["models", "import", "--if-empty"]);
+    assert_eq!(
+        Path::new(init_args[3]),
+        store,
+        "the init container seeds serve.model"
+    );
+    assert!(
+        dockerfile.contains(&format!("/rootfs{}/", init_args[4])),
+        "the seed {} is the model the image ships",
+        init_args[4]
+    );
+    assert!(store.starts_with(claim_mounted_at(pod, init, "init container")));
+    let cron = doc("cronjob-retrain.yaml");
+    let cpod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let cc = &cpod["containers"][0];
+    let cargs: Vec<&str> = cc["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| s(a, "args"))
+        .collect();
+    assert_eq!(cargs[0], "retrain");
+    let at = |flag: &str| cargs[cargs.iter().position(|a| *a == flag).unwrap() + 1];
+    assert_eq!(
+        Path::new(at("--store")),
+        store,
+        "the CronJob retrains serve.model's store"
+    );
+    assert_eq!(
+        Path::new(at("--config")),
+        config_arg,
+        "the CronJob reads the daemon's config"
+    );
+    assert!(store.starts_with(claim_mounted_at(cpod, cc, "CronJob")));
+    let cvol = cpod["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|v| v["configMap"]["name"].as_str() == Some(cm_name))
+        .expect("the CronJob mounts the daemon's ConfigMap");
+    assert!(cc["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == cvol["name"]
+            && Path::new(s(&m["mountPath"], "mountPath")) == config_arg.parent().unwrap()));
+    assert!(
+        settings.serve.model_poll_ms > 0,
+        "the daemons poll the store"
     );
     assert!(
         dockerfile.contains(&format!("/rootfs{}", settings.runtime.onnxruntime_library)),

@@ -183,4 +183,55 @@ fn from_kafka_trains_on_exactly_the_range_and_leaves_the_group_offsets_alone() {
         text(&out.stderr)
     );
     assert!(!store.join("3").exists());
+
+    // Offset ranges: partition 0 from 40 to 640, partition 1 from 100 to
+    // its end; exactly those messages are read (each one point).
+    let ends: Vec<i64> = parts.iter().map(|p| p["to"].as_i64().unwrap()).collect();
+    let out = retrain(
+        dir.path(),
+        &store,
+        &[
+            "--keys",
+            "?",
+            "--offsets",
+            "0=40..640",
+            "--offsets",
+            "1=100..",
+        ],
+    );
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "{}",
+        text(&out.stderr)
+    );
+    let m = manifest(&store, 3);
+    let read: Vec<(i64, i64, i64)> = m["lineage"]["source"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap(),
+                p["from"].as_i64().unwrap(),
+                p["to"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        (0, 40.min(ends[0]), 640.min(ends[0])),
+        (1, 100.min(ends[1]), ends[1]),
+    ];
+    assert_eq!(read, want);
+    let rows: i64 = want.iter().map(|(_, f, t)| t - f).sum();
+    assert_eq!(m["training_data"]["rows"].as_i64().unwrap(), rows);
+    assert_eq!(committed(&b), before, "the group's offsets did not move");
+
+    // A partition the topic does not have: a clear error.
+    let out = retrain(dir.path(), &store, &["--offsets", "7=0..10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("partition 7"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -223,7 +223,15 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
     let daemon = start(&s).await;
     daemon.wait_consumed(total).await;
     let addr = daemon.addr;
-    assert!(scrape(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+    // Readiness is refreshed every 250 ms, so it may trail the assignment.
+    let ready_by = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !scrape(addr, "/readyz").await.starts_with("HTTP/1.1 200") {
+        assert!(
+            tokio::time::Instant::now() < ready_by,
+            "/readyz not 200 within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let text = scrape(addr, "/metrics").await;
     let windows = KEYS * (POINTS - t + 1);
     assert!(
@@ -299,6 +307,7 @@ async fn points_become_scored_windows_and_bad_messages_dead_letters() {
         key,
         payload,
         headers,
+        ..
     } in dlq
     {
         assert_eq!(key.as_deref(), Some("bad"));

@@ -92,7 +92,14 @@ fn fake_model(mode: Mode) -> (Model, Arc<Shared>) {
     let s = shared.clone();
     let factory: BackendFactory =
         Arc::new(move || Ok(Box::new(Fake { shared: s.clone() }) as Box<dyn Backend>));
-    (Model { manifest, factory }, shared)
+    (
+        Model {
+            manifest,
+            factory,
+            reload: None,
+        },
+        shared,
+    )
 }
 
 fn settings(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> Settings {

@@ -41,6 +41,61 @@ pub enum HistoryError {
     Timeout(Duration, String),
     #[error("no points in the requested range ({0}) of {1}")]
     Empty(String, String),
+    #[error("--offsets names partition {partition} of {topic}, which has partitions {have:?}")]
+    NoPartition {
+        topic: String,
+        partition: i32,
+        have: Vec<i32>,
+    },
+}
+
+/// `--offsets`: read only these partitions, each over `[from, to)` (an
+/// open end is the partition's start or its end offset when the read
+/// starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRange {
+    /// `None`: the partition of every input topic.
+    pub topic: Option<String>,
+    pub partition: i32,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Parses `[TOPIC:]PARTITION=FROM..TO` (either end may be left out).
+pub fn parse_offsets(spec: &str) -> Result<OffsetRange, String> {
+    let bad = || {
+        format!("--offsets {spec:?}: expected [TOPIC:]PARTITION=FROM..TO, e.g. 0=1000..5000 or lstm-ae.points:1=..900")
+    };
+    let (part, range) = spec.split_once('=').ok_or_else(bad)?;
+    let (topic, partition) = match part.rsplit_once(':') {
+        Some((t, p)) => (Some(t.to_string()), p),
+        None => (None, part),
+    };
+    let partition: i32 = partition.trim().parse().map_err(|_| bad())?;
+    let (from, to) = range.split_once("..").ok_or_else(bad)?;
+    let end = |e: &str| -> Result<Option<i64>, String> {
+        match e.trim() {
+            "" => Ok(None),
+            v => v
+                .parse::<i64>()
+                .ok()
+                .filter(|o| *o >= 0)
+                .map(Some)
+                .ok_or_else(bad),
+        }
+    };
+    let (from, to) = (end(from)?, end(to)?);
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(format!("--offsets {spec:?}: the range {f}..{t} is empty"));
+        }
+    }
+    Ok(OffsetRange {
+        topic,
+        partition,
+        from,
+        to,
+    })
 }
 
 /// Which series to read.
@@ -89,6 +144,8 @@ pub struct Request {
     /// Event time, epoch ms: keep points with `since <= ts < until`.
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
+    /// Only these partitions and offsets (empty: every partition, to its end).
+    pub offsets: Vec<OffsetRange>,
     /// Values per point (the model's F).
     pub features: usize,
     /// Longest the whole read may take.
@@ -148,8 +205,25 @@ pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryErro
         if parts.is_empty() {
             return Err(HistoryError::NoTopic(input.topic.clone()));
         }
+        let asked: Vec<&OffsetRange> = req
+            .offsets
+            .iter()
+            .filter(|o| o.topic.as_ref().is_none_or(|t| *t == input.topic))
+            .collect();
+        if let Some(o) = asked.iter().find(|o| !parts.contains(&o.partition)) {
+            return Err(HistoryError::NoPartition {
+                topic: input.topic.clone(),
+                partition: o.partition,
+                have: parts.clone(),
+            });
+        }
         for p in parts {
+            let only = asked.iter().find(|o| o.partition == p);
+            if !req.offsets.is_empty() && only.is_none() {
+                continue;
+            }
             let (low, high) = consumer.fetch_watermarks(&input.topic, p, meta_timeout)?;
+            let high = only.and_then(|o| o.to).map_or(high, |t| t.clamp(low, high));
             // The first offset at or after `since` by message time, when the
             // broker answers; else the log start. Event times are filtered
             // below either way, so this only saves reading.
@@ -159,6 +233,9 @@ pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryErro
                     .unwrap_or(low),
                 None => low,
             };
+            let from = only
+                .and_then(|o| o.from)
+                .map_or(from, |f| f.clamp(low, high).max(from));
             ranges.push(PartitionRange {
                 topic: input.topic.clone(),
                 partition: p,
@@ -344,6 +421,32 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offset_ranges_name_a_partition_and_optional_ends() {
+        assert_eq!(
+            parse_offsets("0=1000..5000"),
+            Ok(OffsetRange {
+                topic: None,
+                partition: 0,
+                from: Some(1000),
+                to: Some(5000)
+            })
+        );
+        assert_eq!(
+            parse_offsets("lstm-ae.points:3=..900"),
+            Ok(OffsetRange {
+                topic: Some("lstm-ae.points".into()),
+                partition: 3,
+                from: None,
+                to: Some(900)
+            })
+        );
+        assert_eq!(parse_offsets("2=7..").unwrap().from, Some(7));
+        for bad in ["0", "x=1..2", "0=5..5", "0=9..3", "0=-1..4", "0=1-2"] {
+            assert!(parse_offsets(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn key_globs_match_whole_keys() {

@@ -1,12 +1,12 @@
-//! `lstm-ae models list | show | promote | rollback`: the model store for
-//! humans (and scripts: `list` prints one line per version).
+//! `lstm-ae models list | show | promote | rollback | import`: the model
+//! store for humans (and scripts: `list` prints one line per version).
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::model::store::Store;
-use crate::model::Manifest;
+use crate::model::{onnx, Bundle, Manifest};
 
 /// One line per version: number, live marker, origin, parent, gate, created.
 pub fn list(root: &Path) -> Result<()> {
@@ -88,6 +88,52 @@ pub fn promote(root: &Path, version: i64, force: bool) -> Result<()> {
     println!(
         "models: {} current v{version} (was {})",
         root.display(),
+        before
+            .map(|v| format!("v{v}"))
+            .unwrap_or_else(|| "none".into())
+    );
+    Ok(())
+}
+
+/// Adds the bundle in `bundle` (e.g. `lstm-ae train`'s output) to the store
+/// at `root` (created if missing) as its next version, restamped with that
+/// version number (weights and threshold byte for byte); promotes it unless
+/// `no_promote`. This is how a store starts from a trained bundle. With
+/// `if_empty`, a store that already has a live version is left as it is (an
+/// init container seeding a shared store on every pod start).
+pub fn import(root: &Path, bundle: &Path, no_promote: bool, if_empty: bool) -> Result<()> {
+    let src = Bundle::open(bundle)?;
+    let store = Store::create(root)?;
+    if let (true, Some(v)) = (if_empty, store.current()?) {
+        println!(
+            "models: {} already serves v{v}; nothing imported",
+            root.display()
+        );
+        return Ok(());
+    }
+    let version = store.next_version()?;
+    let bytes = onnx::restamp(&src.onnx, version, src.manifest.threshold.value)?;
+    let mut manifest = src.manifest;
+    manifest.model_version = version;
+    store.add_version(version, |dir| -> Result<()> {
+        Bundle::write(dir, &mut manifest, &bytes)?;
+        Bundle::open(dir)?;
+        Ok(())
+    })?;
+    if no_promote {
+        println!(
+            "models: {} v{version} imported from {} (not promoted)",
+            root.display(),
+            bundle.display()
+        );
+        return Ok(());
+    }
+    let before = store.current()?;
+    store.promote(version, false)?;
+    println!(
+        "models: {} v{version} imported from {} and promoted (was {})",
+        root.display(),
+        bundle.display(),
         before
             .map(|v| format!("v{v}"))
             .unwrap_or_else(|| "none".into())

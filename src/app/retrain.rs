@@ -47,6 +47,8 @@ pub struct SourceOptions {
     /// One key (`--key`) or a glob (`--keys`); neither = all keys pooled.
     pub key: Option<String>,
     pub keys: Option<String>,
+    /// `--offsets [TOPIC:]PARTITION=FROM..TO` (see [`history::parse_offsets`]).
+    pub offsets: Vec<String>,
 }
 
 /// Training data, loaded.
@@ -109,6 +111,12 @@ pub fn load(settings: &Settings, src: &SourceOptions, features: usize) -> Result
                 keys: keys.clone(),
                 since_ms,
                 until_ms,
+                offsets: src
+                    .offsets
+                    .iter()
+                    .map(|o| history::parse_offsets(o))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!(e))?,
                 features,
                 timeout: std::time::Duration::from_millis(settings.retrain.kafka_timeout_ms),
             };

@@ -259,6 +259,8 @@ impl Bundle {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         manifest.onnx.file = MODEL_FILE.into();
         manifest.onnx.sha256 = sha256_hex(onnx);
+        // What is written now is in the current format, whatever it was read as.
+        manifest.format_version = FORMAT_VERSION;
         let mpath = dir.join(MODEL_FILE);
         std::fs::write(&mpath, onnx).map_err(io(&mpath))?;
         let json = serde_json::to_vec_pretty(manifest).map_err(|source| BundleError::Manifest {

@@ -8,8 +8,12 @@ use super::ModelSpec;
 use crate::data::Scaler;
 use crate::train::calibrate::{Fallback, ThresholdRule};
 
-/// Bumped when a field changes meaning; readers refuse newer formats.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when a field changes meaning or is added (manifests refuse
+/// unknown fields); readers refuse newer formats and read older ones.
+/// 2: `lineage` (model store versions) and `threshold.fallback` (small
+/// training sets); a binary that reads only format 1 says "upgrade" for
+/// these instead of failing on an unknown field.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The anomaly threshold and how it was set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -226,6 +226,15 @@ impl Storms {
     }
 }
 
+/// A model version with another window length or feature count cannot
+/// take over the running state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a model with window {} × {} features cannot replace one with window {} × {} features while serving", .to.0, .to.1, .from.0, .from.1)]
+pub struct ModelChange {
+    pub from: (usize, usize),
+    pub to: (usize, usize),
+}
+
 /// The anomaly decision and the records of a model's windows.
 pub struct Scorer {
     cfg: ScorerConfig,
@@ -277,6 +286,29 @@ impl Scorer {
             storms,
             cfg,
         })
+    }
+
+    /// Scores the following windows with another version of the model
+    /// (hot reload): its threshold, scaler and feature names. The window
+    /// length and the features must be the same (the reload stage refuses
+    /// others). The storm rule's state is kept; each key's likelihood
+    /// history is carried over rescaled by the ratio of the thresholds —
+    /// each threshold is calibrated on its own model's errors, so their
+    /// ratio maps one model's error scale onto the other's. Returns the
+    /// likelihood keys carried over.
+    pub fn set_model(&mut self, manifest: &Manifest) -> Result<usize, ModelChange> {
+        let spec = &manifest.spec;
+        if (spec.window, spec.features) != (self.window, self.features) {
+            return Err(ModelChange {
+                from: (self.window, self.features),
+                to: (spec.window, spec.features),
+            });
+        }
+        let ratio = f64::from(manifest.threshold.value) / f64::from(self.threshold);
+        self.threshold = manifest.threshold.value;
+        self.scaler = manifest.scaler.clone();
+        self.feature_names = manifest.feature_names.clone();
+        Ok(self.likelihood.as_mut().map_or(0, |l| l.rescale(ratio)))
     }
 
     /// The calibrated threshold of the model.
@@ -566,6 +598,37 @@ mod tests {
                 serde_json::from_slice(&s.anomaly_record(&w, &d, src).to_json().unwrap()).unwrap();
             assert_eq!(a["reason"], "non_finite_score");
         }
+    }
+
+    #[test]
+    fn a_new_model_version_brings_its_threshold_and_a_new_window_length_is_refused() {
+        let m = manifest();
+        let (t, f) = (m.spec.window, m.spec.features);
+        let mut s = Scorer::new(cfg(1, 0), &m).unwrap();
+        let values = vec![1.0f32; t * f];
+        let se = vec![0.0f32; t * f];
+        let w = WindowScore {
+            key: "k",
+            start_ts_ms: 0,
+            end_ts_ms: 1,
+            timestamps: &[],
+            values: &values,
+            score: 1.5 * m.threshold.value,
+            squared_error: &se,
+            prediction: None,
+            model_version: "1",
+        };
+        assert_eq!(s.decide(&w, 0).anomalous, Some(Reason::Threshold));
+        let mut v2 = m.clone();
+        v2.threshold.value = 2.0 * m.threshold.value;
+        assert_eq!(s.set_model(&v2), Ok(0));
+        let d = s.decide(&w, 0);
+        assert_eq!(d.anomalous, None);
+        assert!((d.normalized - 0.75).abs() < 1e-6);
+        let mut longer = m.clone();
+        longer.spec.window = t + 1;
+        assert!(s.set_model(&longer).is_err());
+        assert_eq!(s.threshold(), v2.threshold.value);
     }
 
     #[test]

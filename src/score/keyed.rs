@@ -197,6 +197,18 @@ impl KeyedLikelihood {
         self.keys.is_empty()
     }
 
+    /// A new model version: every key's history is carried over to errors
+    /// `ratio` times as large ([`Postprocessor::rescale`]); forecasts made
+    /// by the old model are dropped (their errors are the old model's).
+    /// Returns the keys carried over.
+    pub fn rescale(&mut self, ratio: f64) -> usize {
+        for s in self.keys.values_mut() {
+            s.post.rescale(ratio);
+            s.forecasts.clear();
+        }
+        self.keys.len()
+    }
+
     /// The anomaly likelihood of `key`'s next window, in `[0, 1]`; windows
     /// of a key must come in event-time order. `now_ms` is processing time.
     pub fn push(&mut self, key: &str, w: WindowErrors<'_>, now_ms: u64) -> f64 {

@@ -236,6 +236,12 @@ impl Moments {
         self.variance = (1.0 - alpha) * (self.variance + alpha * d * d);
     }
 
+    /// The moments of `a·x + b` for the values `x` pushed so far.
+    pub fn affine(&mut self, a: f64, b: f64) {
+        self.mean = a * self.mean + b;
+        self.variance *= a * a;
+    }
+
     /// Values pushed.
     pub fn count(&self) -> u64 {
         self.count
@@ -309,6 +315,28 @@ impl Postprocessor {
 
     pub fn config(&self) -> &PostprocessConfig {
         &self.cfg
+    }
+
+    /// Carries the history over to errors `ratio` times as large (a new
+    /// model version whose error scale differs): the state becomes what it
+    /// would be had every past raw error been `ratio` times its value —
+    /// exactly without `log_errors`, and up to `error_floor` with it (a
+    /// shift by `ln ratio`). Warm-up, silence and the range are kept.
+    pub fn rescale(&mut self, ratio: f64) {
+        if !(ratio.is_finite() && ratio > 0.0) {
+            return;
+        }
+        let (a, b) = if self.cfg.log_errors {
+            (1.0, ratio.ln())
+        } else {
+            (ratio, 0.0)
+        };
+        for x in &mut self.short {
+            *x = a * *x + b;
+        }
+        self.history.affine(a, b);
+        self.coarse.affine(a, b);
+        self.coarse_history.affine(a, b);
     }
 
     /// The score of the row whose raw error is `raw`, without the range
@@ -468,6 +496,37 @@ mod tests {
             range_check: false,
             range_tolerance: 0.05,
         }
+    }
+
+    /// A history rescaled by `r` scores the next errors as a history that
+    /// saw `r` times every error did: a model swap with a different error
+    /// scale keeps each key's likelihood warm.
+    #[test]
+    fn a_rescaled_history_scores_like_one_that_saw_the_scaled_errors() {
+        let mut cfg = plain(5, 200, 20);
+        cfg.coarse_factor = 3;
+        let errors: Vec<f64> = (0..400)
+            .map(|i| 0.01 + 0.005 * ((i * 7919 % 97) as f64 / 97.0))
+            .collect();
+        let r = 3.5;
+        let mut carried = Postprocessor::new(cfg.clone()).unwrap();
+        let mut fresh_scale = Postprocessor::new(cfg.clone()).unwrap();
+        for &e in &errors[..300] {
+            carried.push(e);
+            fresh_scale.push(r * e);
+        }
+        carried.rescale(r);
+        for &e in &errors[300..] {
+            let e = if e > 0.0145 { 4.0 * e } else { e }; // some spikes
+            let (a, b) = (carried.push(r * e), fresh_scale.push(r * e));
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+        // Without the rescale the same errors would look like a level shift.
+        let mut stale = Postprocessor::new(cfg).unwrap();
+        for &e in &errors[..300] {
+            stale.push(e);
+        }
+        assert!(stale.push(r * errors[300]) > 0.99);
     }
 
     #[test]

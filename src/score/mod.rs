@@ -16,7 +16,7 @@ pub mod keyed;
 pub mod likelihood;
 
 pub use decision::{
-    AnomalyRule, Decision, Reason, Scorer, ScorerConfig, ScorerEvictions, WindowScore,
+    AnomalyRule, Decision, ModelChange, Reason, Scorer, ScorerConfig, ScorerEvictions, WindowScore,
 };
 pub use keyed::{prediction_errors, KeyedLikelihood, WindowErrors};
 pub use likelihood::{gaussian_tail, PostprocessConfig, PostprocessError, Postprocessor};

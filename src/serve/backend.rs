@@ -7,10 +7,13 @@
 //!
 //! Backends are built by an injected [`BackendFactory`], so tests run the
 //! whole pipeline with a fake (slow, stuck, failing) model. The factory sits
-//! in a [`ModelSlot`]: before each batch a thread compares the slot's
-//! generation with its own and rebuilds its backend when it changed, so a
-//! model swap happens between batches, and every scored window carries the
-//! version of the model that scored it.
+//! in a [`ModelSlot`]: with each batch a thread reads the slot and rebuilds
+//! its backend when the slot holds a newer model, so a model swap (hot
+//! reload, [`super::reload`]) happens between batches, and every scored
+//! window carries the model ([`Served`]) that scored it. The slot is read
+//! while the thread still holds the batch channel, i.e. in batch order: once
+//! a batch is scored by the new model, no later batch is scored by the old
+//! one, whichever thread takes it.
 //!
 //! Each thread publishes when its current call started, so a watchdog can
 //! tell a stuck backend ([`Inference::stalled`]).
@@ -26,6 +29,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::ingest::Job;
 use super::PipelineError;
 use crate::infer::{Backend, InferError};
+use crate::model::Manifest;
 use crate::telemetry::Metrics;
 
 /// Builds one backend; called on the inference thread that will run it.
@@ -49,8 +53,25 @@ pub struct Scored {
     pub squared_error: Vec<f32>,
     /// `P × F` raw forecast of the next points, when the model predicts.
     pub prediction: Option<Vec<f32>>,
-    /// The version of the model that scored it.
-    pub model_version: Arc<str>,
+    /// The model that scored it.
+    pub model: Arc<Served>,
+}
+
+/// A model as the pipeline serves it: its manifest (threshold, scaler,
+/// names for the scorer) and its version as written in output records.
+#[derive(Debug)]
+pub struct Served {
+    pub version: Arc<str>,
+    pub manifest: Manifest,
+}
+
+impl Served {
+    pub fn new(manifest: Manifest) -> Arc<Served> {
+        Arc::new(Served {
+            version: Arc::from(manifest.model_version.to_string()),
+            manifest,
+        })
+    }
 }
 
 /// A scored batch, with its number and permit.
@@ -66,41 +87,69 @@ pub type ScoredMsg = Result<ScoredBatch, PipelineError>;
 
 /// The model the inference threads run, swapped between batches.
 pub struct ModelSlot {
-    generation: AtomicU64,
-    current: RwLock<(BackendFactory, Arc<str>)>,
+    current: RwLock<Arc<Loaded>>,
+}
+
+/// What the slot holds: a generation number (raised by each swap), how to
+/// build a backend, and the model it serves.
+struct Loaded {
+    generation: u64,
+    factory: BackendFactory,
+    served: Arc<Served>,
 }
 
 /// A backend built from the slot: the generation it was built at, the
-/// backend, and the model version it serves.
-type Built = (u64, Box<dyn Backend>, Arc<str>);
+/// backend, and the model it serves.
+struct Built {
+    generation: u64,
+    backend: Box<dyn Backend>,
+    served: Arc<Served>,
+}
 
 impl ModelSlot {
-    pub fn new(factory: BackendFactory, version: &str) -> Arc<ModelSlot> {
+    pub fn new(factory: BackendFactory, served: Arc<Served>) -> Arc<ModelSlot> {
         Arc::new(ModelSlot {
-            generation: AtomicU64::new(0),
-            current: RwLock::new((factory, Arc::from(version))),
+            current: RwLock::new(Arc::new(Loaded {
+                generation: 0,
+                factory,
+                served,
+            })),
         })
     }
 
     /// Makes `factory` the model of every batch taken from now on.
-    pub fn swap(&self, factory: BackendFactory, version: &str) {
-        if let Ok(mut c) = self.current.write() {
-            *c = (factory, Arc::from(version));
-            self.generation.fetch_add(1, Ordering::Release);
+    pub fn swap(&self, factory: BackendFactory, served: Arc<Served>) {
+        let mut c = match self.current.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        *c = Arc::new(Loaded {
+            generation: c.generation + 1,
+            factory,
+            served,
+        });
+    }
+
+    /// The model served now.
+    pub fn served(&self) -> Arc<Served> {
+        self.loaded().served.clone()
+    }
+
+    fn loaded(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(p) => Arc::clone(&p.into_inner()),
         }
     }
+}
 
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
+impl Loaded {
     fn build(&self) -> Result<Built, InferError> {
-        let gen = self.generation();
-        let (factory, version) = match self.current.read() {
-            Ok(c) => (c.0.clone(), c.1.clone()),
-            Err(p) => (p.get_ref().0.clone(), p.get_ref().1.clone()),
-        };
-        Ok((gen, factory()?, version))
+        Ok(Built {
+            generation: self.generation,
+            backend: (self.factory)()?,
+            served: self.served.clone(),
+        })
     }
 }
 
@@ -223,7 +272,7 @@ impl Worker {
     /// (which stops the daemon) and closes the shared channel, so the other
     /// threads stop too.
     fn run(self, ready: std::sync::mpsc::Sender<Result<(), InferError>>) {
-        let mut live = match self.slot.build() {
+        let mut live = match self.slot.loaded().build() {
             Ok(l) => {
                 let _ = ready.send(Ok(()));
                 l
@@ -242,24 +291,25 @@ impl Worker {
         }
     }
 
-    fn serve(&self, live: &mut (u64, Box<dyn Backend>, Arc<str>)) -> Result<(), PipelineError> {
+    fn serve(&self, live: &mut Built) -> Result<(), PipelineError> {
         let (window, features) = self.dims;
         let fail = |source| PipelineError::Inference {
             thread: self.index,
             source,
         };
         loop {
-            // The lock is held only while waiting for the next batch.
+            // The lock is held only while waiting for the next batch; the
+            // slot is read under it, so models change in batch order.
             let next = match self.batches.lock() {
-                Ok(mut rx) => rx.blocking_recv(),
+                Ok(mut rx) => rx.blocking_recv().map(|batch| (batch, self.slot.loaded())),
                 Err(_) => None, // another inference thread panicked: stop too
             };
-            let Some(Batch { seq, jobs, permit }) = next else {
+            let Some((Batch { seq, jobs, permit }, loaded)) = next else {
                 return Ok(());
             };
             // A new model is picked up between batches.
-            if self.slot.generation() != live.0 {
-                *live = self.slot.build().map_err(fail)?;
+            if loaded.generation != live.generation {
+                *live = loaded.build().map_err(fail)?;
             }
             let b = jobs.len();
             let mut x = Array3::<f32>::zeros((b, window, features));
@@ -278,7 +328,7 @@ impl Worker {
                 Ordering::Relaxed,
             );
             let started = Instant::now();
-            let out = live.1.infer(x.view());
+            let out = live.backend.infer(x.view());
             busy.store(0, Ordering::Relaxed);
             let out = out.map_err(fail)?;
             self.metrics
@@ -305,7 +355,7 @@ impl Worker {
                         .prediction
                         .as_ref()
                         .map(|p| p.index_axis(ndarray::Axis(0), i).iter().copied().collect()),
-                    model_version: live.2.clone(),
+                    model: live.served.clone(),
                     job,
                 });
             }

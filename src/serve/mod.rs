@@ -6,6 +6,9 @@
 //!          ingest.rs: decode, dead letters,        backend.rs: one backend            sink.rs: order, Scorer
 //!          windows, batches, offset holds,         per thread (ONNX Runtime),         (score::decision),
 //!          rebalances, commit computation          model slot, stall watchdog         produce, acks
+//!                                                        ▲
+//!                                          reload.rs: poll the store / SIGHUP, load and
+//!                                          validate a new version beside the old, swap
 //!                                                                                        │
 //!          offsets ◄──────────────────────── acks (holds released on delivery) ────────┘
 //! ```
@@ -45,6 +48,7 @@ mod backend;
 pub mod demo;
 pub mod ingest;
 pub mod kafka;
+mod reload;
 pub mod run;
 mod sink;
 
@@ -71,10 +75,11 @@ use crate::stream::offsets::Hold;
 use crate::stream::windower::WindowerConfig;
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
-pub use backend::{BackendFactory, ModelSlot};
+pub use backend::{BackendFactory, ModelSlot, Served};
 use backend::{Batch, Inference};
 use ingest::{DeadLetter, Ingest, IngestConfig, Job, MessageView};
 pub use kafka::ConsumerEvent;
+pub use reload::{Loader, Reload};
 
 /// Holds to release: every output of their message(s) is acknowledged.
 pub struct Ack(pub Vec<Hold>);
@@ -111,6 +116,8 @@ pub enum PipelineError {
     Param(#[from] crate::stream::ParamError),
     #[error(transparent)]
     Postprocess(#[from] crate::score::PostprocessError),
+    #[error(transparent)]
+    ModelChange(#[from] crate::score::ModelChange),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +158,12 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The model to serve: its manifest and how to build a backend for it.
+/// The model to serve: its manifest, how to build a backend for it, and
+/// where new versions come from (none: the model is fixed for the run).
 pub struct Model {
     pub manifest: Manifest,
     pub factory: BackendFactory,
+    pub reload: Option<Reload>,
 }
 
 /// Opens the bundle of `serve.model` and serves it with ONNX Runtime.
@@ -165,7 +174,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, ServeError> {
     // A store (follow its `current` version) or a fixed bundle folder.
-    let dir = crate::model::store::resolve(std::path::Path::new(&settings.serve.model))?;
+    let source = crate::model::store::ModelSource::of(std::path::Path::new(&settings.serve.model))?;
+    let dir = source.resolve()?;
     let bundle = Bundle::open(&dir)?;
     let threads = inference_threads(&settings);
     let mut opts = settings.runtime.backend_options();
@@ -177,13 +187,20 @@ pub async fn run(
         intra_threads = opts.intra_threads,
         "inference sessions"
     );
-    let onnx = Arc::new(bundle.onnx);
-    let factory: BackendFactory = Arc::new(move || {
-        OnnxBackend::load_from_memory(&onnx, &opts).map(|b| Box::new(b) as Box<dyn Backend>)
+    let loader: Loader = Arc::new(move |onnx: Arc<Vec<u8>>| {
+        let opts = opts.clone();
+        Arc::new(move || {
+            OnnxBackend::load_from_memory(&onnx, &opts).map(|b| Box::new(b) as Box<dyn Backend>)
+        })
     });
     let model = Model {
         manifest: bundle.manifest,
-        factory,
+        factory: loader(Arc::new(bundle.onnx)),
+        reload: Some(Reload {
+            source,
+            live_dir: dir,
+            loader,
+        }),
     };
     run_with(settings, model, metrics, health, shutdown).await
 }
@@ -215,23 +232,25 @@ pub async fn run_with(
     let batch_permits = Arc::new(Semaphore::new(permits));
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(permits);
     let (scored_tx, scored_rx) = mpsc::channel(permits);
-    let slot = ModelSlot::new(model.factory.clone(), &m.model_version.to_string());
-    let inference = Inference::start(workers, slot, (t, f), batch_rx, scored_tx, metrics.clone())
-        .map_err(|e| match e {
+    let served = Served::new(m.clone());
+    let slot = ModelSlot::new(model.factory.clone(), served.clone());
+    let inference = Inference::start(
+        workers,
+        slot.clone(),
+        (t, f),
+        batch_rx,
+        scored_tx,
+        metrics.clone(),
+    )
+    .map_err(|e| match e {
         PipelineError::Inference { source, .. } => ServeError::Infer(source),
         e => ServeError::Pipeline(e),
     })?;
-    metrics
-        .model_info
-        .with_label_values(&[
-            m.model_id.as_str(),
-            &m.model_version.to_string(),
-            &spec.window.to_string(),
-            &spec.features.to_string(),
-            &spec.hidden.to_string(),
-            &format!("{:?}", spec.mode).to_lowercase(),
-        ])
-        .set(1.0);
+    reload::set_model_info(&metrics, m);
+    let reloader = model
+        .reload
+        .clone()
+        .map(|r| reload::Reloader::new(r, slot, metrics.clone()));
     metrics
         .max_series_keys
         .set(i64::try_from(settings.windowing.max_keys).unwrap_or(i64::MAX));
@@ -293,6 +312,7 @@ pub async fn run_with(
             producer: producer.clone(),
             kafka: k.clone(),
             scorer,
+            model: served,
             acks: ack_tx.clone(),
             metrics: metrics.clone(),
             clock,
@@ -318,6 +338,8 @@ pub async fn run_with(
         seq: 0,
         summary: Summary::default(),
         pending_at_drain: None,
+        reloader,
+        hangup: reload::Hangup::new(),
     };
     let failure = daemon.consume(shutdown).await;
     daemon.drain(failure).await
@@ -345,6 +367,9 @@ struct Daemon {
     summary: Summary,
     /// A batch that waited for a permit when shutdown came.
     pending_at_drain: Option<Vec<Job>>,
+    /// Hot reload of new model versions (none: a fixed model).
+    reloader: Option<reload::Reloader>,
+    hangup: reload::Hangup,
 }
 
 /// Work the loop could not hand on yet for want of a permit; while there is
@@ -468,6 +493,9 @@ impl Daemon {
         let mut commit_tick =
             tokio::time::interval(Duration::from_millis(k.commit_interval_ms.max(10)));
         let mut house_tick = tokio::time::interval(Duration::from_millis(250));
+        let poll_ms = self.settings.serve.model_poll_ms;
+        let polls = poll_ms > 0 && self.reloader.as_ref().is_some_and(|r| r.polls());
+        let mut model_tick = tokio::time::interval(Duration::from_millis(poll_ms.max(100)));
         tokio::pin!(shutdown);
         let mut pending: Option<Pending> = None;
         loop {
@@ -506,6 +534,25 @@ impl Daemon {
                     let now = self.now();
                     self.ingest.evict_idle(now);
                     self.update_health();
+                    Ok(())
+                }
+                _ = model_tick.tick(), if polls => {
+                    if let Some(r) = self.reloader.as_mut() {
+                        r.poll();
+                    }
+                    Ok(())
+                }
+                () = self.hangup.recv() => {
+                    match self.reloader.as_mut() {
+                        Some(r) => r.hangup(),
+                        None => tracing::warn!("SIGHUP: this model cannot be reloaded (given by the caller)"),
+                    }
+                    Ok(())
+                }
+                done = reload::finished(self.reloader.as_mut().map(|r| &mut r.running)) => {
+                    if let Some(r) = self.reloader.as_mut() {
+                        r.finish(done);
+                    }
                     Ok(())
                 }
                 permit = self.batch_permits.clone().acquire_owned(), if waiting_batch => {

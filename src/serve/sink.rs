@@ -23,7 +23,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::backend::{ScoredBatch, ScoredMsg};
+use super::backend::{ScoredBatch, ScoredMsg, Served};
 use super::{now_ms, Ack, PipelineError};
 use crate::config::KafkaSettings;
 use crate::score::{Scorer, WindowScore};
@@ -201,6 +201,9 @@ pub struct Sink {
     pub producer: FutureProducer,
     pub kafka: KafkaSettings,
     pub scorer: Scorer,
+    /// The model the scorer is set to; a window scored by another (a hot
+    /// reload) switches it first.
+    pub model: Arc<Served>,
     pub acks: mpsc::UnboundedSender<Ack>,
     pub metrics: Metrics,
     /// Processing time for the scorer's key TTLs (monotonic).
@@ -254,6 +257,12 @@ impl Sink {
         let now = self.clock.elapsed().as_millis() as u64;
         let mut out = Vec::with_capacity(windows.len());
         for s in windows {
+            if !Arc::ptr_eq(&s.model, &self.model) {
+                let carried = self.scorer.set_model(&s.model.manifest)?;
+                m.likelihood_keys_rescaled.inc_by(carried as u64);
+                tracing::info!(from = %self.model.version, to = %s.model.version, likelihood_keys = carried, "scoring with the new model version from this window on");
+                self.model = s.model.clone();
+            }
             let job = &s.job;
             let w = WindowScore {
                 key: &job.key,
@@ -264,7 +273,7 @@ impl Sink {
                 score: s.score,
                 squared_error: &s.squared_error,
                 prediction: s.prediction.as_deref(),
-                model_version: &s.model_version,
+                model_version: &s.model.version,
             };
             let d = self.scorer.decide(&w, now);
             m.windows_scored.inc();

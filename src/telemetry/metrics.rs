@@ -41,6 +41,8 @@ pub struct Metrics {
     pub batches_in_flight: IntGauge,
     pub inference_stalled: IntGauge,
     pub model_info: GaugeVec,
+    pub model_reloads: IntCounterVec,
+    pub likelihood_keys_rescaled: IntCounter,
     pub build_info: GaugeVec,
     pub ready: Gauge,
 }
@@ -293,6 +295,17 @@ impl Metrics {
                     "model_id", "version", "window", "features", "hidden", "mode",
                 ],
             ),
+            model_reloads: counter_vec(
+                &r,
+                "lstm_ae_model_reloads_total",
+                "Model versions considered for a hot reload, by result (ok: swapped in; refused: failed validation, the old version keeps serving).",
+                &["result"],
+            ),
+            likelihood_keys_rescaled: counter(
+                &r,
+                "lstm_ae_likelihood_keys_rescaled_total",
+                "Per-key likelihood histories carried over to a new model version (rescaled by the ratio of the thresholds).",
+            ),
             build_info,
             ready,
             registry: r,
@@ -304,6 +317,9 @@ impl Metrics {
         }
         for reason in ["expired", "capacity"] {
             m.storm_keys_evicted.with_label_values(&[reason]);
+        }
+        for result in ["ok", "refused"] {
+            m.model_reloads.with_label_values(&[result]);
         }
         m
     }

@@ -293,6 +293,8 @@ pub struct Record {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
+    /// The message's Kafka timestamp (the producer's CreateTime), ms.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -312,6 +314,7 @@ impl From<&rdkafka::message::BorrowedMessage<'_>> for Record {
         Record {
             key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             payload: m.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: m.timestamp().to_millis(),
             headers: m
                 .headers()
                 .map(|hs| {

@@ -62,6 +62,7 @@ pub const SMALL: &[&str] = &[
 
 pub mod broker;
 pub mod docker;
+pub mod models;
 pub mod procs;
 pub mod prometheus;
 pub mod tools;

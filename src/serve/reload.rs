@@ -1,0 +1,329 @@
+//! The reload stage: hot reload of the model while the daemon runs.
+//!
+//! When `serve.model` names a model store, the daemon polls the store's
+//! `current` file every `serve.model_poll_ms`; SIGHUP asks for a check at
+//! once (and, for a fixed bundle folder, re-reads the folder). A new version
+//! is loaded **beside** the old one, on a blocking thread, while the old one
+//! keeps scoring:
+//!
+//! 1. the bundle is opened and cross-checked ([`Bundle::open`]: manifest ↔
+//!    ONNX graph, checksum, shapes, threshold);
+//! 2. its input contract must be the live model's: the same window length,
+//!    feature count and feature names (the per-key buffers are filled for
+//!    them, and the input topics carry them);
+//! 3. a backend is built and a warm-up batch must give finite outputs of the
+//!    right shapes.
+//!
+//! Only then is it swapped into the [`ModelSlot`]: every inference thread
+//! builds its own session of the new model before its next batch, and the
+//! sink switches the scorer (threshold, scaler, likelihood history rescaled,
+//! see [`crate::score::Scorer::set_model`]) at the first window the new model
+//! scored. Nothing is paused or dropped: batches in flight finish with the
+//! model that took them, and each window is scored by exactly one version,
+//! named in its records (`model_version`).
+//!
+//! A version that fails any step is refused with a logged reason and counted
+//! (`lstm_ae_model_reloads_total{result="refused"}`); the old one keeps
+//! serving, and the refused version is not tried again until `current`
+//! changes or a SIGHUP comes. A new window length or feature set is refused
+//! the same way: restart the daemon to serve it (the restart replays from
+//! the committed offsets, so the new buffers fill from the points still
+//! uncommitted; nothing is lost).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ndarray::Array3;
+use tokio::task::JoinHandle;
+
+use super::backend::{BackendFactory, ModelSlot, Served};
+use crate::model::store::ModelSource;
+use crate::model::{Bundle, Manifest};
+use crate::telemetry::Metrics;
+
+/// Makes a backend factory for a model's ONNX bytes (ONNX Runtime in the
+/// daemon; tests may inject another).
+pub type Loader = Arc<dyn Fn(Arc<Vec<u8>>) -> BackendFactory + Send + Sync>;
+
+/// Where the daemon's model comes from, and how to load a new version.
+#[derive(Clone)]
+pub struct Reload {
+    pub source: ModelSource,
+    /// The bundle folder of the live version.
+    pub live_dir: PathBuf,
+    pub loader: Loader,
+}
+
+/// A validated new version, ready to swap in.
+pub struct Candidate {
+    dir: PathBuf,
+    factory: BackendFactory,
+    served: Arc<Served>,
+}
+
+/// What a finished check found.
+pub enum Checked {
+    /// The folder holds the live version (SIGHUP with nothing new, or a
+    /// rollback to the version that is live).
+    Unchanged(PathBuf),
+    New(Candidate),
+}
+
+/// A version that cannot replace the live one, and why.
+pub struct Refused {
+    dir: PathBuf,
+    reason: String,
+}
+
+pub type Check = JoinHandle<Result<Checked, Refused>>;
+
+/// The reload stage's state, driven by the daemon's loop.
+pub struct Reloader {
+    reload: Reload,
+    slot: Arc<ModelSlot>,
+    metrics: Metrics,
+    /// The folder last tried (live, or refused): polling skips it.
+    tried: PathBuf,
+    /// The check running on a blocking thread, if any.
+    pub(super) running: Option<(Check, Instant)>,
+}
+
+impl Reloader {
+    pub fn new(reload: Reload, slot: Arc<ModelSlot>, metrics: Metrics) -> Reloader {
+        Reloader {
+            tried: reload.live_dir.clone(),
+            reload,
+            slot,
+            metrics,
+            running: None,
+        }
+    }
+
+    /// Whether polling can see new versions (a store, not a fixed bundle).
+    pub fn polls(&self) -> bool {
+        matches!(self.reload.source, ModelSource::Store(_))
+    }
+
+    /// A poll tick: starts a check if `current` names a folder not tried yet.
+    pub fn poll(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        match self.reload.source.resolve() {
+            Ok(dir) if dir != self.tried => self.start(dir),
+            Ok(_) => {}
+            // A store being edited by hand can be unreadable for a moment;
+            // the next poll looks again.
+            Err(e) => {
+                tracing::warn!(error = %e, "model store: cannot read the current version; keeping the live one")
+            }
+        }
+    }
+
+    /// SIGHUP: checks the current version even if it was tried before.
+    pub fn hangup(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        tracing::info!("SIGHUP: checking the model for a new version");
+        match self.reload.source.resolve() {
+            Ok(dir) => self.start(dir),
+            Err(e) => {
+                self.metrics
+                    .model_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
+                tracing::warn!(error = %e, "model reload refused: the old version keeps serving");
+            }
+        }
+    }
+
+    fn start(&mut self, dir: PathBuf) {
+        let live = self.slot.served();
+        let loader = self.reload.loader.clone();
+        let task = tokio::task::spawn_blocking(move || check(dir, &live, &loader));
+        self.running = Some((task, Instant::now()));
+    }
+
+    /// Takes a finished check's result: swaps a valid new version in, or
+    /// logs and counts the refusal.
+    pub fn finish(&mut self, result: Result<Result<Checked, Refused>, tokio::task::JoinError>) {
+        let took_ms = self
+            .running
+            .take()
+            .map_or(0, |(_, t)| t.elapsed().as_millis() as u64);
+        match result {
+            Ok(Ok(Checked::Unchanged(dir))) => {
+                self.tried = dir;
+                tracing::info!("model reload: the live version is current; nothing to do");
+            }
+            Ok(Ok(Checked::New(c))) => {
+                let (from, to) = (self.slot.served().version.clone(), c.served.version.clone());
+                set_model_info(&self.metrics, &c.served.manifest);
+                self.slot.swap(c.factory, c.served);
+                self.tried = c.dir;
+                self.metrics.model_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(%from, %to, took_ms, "model reloaded: new batches are scored by the new version");
+            }
+            Ok(Err(r)) => {
+                self.tried = r.dir;
+                self.metrics
+                    .model_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
+                tracing::warn!(reason = %r.reason, took_ms, "model reload refused: the old version keeps serving");
+            }
+            Err(e) => {
+                self.metrics
+                    .model_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
+                tracing::warn!(error = %e, "model reload check failed: the old version keeps serving");
+            }
+        }
+    }
+}
+
+/// Waits for the running check, if any (never resolves otherwise), for the
+/// daemon's `select!`.
+pub async fn finished(
+    running: Option<&mut Option<(Check, Instant)>>,
+) -> Result<Result<Checked, Refused>, tokio::task::JoinError> {
+    match running {
+        Some(Some((task, _))) => task.await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// SIGHUP, as a stream of requests to check the model.
+pub struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    /// Listens for SIGHUP (where the platform has it).
+    pub fn new() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let sig = signal(SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP; model reloads come from polling only"))
+                .ok();
+            Hangup(sig)
+        }
+        #[cfg(not(unix))]
+        Hangup()
+    }
+
+    /// The next SIGHUP (never, without one).
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.0.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+/// Opens, checks and warms up the bundle in `dir` (blocking).
+fn check(dir: PathBuf, live: &Served, loader: &Loader) -> Result<Checked, Refused> {
+    let refuse = |reason: String| Refused {
+        dir: dir.clone(),
+        reason,
+    };
+    let bundle = Bundle::open(&dir).map_err(|e| refuse(e.to_string()))?;
+    let (m, l) = (&bundle.manifest, &live.manifest);
+    if m.model_version == l.model_version && m.onnx.sha256 == l.onnx.sha256 {
+        return Ok(Checked::Unchanged(dir));
+    }
+    compatible(m, l).map_err(|reason| refuse(format!("{}: {reason}", dir.display())))?;
+    let factory = loader(Arc::new(bundle.onnx));
+    let mut backend = factory().map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
+    warm_up(backend.as_mut(), m)
+        .map_err(|reason| refuse(format!("{}: {reason}", dir.display())))?;
+    Ok(Checked::New(Candidate {
+        dir: dir.clone(),
+        factory,
+        served: Served::new(bundle.manifest),
+    }))
+}
+
+/// The new model must read the same windows as the live one.
+fn compatible(new: &Manifest, live: &Manifest) -> Result<(), String> {
+    let (n, l) = (&new.spec, &live.spec);
+    if !n.mode.has_reconstruction() {
+        return Err("the model has no reconstruction decoder, so no anomaly score".into());
+    }
+    if (n.window, n.features) != (l.window, l.features) {
+        return Err(format!(
+            "window {} × {} features, the live model has {} × {}: a new window length or feature set needs a restart",
+            n.window, n.features, l.window, l.features
+        ));
+    }
+    if new.feature_names != live.feature_names {
+        return Err(format!(
+            "features {:?}, the live model reads {:?}: the input topics carry the live model's features",
+            new.feature_names, live.feature_names
+        ));
+    }
+    Ok(())
+}
+
+/// Runs two windows of plausible values (the middle of the training range)
+/// and checks every output is there, finite and of the right shape.
+fn warm_up(backend: &mut dyn crate::infer::Backend, m: &Manifest) -> Result<(), String> {
+    let (t, f) = (m.spec.window, m.spec.features);
+    let s = &m.scaler;
+    let x = Array3::from_shape_fn((2, t, f), |(b, i, j)| {
+        let wave = 0.5 + 0.25 * ((i + 7 * b) as f32 * 0.3).sin();
+        s.offset.get(j).copied().unwrap_or(0.0) + s.scale.get(j).copied().unwrap_or(1.0) * wave
+    });
+    let out = backend
+        .infer(x.view())
+        .map_err(|e| format!("warm-up batch: {e}"))?;
+    let finite = |name: &str, v: Option<&[f32]>, len: usize| match v {
+        None => Err(format!("warm-up batch: the model gave no {name}")),
+        Some(v) if v.len() != len => Err(format!(
+            "warm-up batch: {name} has {} values, expected {len}",
+            v.len()
+        )),
+        Some(v) if v.iter().any(|x| !x.is_finite()) => {
+            Err(format!("warm-up batch: {name} is not finite"))
+        }
+        Some(_) => Ok(()),
+    };
+    let score = out
+        .score
+        .as_ref()
+        .map(|a| a.iter().copied().collect::<Vec<_>>());
+    finite("score", score.as_deref(), 2)?;
+    let emb = out
+        .embedding
+        .as_ref()
+        .map(|a| a.iter().copied().collect::<Vec<_>>());
+    finite("embedding", emb.as_deref(), 2 * m.spec.hidden)?;
+    let se = out
+        .squared_error
+        .as_ref()
+        .map(|a| a.iter().copied().collect::<Vec<_>>());
+    finite("squared_error", se.as_deref(), 2 * t * f)?;
+    Ok(())
+}
+
+/// `lstm_ae_model_info`: one series, for the live model.
+pub fn set_model_info(metrics: &Metrics, m: &Manifest) {
+    let spec = &m.spec;
+    metrics.model_info.reset();
+    metrics
+        .model_info
+        .with_label_values(&[
+            m.model_id.as_str(),
+            &m.model_version.to_string(),
+            &spec.window.to_string(),
+            &spec.features.to_string(),
+            &spec.hidden.to_string(),
+            &format!("{:?}", spec.mode).to_lowercase(),
+        ])
+        .set(1.0);
+}
