@@ -24,18 +24,36 @@
 //! Bare ONNX Runtime is the better of one session with N threads and N
 //! single-threaded sessions side by side, at the daemon's largest batch.
 //!
+//! Memory (`keys100k` in `BENCH_MODES`, or `keys100k-threshold` /
+//! `keys100k-likelihood` for one rule): RSS_KEYS keys × RSS_POINTS points
+//! (default T + 1: every key has scored two windows and holds T − 1 points
+//! in its window buffer — as full as a live key's buffer gets — and, under
+//! the likelihood rule, its likelihood state, whose buffers are sized when
+//! the key first scores) are loaded into one broker, interleaved by key; then
+//! for each anomaly rule a fresh daemon (its own consumer group, every
+//! other setting at its default) drains them, and once every window is
+//! produced — all keys live at once — its VmRSS and VmHWM are read from
+//! /proc/<pid>/status beside its gauges of live keys. "Per key" is the
+//! growth of RSS from just after start-up (model loaded, no key yet)
+//! divided by the live keys.
+//!
 //! CPU seconds of the daemon, of the broker and of the whole machine come
 //! from /proc over the interval from the first to the last output, so the
 //! table says who used the two cores; per-thread CPU of the daemon follows.
 //!
 //! Settings, from the environment: `BENCH_KEYS` (100), `BENCH_POINTS`
 //! (1000), `BENCH_THREADS` (1,2), `BENCH_MODES` (points,binary,paced,paced-fetch10),
-//! `BENCH_RATE` (paced points/s, 5000), `BENCH_MAX_BATCH` (256),
+//! `BENCH_RATE` (paced points/s, 5000; `half`: half of the preceding
+//! `points` backlog run's windows/s, i.e. half of the maximum rate), `BENCH_MAX_BATCH` (256),
 //! `BENCH_PARTITIONS` (2, for input and embeddings topics), `BENCH_ORT_SECS`
-//! (3), `TANSU_BIN`; `BENCH_SERVE_TOML`, TOML appended to the daemon's
+//! (3), `BENCH_RSS_KEYS` (100000), `BENCH_RSS_POINTS` (T + 1), `TANSU_BIN`; `BENCH_SERVE_TOML`, TOML appended to the daemon's
 //! configuration (e.g. a `[kafka.consumer]` table); `BENCH_PERF=DIR`, a
 //! `perf record -g` of daemon and broker per run into DIR. Any other
-//! `LSTM_AE__…` variable reaches the daemon.
+//! `LSTM_AE__…` variable reaches the daemon. `BENCH_PYTHON=PYTHON` (or `1`
+//! for `python3`): after each `points` backlog run, `benches/python_service.py`
+//! (confluent-kafka + onnxruntime, the same work) drains the same backlog
+//! on a fresh broker with the same number of ONNX Runtime threads, measured
+//! the same way.
 //!
 //! Run with `scripts/bench-serve.sh` (or `cargo bench --bench serve`).
 
@@ -107,11 +125,21 @@ struct Opts {
     points: usize,
     threads: Vec<usize>,
     modes: Vec<Mode>,
-    rate: f64,
+    /// Paced points/s; `None`: half of the same thread count's `points`
+    /// backlog windows/s (`BENCH_RATE=half`).
+    rate: Option<f64>,
     max_batch: usize,
     partitions: usize,
     ort_secs: f64,
     model: PathBuf,
+    /// Anomaly rules of the memory runs (`keys100k…` modes).
+    rss_rules: Vec<&'static str>,
+    rss_keys: usize,
+    /// Points per key of the memory runs; `None`: T + 1.
+    rss_points: Option<usize>,
+    /// The interpreter that runs `benches/python_service.py` beside each
+    /// `points` backlog run, if any.
+    python: Option<String>,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Res<T> {
@@ -134,31 +162,53 @@ impl Opts {
             .map_err(|_| format!("BENCH_THREADS={threads}: a list like 1,2"))?;
         let modes = std::env::var("BENCH_MODES")
             .unwrap_or_else(|_| "points,binary,paced,paced-fetch10".into());
-        let modes = modes
-            .split(',')
-            .map(|s| match s.trim() {
-                "points" => Ok(Mode::Points),
-                "binary" => Ok(Mode::Binary),
-                "paced" => Ok(Mode::Paced),
-                "paced-fetch10" => Ok(Mode::PacedFetch10),
-                o => Err(format!(
-                    "BENCH_MODES: unknown mode {o} (points, binary, paced, paced-fetch10)"
-                )),
-            })
-            .collect::<Res<Vec<_>>>()?;
+        let mut rss_rules = vec![];
+        let mut throughput = vec![];
+        for m in modes.split(',') {
+            match m.trim() {
+                "points" => throughput.push(Mode::Points),
+                "binary" => throughput.push(Mode::Binary),
+                "paced" => throughput.push(Mode::Paced),
+                "paced-fetch10" => throughput.push(Mode::PacedFetch10),
+                "keys100k" => rss_rules.extend(["threshold", "likelihood"]),
+                "keys100k-threshold" => rss_rules.push("threshold"),
+                "keys100k-likelihood" => rss_rules.push("likelihood"),
+                o => {
+                    return Err(format!(
+                        "BENCH_MODES: unknown mode {o} (points, binary, paced, paced-fetch10, \
+                         keys100k, keys100k-threshold, keys100k-likelihood)"
+                    ))
+                }
+            }
+        }
+        let rss_points = match std::env::var("BENCH_RSS_POINTS") {
+            Ok(_) => Some(env_or("BENCH_RSS_POINTS", 0)?),
+            Err(_) => None,
+        };
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         Ok(Opts {
             keys: env_or("BENCH_KEYS", 100)?,
             points: env_or("BENCH_POINTS", 1000)?,
             threads,
-            modes,
-            rate: env_or("BENCH_RATE", 5000.0)?,
+            modes: throughput,
+            rate: match std::env::var("BENCH_RATE").as_deref() {
+                Ok("half") => None,
+                _ => Some(env_or("BENCH_RATE", 5000.0)?),
+            },
             max_batch: env_or("BENCH_MAX_BATCH", 256)?,
             partitions: env_or("BENCH_PARTITIONS", 2)?,
             ort_secs: env_or("BENCH_ORT_SECS", 3.0)?,
             model: std::env::var("BENCH_MODEL")
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| root.join("models/machine_temperature")),
+            rss_rules,
+            rss_keys: env_or("BENCH_RSS_KEYS", 100_000)?,
+            rss_points,
+            python: match std::env::var("BENCH_PYTHON").as_deref() {
+                Err(_) | Ok("") | Ok("0") => None,
+                Ok("1") => Some("python3".into()),
+                Ok(p) => Some(p.into()),
+            },
         })
     }
 }
@@ -469,8 +519,13 @@ fn load(brokers: &str, mode: Mode, o: &Opts, t: usize) -> Res<(Completions, f64)
 
 /// Produces the points at `rate` per second on a thread; returns the
 /// completion timestamps when done.
-fn paced(brokers: String, o: &Opts, t: usize) -> std::thread::JoinHandle<Res<Completions>> {
-    let (keys, points, rate) = (o.keys, o.points, o.rate);
+fn paced(
+    brokers: String,
+    o: &Opts,
+    t: usize,
+    rate: f64,
+) -> std::thread::JoinHandle<Res<Completions>> {
+    let (keys, points) = (o.keys, o.points);
     std::thread::spawn(move || {
         let p = producer(&brokers, 2)?;
         let mut done = Completions::new();
@@ -601,6 +656,21 @@ struct RunResult {
     load_avg: String,
     /// Bare ONNX Runtime windows/s just before the run (backlog runs).
     bare: Option<f64>,
+    /// Points/s of a paced run.
+    rate: f64,
+    /// The daemon's VmRSS and VmHWM at the end, bytes.
+    daemon_rss: u64,
+    daemon_hwm: u64,
+}
+
+impl RunResult {
+    fn input(&self) -> String {
+        if self.mode.is_paced() {
+            format!("{} at {:.0}/s", self.mode.name(), self.rate)
+        } else {
+            self.mode.name().to_string()
+        }
+    }
 }
 
 fn percentile(sorted: &[i64], q: f64) -> f64 {
@@ -641,7 +711,7 @@ fn write_config(
     Ok(path)
 }
 
-fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64) -> Res<RunResult> {
+fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64, rate: f64) -> Res<RunResult> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let broker = Broker::start(dir.path())?;
     let parts = o.partitions;
@@ -696,7 +766,7 @@ fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64) -> Res<RunR
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(paced(brokers.clone(), o, t))
+        Some(paced(brokers.clone(), o, t, rate))
     } else {
         None
     };
@@ -738,6 +808,7 @@ fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64) -> Res<RunR
         let _ = p.0.wait();
     }
     let outputs = read_outputs(&brokers, parts, expect)?;
+    let (daemon_rss, daemon_hwm) = rss_bytes(daemon.pid());
     drop(daemon);
     let mut lat: Vec<i64> = outputs
         .iter()
@@ -806,7 +877,307 @@ fn run_one(o: &Opts, mode: Mode, threads: usize, t: usize, tck: f64) -> Res<RunR
         threads_cpu,
         load_avg: loadavg(),
         bare: None,
+        rate,
+        daemon_rss,
+        daemon_hwm,
     })
+}
+
+// ------------------------------------------------------------------ Python
+
+struct PyResult {
+    windows: usize,
+    unique: usize,
+    per_s: f64,
+}
+
+/// `benches/python_service.py` over the same `points` backlog as the
+/// daemon's run, on a fresh broker; windows/s measured the same way (the
+/// embeddings' producer timestamps, first to last).
+fn run_python(o: &Opts, python: &str, threads: usize, t: usize) -> Res<PyResult> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let broker = Broker::start(dir.path())?;
+    let parts = o.partitions;
+    for (name, n) in [(POINTS_TOPIC, parts), (EMB_TOPIC, parts), (ANOM_TOPIC, 1)] {
+        broker.create_topic(name, n)?;
+    }
+    let expect = o.keys * (o.points + 1).saturating_sub(t);
+    let brokers = broker.brokers();
+    let (_, load_s) = load(&brokers, Mode::Points, o, t)?;
+    println!("   input loaded in {load_s:.1} s before the Python service started");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_service.py");
+    let mut child = Proc(
+        Command::new(python)
+            .arg(&script)
+            .args(["--brokers", &brokers, "--topic", POINTS_TOPIC])
+            .args([
+                "--embeddings-topic",
+                EMB_TOPIC,
+                "--anomalies-topic",
+                ANOM_TOPIC,
+            ])
+            .arg("--model")
+            .arg(&o.model)
+            .args(["--threads", &threads.to_string()])
+            .args(["--max-batch", &o.max_batch.to_string()])
+            .args(["--max-windows", &expect.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("{python} does not start: {e}"))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        match child.0.try_wait().map_err(|e| e.to_string())? {
+            Some(st) if st.success() => break,
+            Some(st) => return Err(format!("the Python service failed: {st}")),
+            None if Instant::now() > deadline => {
+                return Err("the Python service did not finish in 15 minutes".into())
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let outputs = read_outputs(&brokers, parts, expect)?;
+    let mut s: Vec<_> = outputs.iter().map(|(k, e, _)| (k, e)).collect();
+    s.sort();
+    s.dedup();
+    let lo = outputs.iter().map(|o| o.2).min().unwrap_or(0);
+    let hi = outputs.iter().map(|o| o.2).max().unwrap_or(0);
+    let span_s = (hi - lo) as f64 / 1000.0;
+    Ok(PyResult {
+        windows: outputs.len(),
+        unique: s.len(),
+        per_s: if span_s > 0.0 {
+            (outputs.len() - 1) as f64 / span_s
+        } else {
+            f64::NAN
+        },
+    })
+}
+
+// ------------------------------------------------------------------ memory
+
+/// (VmRSS, VmHWM) of a process, bytes.
+fn rss_bytes(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+struct RssResult {
+    rule: &'static str,
+    keys: usize,
+    points: usize,
+    windows: f64,
+    live_keys: f64,
+    likelihood_keys: f64,
+    storm_keys: f64,
+    rss_start: u64,
+    rss: u64,
+    hwm: u64,
+    secs: f64,
+}
+
+/// A daemon of the memory runs, with its RSS once ready and before any input.
+struct RssDaemon {
+    rule: &'static str,
+    proc: Proc,
+    port: u16,
+    rss_start: u64,
+    done: Option<RssResult>,
+}
+
+/// The memory runs (module docs): one broker, one daemon per rule started
+/// before the input is loaded, so each one's start-up RSS has no key in it.
+fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
+    let points = o.rss_points.unwrap_or(t + 1);
+    let keys = o.rss_keys;
+    let expect = keys * (points + 1).saturating_sub(t);
+    println!(
+        "== memory: {keys} keys × {points} points = {} points JSON, {expect} windows; rules {}",
+        keys * points,
+        o.rss_rules.join(", ")
+    );
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let broker = Broker::start(dir.path())?;
+    for (name, n) in [
+        (POINTS_TOPIC, o.partitions),
+        (EMB_TOPIC, o.partitions),
+        (ANOM_TOPIC, 1),
+        (DLQ_TOPIC, 1),
+    ] {
+        broker.create_topic(name, n)?;
+    }
+    let brokers = broker.brokers();
+    let mut daemons = vec![];
+    for &rule in &o.rss_rules {
+        let port = free_port()?;
+        let text = format!(
+            "[serve]\nmodel = {model:?}\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
+             [kafka]\ngroup_id = \"bench-rss-{rule}\"\nembeddings_topic = \"{EMB_TOPIC}\"\n\
+             anomalies_topic = \"{ANOM_TOPIC}\"\ndead_letter_topic = \"{DLQ_TOPIC}\"\n\n\
+             [[kafka.inputs]]\ntopic = \"{POINTS_TOPIC}\"\nformat = \"points\"\n\n\
+             [anomalies]\nrule = \"{rule}\"\n\n{extra}\n",
+            model = o.model.display().to_string(),
+            extra = std::env::var("BENCH_SERVE_TOML").unwrap_or_default(),
+        );
+        let cfg = dir.path().join(format!("serve-{rule}.toml"));
+        std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
+        let proc = Proc(
+            Command::new(env!("CARGO_BIN_EXE_lstm-ae"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&cfg)
+                .env("LSTM_AE__KAFKA__BROKERS", &brokers)
+                .env("LSTM_AE__LOG__LEVEL", "warn")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("lstm-ae serve does not start: {e}"))?,
+        );
+        wait_for_port(port, "lstm-ae serve")?;
+        daemons.push(RssDaemon {
+            rule,
+            proc,
+            port,
+            rss_start: 0,
+            done: None,
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for d in &mut daemons {
+        while http_get(d.port, "/readyz")?.0 != 200 {
+            if Instant::now() > deadline {
+                return Err(format!("the {} daemon never became ready", d.rule));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d.rss_start = rss_bytes(d.proc.pid()).0;
+    }
+
+    // The input, interleaved by key so that every key is live at the end.
+    let started = Instant::now();
+    let p = producer(&brokers, 20)?;
+    let names: Vec<String> = (0..keys).map(key).collect();
+    for i in 0..points {
+        let now = now_ms();
+        for (k, name) in names.iter().enumerate() {
+            let body = format!(
+                "{{\"key\":\"{name}\",\"ts\":{},\"value\":{}}}",
+                ts(i),
+                value(k, i)
+            );
+            send(&p, POINTS_TOPIC, name, body.as_bytes(), now)?;
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(300))
+        .map_err(|e| format!("loading the input: {e}"))?;
+    println!(
+        "   input loaded in {:.0} s (the daemons consuming meanwhile)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let produced = format!("lstm_ae_outputs_produced_total{{topic=\"{EMB_TOPIC}\"}}");
+    let consumed = format!("lstm_ae_messages_consumed_total{{topic=\"{POINTS_TOPIC}\"}}");
+    let mut last = vec![(0.0, Instant::now()); daemons.len()];
+    while daemons.iter().any(|d| d.done.is_none()) {
+        std::thread::sleep(Duration::from_millis(200));
+        for (d, last) in daemons.iter_mut().zip(&mut last) {
+            if d.done.is_some() {
+                continue;
+            }
+            let (_, body) = http_get(d.port, "/metrics")?;
+            let n = metric(&body, &produced);
+            let read = metric(&body, &consumed);
+            if n + read > last.0 {
+                *last = (n + read, Instant::now());
+            }
+            if (n as usize) < expect || (read as usize) < keys * points {
+                if last.1.elapsed() > Duration::from_secs(120) {
+                    return Err(format!(
+                        "the {} daemon stalled at {n} of {expect} windows",
+                        d.rule
+                    ));
+                }
+                continue;
+            }
+            // Every point read and every window out: every key is live, with
+            // T − 1 points (or all of its points, with fewer than T).
+            let (rss, hwm) = rss_bytes(d.proc.pid());
+            let r = RssResult {
+                rule: d.rule,
+                keys,
+                points,
+                windows: n,
+                live_keys: metric(&body, "lstm_ae_live_series_keys"),
+                likelihood_keys: metric(&body, "lstm_ae_likelihood_keys"),
+                storm_keys: metric(&body, "lstm_ae_storm_keys"),
+                rss_start: d.rss_start,
+                rss,
+                hwm,
+                secs: started.elapsed().as_secs_f64(),
+            };
+            println!(
+                "-- anomalies.rule = {}: {:.0} windows after {:.0} s; live keys {:.0}, likelihood keys {:.0}, \
+                 storm keys {:.0}; VmRSS {:.1} MB (at start {:.1} MB), VmHWM {:.1} MB; {:.0} bytes per key",
+                r.rule,
+                r.windows,
+                r.secs,
+                r.live_keys,
+                r.likelihood_keys,
+                r.storm_keys,
+                mb(r.rss),
+                mb(r.rss_start),
+                mb(r.hwm),
+                r.per_key()
+            );
+            d.done = Some(r);
+        }
+    }
+    Ok(daemons.into_iter().filter_map(|d| d.done).collect())
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+impl RssResult {
+    /// RSS growth from start-up per live key, bytes.
+    fn per_key(&self) -> f64 {
+        (self.rss as f64 - self.rss_start as f64) / self.live_keys.max(1.0)
+    }
+}
+
+fn report_rss(results: &[RssResult]) {
+    if results.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| anomalies.rule | keys × points | live keys / likelihood keys | VmRSS MB (at start) | VmHWM MB | bytes per key |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for r in results {
+        println!(
+            "| {} | {} × {} | {:.0} / {:.0} | {:.1} ({:.1}) | {:.1} | {:.0} |",
+            r.rule,
+            r.keys,
+            r.points,
+            r.live_keys,
+            r.likelihood_keys,
+            mb(r.rss),
+            mb(r.rss_start),
+            mb(r.hwm),
+            r.per_key()
+        );
+    }
 }
 
 fn main() {
@@ -849,7 +1220,13 @@ fn bench() -> Res<()> {
         loadavg()
     );
     let mut results = vec![];
-    for &threads in &o.threads {
+    let mut python = vec![];
+    let throughput_threads = if o.modes.is_empty() {
+        &[][..]
+    } else {
+        &o.threads[..]
+    };
+    for &threads in throughput_threads {
         // What the daemon does (one single-threaded session per inference
         // thread), and one session using every thread; the better of the
         // two is the reference.
@@ -863,6 +1240,7 @@ fn bench() -> Res<()> {
         } else {
             0.0
         };
+        let mut max_rate: Option<f64> = None;
         for &mode in &o.modes {
             // Just before the broker starts: ONNX Runtime alone on the same
             // cores, at the daemon's largest batch.
@@ -876,12 +1254,68 @@ fn bench() -> Res<()> {
                 );
                 Some(w.max(side_by_side))
             };
-            let mut r = run_one(&o, mode, threads, t, tck)?;
+            let rate = match (o.rate, max_rate) {
+                (Some(r), _) => r,
+                (None, Some(m)) => (m / 2.0).round(),
+                (None, None) if mode.is_paced() => {
+                    return Err(
+                        "BENCH_RATE=half needs a points backlog run first in BENCH_MODES".into(),
+                    )
+                }
+                (None, None) => 0.0,
+            };
+            if mode.is_paced() {
+                println!("   paced at {rate:.0} points/s");
+            }
+            let mut r = run_one(&o, mode, threads, t, tck, rate)?;
+            if mode == Mode::Points {
+                max_rate = Some(r.per_s);
+            }
             r.bare = bare;
             report_run(&r, nproc);
+            if let (Mode::Points, Some(py)) = (mode, &o.python) {
+                let p = run_python(&o, py, threads, t)?;
+                println!(
+                    "-- Python confluent-kafka + onnxruntime, points backlog, {threads} ORT thread(s): \
+                     {} outputs ({} distinct windows) at {:.0} windows/s; the daemon is {:.2}× it",
+                    p.windows,
+                    p.unique,
+                    p.per_s,
+                    r.per_s / p.per_s
+                );
+                python.push((threads, r.per_s, p));
+            }
             results.push(r);
         }
     }
+    let rss = if o.rss_rules.is_empty() {
+        vec![]
+    } else {
+        rss_runs(&o, t)?
+    };
+    if !results.is_empty() {
+        report_throughput(&o, &results, nproc);
+    }
+    if !python.is_empty() {
+        println!();
+        println!(
+            "| ORT threads | daemon, points backlog, windows/s | Python service, windows/s | daemon / Python |"
+        );
+        println!("| --- | --- | --- | --- |");
+        for (threads, daemon, p) in &python {
+            println!(
+                "| {threads} | {daemon:.0} | {:.0} | {:.2}× |",
+                p.per_s,
+                daemon / p.per_s
+            );
+        }
+    }
+    report_rss(&rss);
+    println!("load average at the end: {}", loadavg());
+    Ok(())
+}
+
+fn report_throughput(o: &Opts, results: &[RunResult], nproc: usize) {
     println!();
     println!(
         "| input | ORT threads | windows/s | bare ORT (batch {}) | % of bare | p50 ms | p99 ms | \
@@ -889,7 +1323,7 @@ fn bench() -> Res<()> {
         o.max_batch
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for r in &results {
+    for r in results {
         let ms = |x: Option<f64>| x.map_or("–".to_string(), |s| format!("{:.0}", s * 1000.0));
         let (bare, pct) = match r.bare {
             Some(b) => (format!("{b:.0}"), format!("{:.0} %", 100.0 * r.per_s / b)),
@@ -897,7 +1331,7 @@ fn bench() -> Res<()> {
         };
         println!(
             "| {} | {} | {:.0} | {bare} | {pct} | {:.0} | {:.0} | {} / {} | {:.0} | {:.1} / {:.1} / {:.1} | {:.1} |",
-            r.mode.name(),
+            r.input(),
             r.threads,
             r.per_s,
             r.lat_p50,
@@ -911,8 +1345,6 @@ fn bench() -> Res<()> {
             r.span_s,
         );
     }
-    println!("load average at the end: {}", loadavg());
-    Ok(())
 }
 
 impl RunResult {
@@ -931,7 +1363,7 @@ fn report_run(r: &RunResult, nproc: usize) {
     println!(
         "-- {}, {} ORT thread(s): {} outputs ({} distinct windows) at {:.0} windows/s{vs_bare}; \
          latency p50 {:.0} ms, p99 {:.0} ms{}",
-        r.mode.name(),
+        r.input(),
         r.threads,
         r.windows,
         r.unique,
@@ -971,4 +1403,9 @@ fn report_run(r: &RunResult, nproc: usize) {
         .map(|(n, s)| format!("{n} {s:.1}"))
         .collect();
     println!("   daemon threads (CPU s): {}", top.join(", "));
+    println!(
+        "   daemon memory at the end: VmRSS {:.1} MB, VmHWM {:.1} MB",
+        mb(r.daemon_rss),
+        mb(r.daemon_hwm)
+    );
 }

@@ -10,6 +10,15 @@
 #   scripts/bench-serve.sh
 #   BENCH_THREADS=2 BENCH_MODES=points scripts/bench-serve.sh
 #   BENCH_PERF=out/perf scripts/bench-serve.sh   # perf record per run
+#   BENCH_PYTHON=1 scripts/bench-serve.sh        # + the Python reference service
+#   BENCH_MODES=keys100k scripts/bench-serve.sh  # RSS at 100,000 live keys, both rules
+#
+# BENCH_PYTHON=1 runs benches/python_service.py (confluent-kafka +
+# onnxruntime, the same work) over the same backlog after each `points`
+# backlog run; its venv, .local/bench-venv, is made here with pinned
+# packages from PyPI. `keys100k` (about 5 minutes) loads 100,000 keys ×
+# (T + 1) points and reads the daemon's VmRSS/VmHWM under
+# anomalies.rule = "threshold" and "likelihood" once every key is live.
 #
 # Other settings (BENCH_KEYS, BENCH_POINTS, BENCH_RATE, BENCH_MAX_BATCH,
 # BENCH_PARTITIONS, BENCH_ORT_SECS, BENCH_SERVE_TOML) are described at the
@@ -19,6 +28,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup.sh
+if [ "${BENCH_PYTHON:-}" = 1 ]; then
+  # The Python reference service's packages; onnxruntime is the version the
+  # daemon links (scripts/setup.sh, ORT_VERSION).
+  venv=.local/bench-venv
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -c 'import onnxruntime, confluent_kafka' 2>/dev/null ||
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+      onnxruntime==1.32.0 confluent-kafka==2.16.1
+  BENCH_PYTHON="$PWD/$venv/bin/python"
+  export BENCH_PYTHON
+fi
 cargo bench --bench serve --no-run --quiet
 echo "== $(uname -n), $(nproc) CPUs: $(uptime)"
 cargo bench --bench serve --quiet

@@ -47,6 +47,7 @@
 //!    same event only costs.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -259,7 +260,8 @@ impl Moments {
 /// Its size is constant: [`Postprocessor::state_bytes`].
 #[derive(Debug, Clone)]
 pub struct Postprocessor {
-    cfg: PostprocessConfig,
+    /// Shared by every key of a daemon: one copy, not one per key.
+    cfg: Arc<PostprocessConfig>,
     /// The last `short_window` transformed errors.
     short: VecDeque<f64>,
     /// Moments of the short-term means seen so far.
@@ -281,6 +283,12 @@ pub struct Postprocessor {
 
 impl Postprocessor {
     pub fn new(cfg: PostprocessConfig) -> Result<Self, PostprocessError> {
+        Self::shared(Arc::new(cfg))
+    }
+
+    /// [`Postprocessor::new`] with a configuration shared with other
+    /// series (the daemon's per-key states).
+    pub fn shared(cfg: Arc<PostprocessConfig>) -> Result<Self, PostprocessError> {
         cfg.validate()?;
         Ok(Postprocessor {
             short: VecDeque::with_capacity(cfg.short_window + 1),

@@ -29,7 +29,9 @@
 //!
 //! ## Eviction (bounded memory)
 //!
-//! Memory is bounded by `max_keys × (T − 1) × F` values.
+//! Memory is bounded by `max_keys × (T − 1) × F` values; per key that is
+//! `(T − 1) × (4F + 16)` bytes of buffers (values, event times, offsets)
+//! plus a fixed part ([`Windower::key_bytes`]: about 1.5 KB at T = 64, F = 1).
 //!
 //! - **Idle keys**: a key not updated for more than `key_ttl_ms` of
 //!   processing time (`now_ms`, made monotonic internally) is dropped by
@@ -61,12 +63,15 @@
 //!
 //! A point is still needed while some future window will contain it. Every
 //! point the windower keeps is needed (the buffer is trimmed to exactly the
-//! points of the next window), and each is counted in a per-partition
-//! multiset of offsets, so [`Windower::min_held_offset`] is a lookup of the
-//! smallest key, not a scan over keys. An emitted [`Window`] carries, in
-//! [`Window::holds`], the lowest offset per partition among its points: the
-//! daemon turns those into tracker holds until the window's outputs are
-//! delivered (see [`super::offsets`]).
+//! points of the next window). A key's points all come from one partition,
+//! so what the key needs of it is one offset, the lowest of its buffered
+//! points; each key's lowest offset is counted in a per-partition multiset,
+//! so [`Windower::min_held_offset`] is a lookup of the smallest key, not a
+//! scan over keys, and the multiset has one entry per key, not one per
+//! buffered point (at 100,000 keys × 63 points that was most of the
+//! windower's memory). An emitted [`Window`] carries, in [`Window::holds`],
+//! the lowest offset among its points: the daemon turns it into a tracker
+//! hold until the window's outputs are delivered (see [`super::offsets`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -208,11 +213,16 @@ pub struct PushOutcome {
 }
 
 /// One key's buffer: exactly the points of its next window seen so far.
+/// Every buffered point comes from `last_partition` (a point from another
+/// one is rejected while the key is live), so only offsets are kept.
 #[derive(Debug)]
 struct KeyState {
     timestamps: VecDeque<i64>,
-    origins: VecDeque<Origin>,
+    offsets: VecDeque<i64>,
     values: VecDeque<f32>,
+    /// The lowest of `offsets`, counted in `Windower::held` while
+    /// `offsets` is not empty.
+    min_offset: i64,
     /// Accepted points still to ignore before the next window starts.
     skip: usize,
     last_ts: i64,
@@ -220,6 +230,16 @@ struct KeyState {
     touched_ms: i64,
     /// Position in the LRU order.
     seq: u64,
+}
+
+impl KeyState {
+    /// The key's hold: its lowest buffered offset (with points buffered).
+    fn hold(&self) -> Origin {
+        Origin {
+            partition: self.last_partition,
+            offset: self.min_offset,
+        }
+    }
 }
 
 /// Per-key sliding windows; see the module docs for the policies.
@@ -232,7 +252,8 @@ pub struct Windower {
     lru: BTreeMap<u64, String>,
     next_seq: u64,
     clock_ms: i64,
-    /// Per partition, a multiset (offset → count) of buffered points.
+    /// Per partition, a multiset (offset → count) of the keys' lowest
+    /// buffered offsets (`KeyState::min_offset`).
     held: HashMap<i32, BTreeMap<i64, usize>>,
     buffered: usize,
 }
@@ -305,6 +326,25 @@ impl Windower {
         self.buffered
     }
 
+    /// Bytes held for `key`, if it is live: its map slot, its name (twice:
+    /// the map and the LRU order), its buffers' capacity and its share of
+    /// the offset multiset — not counting the allocator's own overhead.
+    pub fn key_bytes(&self, key: &str) -> Option<usize> {
+        use std::mem::size_of;
+        let s = self.keys.get(key)?;
+        let slot = size_of::<String>() + size_of::<KeyState>();
+        let lru = size_of::<u64>() + size_of::<String>();
+        let held = size_of::<i64>() + size_of::<usize>();
+        Some(
+            slot + lru
+                + held
+                + 2 * key.len()
+                + s.timestamps.capacity() * size_of::<i64>()
+                + s.offsets.capacity() * size_of::<i64>()
+                + s.values.capacity() * size_of::<f32>(),
+        )
+    }
+
     /// The lowest offset of `partition` still needed by a future window,
     /// or `None` when no buffered point comes from it.
     pub fn min_held_offset(&self, partition: i32) -> Option<i64> {
@@ -331,19 +371,20 @@ impl Windower {
     /// entry and its offsets. Returns the number of points discarded.
     fn release(&mut self, state: &KeyState) -> usize {
         self.lru.remove(&state.seq);
-        for &o in &state.origins {
-            remove_hold(&mut self.held, o);
+        if !state.offsets.is_empty() {
+            remove_hold(&mut self.held, state.hold());
         }
-        self.buffered -= state.origins.len();
-        state.origins.len()
+        self.buffered -= state.offsets.len();
+        state.offsets.len()
     }
 
     fn new_state(&self, ts_ms: i64, origin: Origin) -> KeyState {
         let cap = self.cfg.window.min(64);
         KeyState {
             timestamps: VecDeque::with_capacity(cap),
-            origins: VecDeque::with_capacity(cap),
+            offsets: VecDeque::with_capacity(cap),
             values: VecDeque::with_capacity(cap * self.cfg.features),
+            min_offset: origin.offset,
             skip: 0,
             last_ts: ts_ms,
             last_partition: origin.partition,
@@ -484,39 +525,41 @@ impl Windower {
             };
         }
 
+        // The key's one hold: its lowest buffered offset (offsets rise within
+        // a partition, but a minimum does not need to assume it).
+        if state.offsets.is_empty() {
+            state.min_offset = origin.offset;
+            add_hold(&mut self.held, origin);
+        } else if origin.offset < state.min_offset {
+            remove_hold(&mut self.held, state.hold());
+            state.min_offset = origin.offset;
+            add_hold(&mut self.held, origin);
+        }
         state.timestamps.push_back(ts_ms);
-        state.origins.push_back(origin);
+        state.offsets.push_back(origin.offset);
         state.values.extend(values.iter().copied());
-        add_hold(&mut self.held, origin);
         self.buffered += 1;
 
         let window = if state.timestamps.len() == t {
-            let mut holds: Vec<Origin> = Vec::new();
-            for o in &state.origins {
-                match holds.iter_mut().find(|h| h.partition == o.partition) {
-                    Some(h) => h.offset = h.offset.min(o.offset),
-                    None => holds.push(*o),
-                }
-            }
-            holds.sort_unstable();
             let w = Window {
                 key: key.to_owned(),
                 start_ts_ms: state.timestamps[0],
                 end_ts_ms: ts_ms,
                 values: state.values.iter().copied().collect(),
                 timestamps: state.timestamps.iter().copied().collect(),
-                holds,
+                holds: vec![state.hold()],
                 completed_by: origin,
             };
             // Slide: keep exactly the points the next window needs.
             let drop = stride.min(t);
-            for _ in 0..drop {
-                state.timestamps.pop_front();
-                if let Some(o) = state.origins.pop_front() {
-                    remove_hold(&mut self.held, o);
-                }
-            }
+            remove_hold(&mut self.held, state.hold());
+            state.timestamps.drain(..drop);
+            state.offsets.drain(..drop);
             state.values.drain(..drop * f);
+            if let Some(&min) = state.offsets.iter().min() {
+                state.min_offset = min;
+                add_hold(&mut self.held, state.hold());
+            }
             self.buffered -= drop;
             state.skip = stride.saturating_sub(t);
             Some(w)
@@ -818,6 +861,56 @@ mod tests {
             w.push("x", 9, &[0.], at(0, 5), 0).status,
             PointStatus::Accepted
         );
+    }
+
+    #[test]
+    fn a_key_holds_its_lowest_offset_once() {
+        // T = 4 over three keys: the multiset has one entry per live key,
+        // not one per buffered point, and it follows each key's minimum even
+        // when a key's offsets do not rise.
+        let mut w = Windower::new(cfg(4, 1, 1)).unwrap();
+        for i in 0..10 {
+            for (k, key) in ["a", "b", "c"].iter().enumerate() {
+                w.push(key, i, &[0.0], at(0, 100 + 3 * i + k as i64), 0);
+            }
+        }
+        assert_eq!(w.buffered_points(), 9);
+        assert_eq!(w.held[&0].values().sum::<usize>(), 3);
+        // a keeps ts 7, 8, 9 at offsets 121, 124, 127.
+        assert_eq!(w.min_held_offset(0), Some(121));
+        let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
+        w.push("k", 1, &[0.0], at(0, 50), 0);
+        w.push("k", 2, &[0.0], at(0, 40), 0);
+        assert_eq!(w.min_held_offset(0), Some(40));
+        let win = w.push("k", 3, &[0.0], at(0, 60), 0).window.unwrap();
+        assert_eq!(win.holds, vec![at(0, 40)]);
+        // Kept: offsets 40 and 60.
+        assert_eq!(w.min_held_offset(0), Some(40));
+        w.push("k", 4, &[0.0], at(0, 70), 0);
+        assert_eq!(w.min_held_offset(0), Some(60));
+        assert_eq!(w.held[&0].values().sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn a_key_costs_about_one_and_a_half_kb_at_t64() {
+        // The daemon's default model: T = 64, F = 1. A key's bytes are
+        // reached on its first window and stay there.
+        let mut w = Windower::new(WindowerConfig::new(64, 1)).unwrap();
+        let key = "machine-00001";
+        let mut first = None;
+        for i in 0..1_000 {
+            let out = w.push(key, i, &[0.5], at(0, i), 0);
+            if out.window.is_some() && first.is_none() {
+                first = w.key_bytes(key);
+            }
+        }
+        let bytes = w.key_bytes(key).unwrap();
+        assert_eq!(Some(bytes), first, "grew after its first window");
+        // Buffers: 64 × (8 + 8 + 4) bytes; the rest is the map slot, the
+        // LRU entry, one multiset entry and the name twice. It was 3 KB
+        // with an Origin per point and a multiset entry per point.
+        assert!(bytes <= 1_600, "{bytes} bytes per key");
+        assert!(bytes >= 64 * 20, "{bytes}: the buffers alone are 1,280");
     }
 
     #[test]
