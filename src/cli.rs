@@ -663,12 +663,17 @@ fn serve(config: Option<PathBuf>, model: Option<PathBuf>) -> Result<()> {
         s.serve.model = m.to_string_lossy().into_owned();
     }
     crate::telemetry::logging::init(s.log.format, &s.log.level);
-    let summary = runtime()?.block_on(crate::serve::run::serve_with(
+    let rt = runtime()?;
+    let summary = rt.block_on(crate::serve::run::serve_with(
         s,
         crate::telemetry::Metrics::new(),
         crate::serve::run::termination(),
         |_| {},
-    ))?;
+    ));
+    // The drain has ended by its deadline; a blocking task still running
+    // (a model check of a hot reload) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    let summary = summary?;
     tracing::info!(
         messages = summary.messages,
         windows = summary.windows,

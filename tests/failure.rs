@@ -462,6 +462,47 @@ fn an_idle_daemon_has_committed_the_end_of_its_input_and_sends_no_more_commits()
     );
 }
 
+/// SIGTERM after the broker died: the drain cannot commit or flush, and
+/// must still end by `serve.drain_timeout_ms` (5 s in the harness) instead
+/// of waiting on librdkafka: the final commit, the flush and the joins each
+/// get the deadline. (A daemon was once seen needing SIGKILL here, with
+/// commits flooding a slow broker; this run passes with and without the
+/// final commit's own deadline, which is there for brokers that hang
+/// rather than refuse.)
+#[test]
+fn sigterm_with_the_broker_gone_still_exits_by_the_drain_deadline() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n) = (4, 150);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 2);
+    broker.produce(POINTS, &points(keys, 0, n));
+    let mut daemon = Daemon::start(dir.path(), &broker.brokers(), None, &[]);
+    let windows = keys * (n - T + 1);
+    daemon.wait_until(120, "every window scored", |d| {
+        d.metric("lstm_ae_windows_scored_total") as usize >= windows
+    });
+    drop(broker); // SIGKILL
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.signal("-TERM");
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(st) = daemon.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = asked.elapsed();
+    println!("SIGTERM with the broker gone: exited in {took:?} ({status})");
+    assert!(
+        took <= Duration::from_millis(5_000 + 1_500),
+        "exited {took:?} after SIGTERM; the drain timeout is 5 s"
+    );
+}
+
 /// Needs the patched tansu that `scripts/setup.sh --test` builds
 /// (`scripts/tansu-0.6.0-group-expiry.patch`): unpatched, tansu 0.6 drops a
 /// member that missed its session inside the formed group, keeps its old

@@ -455,34 +455,55 @@ impl Daemon {
         }
     }
 
-    fn commit(&mut self, mode: CommitMode) {
-        let offsets = self
-            .ingest
-            .offsets_to_commit(matches!(mode, CommitMode::Sync));
+    /// An asynchronous commit, on the commit thread; its result comes back
+    /// as an event.
+    fn commit(&mut self) {
+        let offsets = self.ingest.offsets_to_commit(false);
         if offsets.is_empty() {
             return;
         }
-        if matches!(mode, CommitMode::Async) {
-            // On the commit thread; its result comes back as an event.
-            if self.committer.commit(offsets) {
-                self.metrics.offsets_committed.inc();
-            } else {
-                self.ingest.commit_failed();
-            }
+        if self.committer.commit(offsets) {
+            self.metrics.offsets_committed.inc();
+        } else {
+            self.ingest.commit_failed();
+        }
+    }
+
+    /// The drain's synchronous commit, waited for until `deadline` at most:
+    /// with the broker gone librdkafka can block far longer, and the
+    /// process must end by the drain timeout. It runs on a thread of its
+    /// own that is left behind if it does not answer in time (the offsets
+    /// then stay uncommitted and their windows are replayed).
+    async fn final_commit(&mut self, deadline: Instant) {
+        let offsets = self.ingest.offsets_to_commit(true);
+        if offsets.is_empty() {
             return;
         }
-        match self.consumer.commit(&kafka::list(&offsets), mode) {
-            Ok(()) => {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (consumer, list) = (self.consumer.clone(), kafka::list(&offsets));
+        let spawned = std::thread::Builder::new()
+            .name("lstm-ae-final-commit".into())
+            .spawn(move || {
+                let _ = tx.send(consumer.commit(&list, CommitMode::Sync));
+            });
+        if spawned.is_err() {
+            tracing::warn!(
+                "cannot start the final commit: the uncommitted tail is replayed after the restart"
+            );
+            return;
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(()))) => {
                 self.metrics.offsets_committed.inc();
-                if matches!(mode, CommitMode::Sync) {
-                    self.ingest.committed(&offsets);
-                }
+                self.ingest.committed(&offsets);
             }
-            Err(e) => {
-                self.ingest.commit_failed();
+            Ok(Ok(Err(e))) => {
                 self.metrics.commit_failures.inc();
-                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+                tracing::warn!(error = %e, "the final offset commit failed: the uncommitted tail is replayed after the restart");
             }
+            Ok(Err(_)) | Err(_) => tracing::warn!(
+                "the final offset commit was not answered by the drain deadline: the uncommitted tail is replayed after the restart"
+            ),
         }
     }
 
@@ -542,7 +563,7 @@ impl Daemon {
                     done.map_err(PipelineError::SinkTask).and_then(|r| r)
                 }
                 _ = commit_tick.tick() => {
-                    self.commit(CommitMode::Async);
+                    self.commit();
                     Ok(())
                 }
                 _ = house_tick.tick() => {
@@ -692,7 +713,7 @@ impl Daemon {
         self.sink.abort();
         self.dead_letters.abort_all();
         if failure.is_none() {
-            self.commit(CommitMode::Sync);
+            self.final_commit(deadline).await;
         } else {
             tracing::error!("the pipeline failed: nothing more is committed; unacknowledged windows are replayed after the restart");
         }
