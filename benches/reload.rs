@@ -37,6 +37,12 @@ fn now_ms() -> i64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`:
+    // nothing is measured there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("reload bench: run it with scripts/bench-reload.sh or cargo bench --bench reload");
+        return;
+    }
     let keys = env_or("BENCH_KEYS", 50);
     let points = env_or("BENCH_POINTS", 2_000);
     let poll_ms = env_or("BENCH_POLL_MS", 5_000);
