@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::broker::{Broker, Daemon, TopicReader};
 use common::models::{default_bundle, write_version};
@@ -27,13 +27,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -50,15 +43,7 @@ fn main() {
     let expected = keys * (points + 1 - t);
 
     let dir = common::broker::test_dir();
-    let broker = Broker::start(dir.path(), true);
-    for topic in [
-        "lstm-ae.points",
-        "lstm-ae.embeddings",
-        "lstm-ae.anomalies",
-        "lstm-ae.dead-letters",
-    ] {
-        broker.create_topic(topic, if topic == "lstm-ae.points" { 2 } else { 1 });
-    }
+    let broker = Broker::with_daemon_topics(dir.path(), 2);
     let mut backlog = Vec::with_capacity(keys * points);
     for i in 0..points {
         for k in 0..keys {
@@ -76,15 +61,7 @@ fn main() {
         write_version(&store, v, thr * scale, None);
     }
     let s = store.to_str().unwrap_or_default().to_string();
-    let cli = |args: &[&str]| {
-        let out = common::run(args, &[]);
-        assert!(
-            out.status.success(),
-            "lstm-ae {args:?}: {}",
-            common::text(&out.stderr)
-        );
-    };
-    cli(&["models", "promote", &s, "1"]);
+    common::run_ok(&["models", "promote", &s, "1"]);
 
     // A long group session: under a backlog tansu can answer heartbeats
     // late, and a rebalance in the middle would blur the figures.
@@ -106,16 +83,16 @@ fn main() {
     );
     let scored = |d: &Daemon| d.metric("lstm_ae_windows_scored_total") as usize;
     daemon.wait_until(300, "a fifth of the windows", |d| scored(d) >= expected / 5);
-    let promoted_poll = now_ms();
-    cli(&["models", "promote", &s, "2"]);
+    let promoted_poll = common::now_ms();
+    common::run_ok(&["models", "promote", &s, "2"]);
     daemon.wait_until(60, "version 2 live", |d| {
         d.metric("lstm_ae_model_reloads_total{result=\"ok\"}") >= 1.0
     });
     daemon.wait_until(300, "three fifths of the windows", |d| {
         scored(d) >= 3 * expected / 5
     });
-    let promoted_hup = now_ms();
-    cli(&["models", "promote", &s, "3"]);
+    let promoted_hup = common::now_ms();
+    common::run_ok(&["models", "promote", &s, "3"]);
     daemon.signal("-HUP");
     daemon.wait_until(60, "version 3 live", |d| {
         d.metric("lstm_ae_model_reloads_total{result=\"ok\"}") >= 2.0

@@ -66,21 +66,10 @@ fn expected(n: usize) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// A broker with sqlite storage and the daemon's topics. Not the memory
-/// engine: a restarted daemon resumes from a committed offset inside a
-/// record batch, which tansu 0.6.0's memory engine does not serve (see
-/// [`Broker::start`]); sqlite does, like a Kafka broker.
+/// A broker with sqlite storage and the daemon's topics, points on two
+/// partitions.
 fn setup(dir: &Path) -> Broker {
-    let b = Broker::start(dir, true);
-    for t in [
-        "lstm-ae.points",
-        "lstm-ae.embeddings",
-        "lstm-ae.anomalies",
-        "lstm-ae.dead-letters",
-    ] {
-        b.create_topic(t, if t == "lstm-ae.points" { 2 } else { 1 });
-    }
-    b
+    Broker::with_daemon_topics(dir, 2)
 }
 
 #[test]

@@ -35,12 +35,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 const T: usize = 64; // the default model's window
 const ROWS: usize = 400;
 const DIP: std::ops::Range<usize> = 300..310;
-const TOPICS: [&str; 4] = [
-    "lstm-ae.points",
-    "lstm-ae.embeddings",
-    "lstm-ae.anomalies",
-    "lstm-ae.dead-letters",
-];
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -202,10 +196,7 @@ fn the_image_scores_a_real_broker_stream_and_drains_on_docker_stop() {
     );
 
     let dir = common::broker::test_dir();
-    let broker = Broker::start(dir.path(), true);
-    for t in TOPICS {
-        broker.create_topic(t, 1);
-    }
+    let broker = Broker::with_daemon_topics(dir.path(), 1);
     // Two malformed messages first, then the series.
     broker.produce(
         "lstm-ae.points",

@@ -778,15 +778,7 @@ fn dashboard_queries_and_alert_inputs_return_data_from_a_real_prometheus() {
     use std::time::Duration;
 
     let dir = common::broker::test_dir();
-    let broker = Broker::start(dir.path(), true);
-    for t in [
-        "lstm-ae.points",
-        "lstm-ae.embeddings",
-        "lstm-ae.anomalies",
-        "lstm-ae.dead-letters",
-    ] {
-        broker.create_topic(t, 1);
-    }
+    let broker = Broker::with_daemon_topics(dir.path(), 1);
     // Two daemons in two groups reading the same stream: the calibrated
     // threshold with the storm rule, and the likelihood rule.
     let threshold = Daemon::start(

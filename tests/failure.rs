@@ -177,12 +177,7 @@ fn wait_for_windows(
 /// A broker with sqlite storage and the daemon's topics: points on
 /// `partitions` partitions.
 fn setup(dir: &Path, partitions: u32) -> Broker {
-    let b = Broker::start(dir, true);
-    b.create_topic(POINTS, partitions);
-    for t in [EMBEDDINGS, "lstm-ae.anomalies", DEAD_LETTERS] {
-        b.create_topic(t, 1);
-    }
-    b
+    Broker::with_daemon_topics(dir, partitions)
 }
 
 /// xorshift64: reproducible random choices, seed printed.

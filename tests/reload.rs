@@ -17,7 +17,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::broker::{Broker, Daemon, TopicReader};
 use common::models::{default_bundle, write_version};
@@ -43,34 +43,10 @@ fn points(from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn lstm_ae(args: &[&str]) {
-    let out = common::run(args, &[]);
-    assert!(
-        out.status.success(),
-        "lstm-ae {args:?}: {}",
-        common::text(&out.stderr)
-    );
-}
-
 #[test]
 fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
     let dir = common::broker::test_dir();
-    let broker = Broker::start(dir.path(), true);
-    for t in [
-        "lstm-ae.points",
-        "lstm-ae.embeddings",
-        "lstm-ae.anomalies",
-        "lstm-ae.dead-letters",
-    ] {
-        broker.create_topic(t, if t == "lstm-ae.points" { 2 } else { 1 });
-    }
+    let broker = Broker::with_daemon_topics(dir.path(), 2);
 
     // A store whose live version is 1; version 2 has a threshold 1.6 times
     // as high, so a record's normalized score tells which one scored it.
@@ -83,7 +59,7 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
     };
     let s = store.to_str().unwrap();
     let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
-    lstm_ae(&["models", "import", s, bundle.to_str().unwrap()]);
+    common::run_ok(&["models", "import", s, bundle.to_str().unwrap()]);
     assert_eq!(
         std::fs::read_to_string(store.join("current"))
             .unwrap()
@@ -128,8 +104,8 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
     let scored = |d: &Daemon| d.metric("lstm_ae_windows_scored_total");
     daemon.wait_until(120, "the first windows scored", |d| scored(d) >= 1_000.0);
 
-    let promoted_at = now_ms();
-    lstm_ae(&["models", "promote", s, "2"]);
+    let promoted_at = common::now_ms();
+    common::run_ok(&["models", "promote", s, "2"]);
     let asked = Instant::now();
     daemon.wait_until(30, "version 2 swapped in", |d| {
         d.metric("lstm_ae_model_reloads_total{result=\"ok\"}") == 1.0
@@ -137,7 +113,7 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
     let swapped_in = asked.elapsed();
 
     // A version reading another feature: refused, version 2 goes on.
-    lstm_ae(&["models", "promote", s, "3"]);
+    common::run_ok(&["models", "promote", s, "3"]);
     daemon.wait_until(30, "version 3 refused", |d| {
         d.metric("lstm_ae_model_reloads_total{result=\"refused\"}") == 1.0
     });

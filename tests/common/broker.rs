@@ -107,6 +107,34 @@ impl Broker {
         wait_for_port(self.port, "tansu (restarted)");
     }
 
+    /// The daemon's default topics.
+    pub const DAEMON_TOPICS: [&'static str; 4] = [
+        "lstm-ae.points",
+        "lstm-ae.embeddings",
+        "lstm-ae.anomalies",
+        "lstm-ae.dead-letters",
+    ];
+
+    /// A broker with sqlite storage and the daemon's default topics: the
+    /// points topic on `points_partitions` partitions, the others on one.
+    /// Not the memory engine: a restarted daemon resumes from a committed
+    /// offset inside a record batch, which only sqlite serves (see
+    /// [`Broker::start`]).
+    pub fn with_daemon_topics(dir: &Path, points_partitions: u32) -> Broker {
+        let b = Broker::start(dir, true);
+        for t in Self::DAEMON_TOPICS {
+            b.create_topic(
+                t,
+                if t == "lstm-ae.points" {
+                    points_partitions
+                } else {
+                    1
+                },
+            );
+        }
+        b
+    }
+
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

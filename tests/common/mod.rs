@@ -20,6 +20,24 @@ pub fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     c.output().expect("the lstm-ae binary runs")
 }
 
+/// Runs `lstm-ae` with `args` and panics with its stderr unless it succeeds.
+pub fn run_ok(args: &[&str]) {
+    let out = run(args, &[]);
+    assert!(
+        out.status.success(),
+        "lstm-ae {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Wall-clock epoch milliseconds (to compare with Kafka timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
