@@ -29,9 +29,10 @@
 //!
 //! ## Eviction (bounded memory)
 //!
-//! Memory is bounded by `max_keys × (T − 1) × F` values; per key that is
-//! `(T − 1) × (4F + 16)` bytes of buffers (values, event times, offsets)
-//! plus a fixed part ([`Windower::key_bytes`]: about 1.5 KB at T = 64, F = 1).
+//! Memory is bounded by `max_keys × T × F` values; per key that is a ring
+//! of `T × (4F + 8)` bytes (values, and event times and offsets as 4-byte
+//! steps from the previous point) plus a fixed part: under 1 KB in all
+//! ([`Windower::key_bytes`]) at T = 64, F = 1.
 //!
 //! - **Idle keys**: a key not updated for more than `key_ttl_ms` of
 //!   processing time (`now_ms`, made monotonic internally) is dropped by
@@ -43,6 +44,9 @@
 //!   recently updated key is dropped.
 //! - **Revoked partitions**: [`Windower::forget_partition`] drops every key
 //!   of that partition; its new owner rebuilds them from the committed offset.
+//! - **Event-time gaps beyond 4-byte steps**: a point more than `u32::MAX`
+//!   ms (49.7 days) of event time after its key's previous one starts the
+//!   key over, counted as an expired key (no window spans such a gap).
 //!
 //! ## One partition per key
 //!
@@ -64,8 +68,12 @@
 //! A point is still needed while some future window will contain it. Every
 //! point the windower keeps is needed (the buffer is trimmed to exactly the
 //! points of the next window). A key's points all come from one partition,
-//! so what the key needs of it is one offset, the lowest of its buffered
-//! points; each key's lowest offset is counted in a per-partition multiset,
+//! so what the key needs of it is one offset, its oldest point's. Offsets
+//! are stored as steps of at most `u32::MAX` from the previous point's
+//! stored offset, and lowered to a new point's offset should offsets ever
+//! fall: a stored offset is never above the true one, so the holds are
+//! exact in practice and, in those corner cases, lower than needed (a
+//! restart replays more), never higher. Each key's hold is counted in a per-partition multiset,
 //! so [`Windower::min_held_offset`] is a lookup of the smallest key, not a
 //! scan over keys, and the multiset has one entry per key, not one per
 //! buffered point (at 100,000 keys × 63 points that was most of the
@@ -73,7 +81,8 @@
 //! the lowest offset among its points: the daemon turns it into a tracker
 //! hold until the window's outputs are delivered (see [`super::offsets`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::ParamError;
 
@@ -212,17 +221,134 @@ pub struct PushOutcome {
     pub evicted: Eviction,
 }
 
-/// One key's buffer: exactly the points of its next window seen so far.
+/// Event time and offset of a buffered point as steps from the point
+/// before it: 4 bytes each instead of 8 (at T = 64 that is 512 bytes a key).
+#[derive(Debug, Clone, Copy, Default)]
+struct Step {
+    /// Event time minus the previous point's, in ms (event times strictly
+    /// increase per key; a larger step starts the key over, see `Windower::apply`).
+    ts: u32,
+    /// Offset minus the previous point's *stored* offset, clamped to
+    /// `0..=u32::MAX`: a stored offset is never above the true one, so a
+    /// hold made from it may replay more after a restart, never less.
+    offset: u32,
+}
+
+/// One key's buffered points, oldest first, in a ring of T slots allocated
+/// on the first point: the values, and the event times and offsets as
+/// [`Step`]s anchored at the oldest point.
+#[derive(Debug, Default)]
+struct Points {
+    values: Box<[f32]>,
+    steps: Box<[Step]>,
+    head: usize,
+    len: usize,
+    /// Event time and stored offset of the oldest point.
+    first_ts: i64,
+    first_offset: i64,
+    /// Stored offset of the newest point.
+    last_offset: i64,
+}
+
+impl Points {
+    fn slot(&self, i: usize) -> usize {
+        (self.head + i) % self.steps.len()
+    }
+
+    /// Appends a point; `ts_step` is its event time minus the newest
+    /// point's (unused when empty). The caller keeps `len` below T.
+    fn push(&mut self, t: usize, values: &[f32], ts_ms: i64, ts_step: u32, offset: i64) {
+        if self.steps.is_empty() {
+            self.values = vec![0.0; t * values.len()].into_boxed_slice();
+            self.steps = vec![Step::default(); t].into_boxed_slice();
+        }
+        let step = if self.len == 0 {
+            self.head = 0;
+            self.first_ts = ts_ms;
+            self.first_offset = offset;
+            self.last_offset = offset;
+            Step::default()
+        } else if offset < self.last_offset {
+            // Offsets rise within a partition; should one not, every kept
+            // point is stored at this lower offset (replay more, never less).
+            for i in 0..self.len {
+                let s = self.slot(i);
+                self.steps[s].offset = 0;
+            }
+            self.first_offset = offset;
+            self.last_offset = offset;
+            Step {
+                ts: ts_step,
+                offset: 0,
+            }
+        } else {
+            let up = u32::try_from(offset - self.last_offset).unwrap_or(u32::MAX);
+            self.last_offset += i64::from(up);
+            Step {
+                ts: ts_step,
+                offset: up,
+            }
+        };
+        let s = self.slot(self.len);
+        let f = values.len();
+        self.values[s * f..(s + 1) * f].copy_from_slice(values);
+        self.steps[s] = step;
+        self.len += 1;
+    }
+
+    /// The event times, oldest first.
+    fn timestamps(&self) -> Vec<i64> {
+        let mut ts = self.first_ts;
+        (0..self.len)
+            .map(|i| {
+                if i > 0 {
+                    ts += i64::from(self.steps[self.slot(i)].ts);
+                }
+                ts
+            })
+            .collect()
+    }
+
+    /// The values, oldest point first (`f` per point).
+    fn values(&self, f: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.len * f);
+        for i in 0..self.len {
+            let s = self.slot(i);
+            out.extend_from_slice(&self.values[s * f..(s + 1) * f]);
+        }
+        out
+    }
+
+    /// Forgets the `n` oldest points (at most `len`).
+    fn drop_oldest(&mut self, n: usize) {
+        let n = n.min(self.len);
+        for _ in 0..n {
+            self.head = self.slot(1);
+            self.len -= 1;
+            if self.len > 0 {
+                let step = self.steps[self.head];
+                self.first_ts += i64::from(step.ts);
+                self.first_offset += i64::from(step.offset);
+            }
+        }
+    }
+
+    /// Forgets every point (the allocation is kept for the key's next ones).
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.values) + std::mem::size_of_val(&*self.steps)
+    }
+}
+
+/// One key's state: exactly the points of its next window seen so far.
 /// Every buffered point comes from `last_partition` (a point from another
 /// one is rejected while the key is live), so only offsets are kept.
 #[derive(Debug)]
 struct KeyState {
-    timestamps: VecDeque<i64>,
-    offsets: VecDeque<i64>,
-    values: VecDeque<f32>,
-    /// The lowest of `offsets`, counted in `Windower::held` while
-    /// `offsets` is not empty.
-    min_offset: i64,
+    points: Points,
     /// Accepted points still to ignore before the next window starts.
     skip: usize,
     last_ts: i64,
@@ -233,11 +359,12 @@ struct KeyState {
 }
 
 impl KeyState {
-    /// The key's hold: its lowest buffered offset (with points buffered).
+    /// The key's hold, counted in `Windower::held` while points are
+    /// buffered: the oldest point's stored offset, the lowest stored one.
     fn hold(&self) -> Origin {
         Origin {
             partition: self.last_partition,
-            offset: self.min_offset,
+            offset: self.points.first_offset,
         }
     }
 }
@@ -246,14 +373,15 @@ impl KeyState {
 #[derive(Debug)]
 pub struct Windower {
     cfg: WindowerConfig,
-    keys: HashMap<String, KeyState>,
+    /// Keys' names are shared with `lru` (one allocation per name).
+    keys: HashMap<Arc<str>, KeyState>,
     /// Keys by last update; `seq` grows with the monotonic clock, so the
     /// first entry is both the least recently updated and the most idle.
-    lru: BTreeMap<u64, String>,
+    lru: BTreeMap<u64, Arc<str>>,
     next_seq: u64,
     clock_ms: i64,
-    /// Per partition, a multiset (offset → count) of the keys' lowest
-    /// buffered offsets (`KeyState::min_offset`).
+    /// Per partition, a multiset (offset → count) of the keys' holds
+    /// (`KeyState::hold`).
     held: HashMap<i32, BTreeMap<i64, usize>>,
     buffered: usize,
 }
@@ -326,23 +454,18 @@ impl Windower {
         self.buffered
     }
 
-    /// Bytes held for `key`, if it is live: its map slot, its name (twice:
-    /// the map and the LRU order), its buffers' capacity and its share of
-    /// the offset multiset — not counting the allocator's own overhead.
+    /// Bytes held for `key`, if it is live: its map slot, its name (one
+    /// shared allocation: the map and the LRU order), its ring of points
+    /// and its share of the offset multiset — not counting the hash
+    /// table's spare room or the allocator's own overhead.
     pub fn key_bytes(&self, key: &str) -> Option<usize> {
         use std::mem::size_of;
         let s = self.keys.get(key)?;
-        let slot = size_of::<String>() + size_of::<KeyState>();
-        let lru = size_of::<u64>() + size_of::<String>();
+        let slot = size_of::<Arc<str>>() + size_of::<KeyState>();
+        let lru = size_of::<u64>() + size_of::<Arc<str>>();
+        let name = 2 * size_of::<usize>() + key.len();
         let held = size_of::<i64>() + size_of::<usize>();
-        Some(
-            slot + lru
-                + held
-                + 2 * key.len()
-                + s.timestamps.capacity() * size_of::<i64>()
-                + s.offsets.capacity() * size_of::<i64>()
-                + s.values.capacity() * size_of::<f32>(),
-        )
+        Some(slot + lru + name + held + s.points.heap_bytes())
     }
 
     /// The lowest offset of `partition` still needed by a future window,
@@ -371,20 +494,17 @@ impl Windower {
     /// entry and its offsets. Returns the number of points discarded.
     fn release(&mut self, state: &KeyState) -> usize {
         self.lru.remove(&state.seq);
-        if !state.offsets.is_empty() {
+        let n = state.points.len;
+        if n > 0 {
             remove_hold(&mut self.held, state.hold());
         }
-        self.buffered -= state.offsets.len();
-        state.offsets.len()
+        self.buffered -= n;
+        n
     }
 
     fn new_state(&self, ts_ms: i64, origin: Origin) -> KeyState {
-        let cap = self.cfg.window.min(64);
         KeyState {
-            timestamps: VecDeque::with_capacity(cap),
-            offsets: VecDeque::with_capacity(cap),
-            values: VecDeque::with_capacity(cap * self.cfg.features),
-            min_offset: origin.offset,
+            points: Points::default(),
             skip: 0,
             last_ts: ts_ms,
             last_partition: origin.partition,
@@ -417,7 +537,7 @@ impl Windower {
     /// key's points all come from one partition, so no other partition's
     /// holds are released. Scans all keys: revocation is rare.
     pub fn forget_partition(&mut self, partition: i32) -> Eviction {
-        let doomed: Vec<String> = self
+        let doomed: Vec<Arc<str>> = self
             .keys
             .iter()
             .filter(|(_, s)| s.last_partition == partition)
@@ -489,7 +609,7 @@ impl Windower {
                         evicted.capacity_keys += 1;
                     }
                 }
-                (key.to_owned(), self.new_state(ts_ms, origin))
+                (Arc::from(key), self.new_state(ts_ms, origin))
             }
         };
 
@@ -498,9 +618,17 @@ impl Windower {
         self.next_seq += 1;
         self.lru.insert(state.seq, lru_name);
         state.touched_ms = self.clock_ms;
+        // A new key's `last_ts` is `ts_ms`: a step of 0.
+        let ts_step = ts_ms.saturating_sub(state.last_ts);
         state.last_ts = ts_ms;
         state.last_partition = origin.partition;
-        let outcome = self.apply(&name, &mut state, ts_ms, values, origin, evicted);
+        let point = Point {
+            ts_ms,
+            ts_step,
+            values,
+            origin,
+        };
+        let outcome = self.apply(&name, &mut state, point, evicted);
         self.keys.insert(name, state);
         outcome
     }
@@ -510,10 +638,8 @@ impl Windower {
         &mut self,
         key: &str,
         state: &mut KeyState,
-        ts_ms: i64,
-        values: &[f32],
-        origin: Origin,
-        evicted: Eviction,
+        point: Point,
+        mut evicted: Eviction,
     ) -> PushOutcome {
         let (t, f, stride) = (self.cfg.window, self.cfg.features, self.cfg.stride);
         if state.skip > 0 {
@@ -524,40 +650,53 @@ impl Windower {
                 evicted,
             };
         }
+        // Buffered event times are 4-byte steps: a point more than
+        // u32::MAX ms (49.7 days) after the key's last one starts the key
+        // over, like an idle key; no window spans such a gap.
+        let ts_step = match u32::try_from(point.ts_step) {
+            Ok(step) => step,
+            Err(_) => {
+                let n = state.points.len;
+                if n > 0 {
+                    remove_hold(&mut self.held, state.hold());
+                }
+                self.buffered -= n;
+                evicted.dropped_points += n;
+                evicted.expired_keys += 1;
+                state.points.clear();
+                0
+            }
+        };
 
-        // The key's one hold: its lowest buffered offset (offsets rise within
-        // a partition, but a minimum does not need to assume it).
-        if state.offsets.is_empty() {
-            state.min_offset = origin.offset;
-            add_hold(&mut self.held, origin);
-        } else if origin.offset < state.min_offset {
-            remove_hold(&mut self.held, state.hold());
-            state.min_offset = origin.offset;
-            add_hold(&mut self.held, origin);
-        }
-        state.timestamps.push_back(ts_ms);
-        state.offsets.push_back(origin.offset);
-        state.values.extend(values.iter().copied());
+        // The key's one hold follows its oldest stored offset.
+        let before = (state.points.len > 0).then(|| state.hold());
+        state
+            .points
+            .push(t, point.values, point.ts_ms, ts_step, point.origin.offset);
         self.buffered += 1;
+        let hold = state.hold();
+        if before != Some(hold) {
+            if let Some(old) = before {
+                remove_hold(&mut self.held, old);
+            }
+            add_hold(&mut self.held, hold);
+        }
 
-        let window = if state.timestamps.len() == t {
+        let window = if state.points.len == t {
             let w = Window {
                 key: key.to_owned(),
-                start_ts_ms: state.timestamps[0],
-                end_ts_ms: ts_ms,
-                values: state.values.iter().copied().collect(),
-                timestamps: state.timestamps.iter().copied().collect(),
-                holds: vec![state.hold()],
-                completed_by: origin,
+                start_ts_ms: state.points.first_ts,
+                end_ts_ms: point.ts_ms,
+                values: state.points.values(f),
+                timestamps: state.points.timestamps(),
+                holds: vec![hold],
+                completed_by: point.origin,
             };
             // Slide: keep exactly the points the next window needs.
             let drop = stride.min(t);
-            remove_hold(&mut self.held, state.hold());
-            state.timestamps.drain(..drop);
-            state.offsets.drain(..drop);
-            state.values.drain(..drop * f);
-            if let Some(&min) = state.offsets.iter().min() {
-                state.min_offset = min;
+            remove_hold(&mut self.held, hold);
+            state.points.drop_oldest(drop);
+            if state.points.len > 0 {
                 add_hold(&mut self.held, state.hold());
             }
             self.buffered -= drop;
@@ -572,6 +711,15 @@ impl Windower {
             evicted,
         }
     }
+}
+
+/// An accepted point on its way into a key's buffer.
+struct Point<'a> {
+    ts_ms: i64,
+    /// Event time since the key's previous accepted point.
+    ts_step: i64,
+    values: &'a [f32],
+    origin: Origin,
 }
 
 #[cfg(test)]
@@ -892,25 +1040,114 @@ mod tests {
     }
 
     #[test]
-    fn a_key_costs_about_one_and_a_half_kb_at_t64() {
+    fn a_key_costs_under_a_kilobyte_at_t64() {
         // The daemon's default model: T = 64, F = 1. A key's bytes are
-        // reached on its first window and stay there.
+        // reached on its first point and stay there.
         let mut w = Windower::new(WindowerConfig::new(64, 1)).unwrap();
         let key = "machine-00001";
-        let mut first = None;
-        for i in 0..1_000 {
-            let out = w.push(key, i, &[0.5], at(0, i), 0);
-            if out.window.is_some() && first.is_none() {
-                first = w.key_bytes(key);
-            }
+        w.push(key, 0, &[0.5], at(0, 0), 0);
+        let first = w.key_bytes(key).unwrap();
+        for i in 1..1_000 {
+            w.push(key, i, &[0.5], at(0, i), 0);
         }
         let bytes = w.key_bytes(key).unwrap();
-        assert_eq!(Some(bytes), first, "grew after its first window");
-        // Buffers: 64 × (8 + 8 + 4) bytes; the rest is the map slot, the
-        // LRU entry, one multiset entry and the name twice. It was 3 KB
-        // with an Origin per point and a multiset entry per point.
-        assert!(bytes <= 1_600, "{bytes} bytes per key");
-        assert!(bytes >= 64 * 20, "{bytes}: the buffers alone are 1,280");
+        assert_eq!(bytes, first, "grew after its first point");
+        // The ring: 64 × (4-byte value + 4-byte time step + 4-byte offset
+        // step); the rest is the map slot, the LRU entry, one multiset
+        // entry and the name. It was 1.5 KB with 8-byte times and offsets
+        // in three deques and the name twice, 3 KB before that.
+        assert!(bytes <= 1_000, "{bytes} bytes per key");
+        assert!(bytes >= 64 * 12, "{bytes}: the ring alone is 768");
+    }
+
+    /// A tiny deterministic generator for the reference test.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn windows_match_a_plain_slice_of_the_accepted_points() {
+        // Every (T, stride, F) over 60 points of irregular times and rising
+        // offsets on one key: each window is exactly the T accepted points
+        // ending at the one that completed it, whatever the ring's position,
+        // and its hold is the lowest offset among them.
+        let mut rng = 7;
+        for t in 1..=6 {
+            for stride in 1..=8 {
+                for f in 1..=2 {
+                    let mut w = Windower::new(cfg(t, stride, f)).unwrap();
+                    let (mut ts, mut off) = (1_000_i64, 0_i64);
+                    let mut seen: Vec<(i64, i64, Vec<f32>)> = Vec::new();
+                    let mut windows = 0;
+                    for n in 1..=60_usize {
+                        ts += 1 + (lcg(&mut rng) % 5_000) as i64;
+                        off += 1 + (lcg(&mut rng) % 3) as i64;
+                        let vals: Vec<f32> = (0..f).map(|j| (n * 10 + j) as f32).collect();
+                        let out = w.push("k", ts, &vals, at(2, off), 0);
+                        seen.push((ts, off, vals));
+                        let ends_window = n >= t && (n - t) % stride == 0;
+                        assert_eq!(out.window.is_some(), ends_window, "T {t} s {stride} n {n}");
+                        if let Some(win) = out.window {
+                            windows += 1;
+                            let want = &seen[n - t..n];
+                            let ts_want: Vec<i64> = want.iter().map(|p| p.0).collect();
+                            let v_want: Vec<f32> =
+                                want.iter().flat_map(|p| p.2.iter().copied()).collect();
+                            assert_eq!(win.timestamps, ts_want);
+                            assert_eq!(win.values, v_want);
+                            assert_eq!((win.start_ts_ms, win.end_ts_ms), (want[0].0, ts));
+                            assert_eq!(win.holds, vec![at(2, want[0].1)]);
+                        }
+                    }
+                    assert_eq!(windows, (60 - t) / stride + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_gap_beyond_four_byte_steps_starts_the_key_over() {
+        let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
+        let day = 86_400_000_i64;
+        w.push("k", 0, &[1.0], at(0, 1), 0);
+        w.push("k", day, &[2.0], at(0, 2), 0);
+        assert_eq!(w.min_held_offset(0), Some(1));
+        // 2^32 ms is 49.7 days: 50 days later the two points are given up,
+        // counted as an expired key's, and their holds released.
+        let out = w.push("k", 51 * day, &[3.0], at(0, 3), 0);
+        assert_eq!(out.status, PointStatus::Accepted);
+        assert!(out.window.is_none());
+        assert_eq!(
+            (out.evicted.expired_keys, out.evicted.dropped_points),
+            (1, 2)
+        );
+        assert_eq!(w.min_held_offset(0), Some(3));
+        assert_eq!(w.buffered_points(), 1);
+        // 49 days apart fits: a window of exact times.
+        w.push("k", 100 * day, &[4.0], at(0, 4), 0);
+        let win = w.push("k", 149 * day, &[5.0], at(0, 5), 0).window.unwrap();
+        assert_eq!(win.timestamps, vec![51 * day, 100 * day, 149 * day]);
+        assert_eq!(win.values, vec![3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn offset_steps_beyond_four_bytes_hold_no_later_than_the_truth() {
+        // 5·10^9 messages between two points of a key: the stored offset is
+        // below the true one (a restart replays more, never less), and the
+        // next step catches up.
+        let mut w = Windower::new(cfg(2, 1, 1)).unwrap();
+        let far = 5_000_000_000_i64;
+        w.push("k", 1, &[0.0], at(0, 0), 0);
+        let win = w.push("k", 2, &[0.0], at(0, far), 0).window.unwrap();
+        assert_eq!(win.holds, vec![at(0, 0)]);
+        let held = w.min_held_offset(0).unwrap();
+        assert!((0..=far).contains(&held), "{held}");
+        let win = w.push("k", 3, &[0.0], at(0, far + 7), 0).window.unwrap();
+        assert_eq!(win.holds, vec![at(0, held)]);
+        assert_eq!(w.min_held_offset(0), Some(far + 7));
     }
 
     #[test]

@@ -1,0 +1,52 @@
+//! Memory of the windower's per-key state, measured as the process's RSS:
+//! 100,000 keys × 65 points of the default model's shape (T = 64, F = 1),
+//! interleaved by key over four partitions, every key live at the end.
+//!
+//! `cargo bench --bench keys` prints VmRSS before and after, and the growth
+//! per key (what `Windower::key_bytes` accounts plus the hash table's spare
+//! room and the allocator's headers). The daemon's whole figure is
+//! `BENCH_MODES=keys100k scripts/bench-serve.sh`.
+
+use lstm_ae::stream::windower::{Origin, Windower, WindowerConfig};
+
+const KEYS: usize = 100_000;
+
+fn vm_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() {
+    let names: Vec<String> = (0..KEYS).map(|k| format!("key-{k:06}")).collect();
+    let Some(before) = vm_rss_kb() else {
+        eprintln!("keys: no /proc/self/status: VmRSS cannot be read here");
+        std::process::exit(1);
+    };
+    let mut w = Windower::new(WindowerConfig::new(64, 1)).expect("valid windower");
+    let mut offsets = [0_i64; 4];
+    let mut windows = 0;
+    for i in 0..65_i64 {
+        for (k, key) in names.iter().enumerate() {
+            let partition = (k % 4) as i32;
+            let offset = &mut offsets[k % 4];
+            let origin = Origin {
+                partition,
+                offset: *offset,
+            };
+            *offset += 1;
+            let ts = 1_700_000_000_000 + i * 60_000;
+            let out = w.push(key, ts, &[k as f32], origin, 0);
+            windows += usize::from(out.window.is_some());
+        }
+    }
+    let after = vm_rss_kb().unwrap_or(before);
+    println!(
+        "keys: {} live keys, {} windows, {} buffered points; VmRSS {before} kB before, {after} kB after: {} bytes per key (key_bytes accounts {})",
+        w.live_keys(),
+        windows,
+        w.buffered_points(),
+        (after.saturating_sub(before)) * 1024 / KEYS as u64,
+        w.key_bytes(&names[0]).unwrap_or(0),
+    );
+}
