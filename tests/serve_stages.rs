@@ -271,6 +271,41 @@ async fn a_stuck_model_stops_intake_fails_readiness_and_shutdown_ends_by_the_dea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_goes_at_once_to_an_idle_inference_thread() {
+    // A batch would be due only after ten minutes (`max_wait_ms`) or at 256
+    // windows; with the inference thread waiting for work, the one window
+    // of 64 points must be scored and published at once.
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut s = settings(&cluster);
+    s.serve.inference_threads = 1;
+    s.serve.max_wait_ms = 600_000;
+    send_points(&brokers, 64).await;
+    let (model, shared) = fake_model(Mode::Fast);
+    let started = Instant::now();
+    let d = start(&s, model).await;
+    while d
+        .metrics
+        .outputs_produced
+        .with_label_values(&[s.kafka.embeddings_topic.as_str()])
+        .get()
+        < 1
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the window waited for a fuller batch (scored: {})",
+            d.metrics.windows_scored.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.metrics.windows_scored.get(), 1);
+    assert_eq!(shared.calls.load(Ordering::SeqCst), 1);
+    d.stop.send(()).unwrap();
+    let summary = d.daemon.await.unwrap().unwrap();
+    assert_eq!(summary.windows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_model_stops_the_daemon_at_once_without_committing() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();

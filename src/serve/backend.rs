@@ -18,7 +18,7 @@
 //! Each thread publishes when its current call started, so a watchdog can
 //! tell a stuck backend ([`Inference::stalled`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -161,6 +161,8 @@ pub struct Inference {
     threads: Vec<JoinHandle<()>>,
     /// Per thread, when its current call started (ms since `epoch`, +1), 0 when idle.
     busy_since: Arc<Vec<AtomicU64>>,
+    /// Threads waiting for a batch (the channel is empty for them).
+    waiting: Arc<AtomicUsize>,
     epoch: Instant,
 }
 
@@ -178,6 +180,7 @@ impl Inference {
         let batches: SharedBatches = Arc::new(Mutex::new(batches));
         let busy_since: Arc<Vec<AtomicU64>> =
             Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
+        let waiting = Arc::new(AtomicUsize::new(0));
         let epoch = Instant::now();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), InferError>>();
         let mut handles = Vec::with_capacity(threads);
@@ -190,6 +193,7 @@ impl Inference {
                 scored: scored.clone(),
                 metrics: metrics.clone(),
                 busy_since: busy_since.clone(),
+                waiting: waiting.clone(),
                 epoch,
             };
             let ready = ready_tx.clone();
@@ -216,8 +220,15 @@ impl Inference {
         Ok(Inference {
             threads: handles,
             busy_since,
+            waiting,
             epoch,
         })
+    }
+
+    /// Whether some thread is waiting for a batch: one sent now would be
+    /// scored at once, so waiting for a fuller batch only adds latency.
+    pub fn has_idle_thread(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// Whether some thread's current call has run longer than `limit`.
@@ -264,6 +275,7 @@ struct Worker {
     scored: mpsc::Sender<ScoredMsg>,
     metrics: Metrics,
     busy_since: Arc<Vec<AtomicU64>>,
+    waiting: Arc<AtomicUsize>,
     epoch: Instant,
 }
 
@@ -300,10 +312,12 @@ impl Worker {
         loop {
             // The lock is held only while waiting for the next batch; the
             // slot is read under it, so models change in batch order.
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             let next = match self.batches.lock() {
                 Ok(mut rx) => rx.blocking_recv().map(|batch| (batch, self.slot.loaded())),
                 Err(_) => None, // another inference thread panicked: stop too
             };
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
             let Some((Batch { seq, jobs, permit }, loaded)) = next else {
                 return Ok(());
             };

@@ -377,7 +377,8 @@ impl Ingest {
         self.batcher.poll(now_ms)
     }
 
-    /// Everything pending, for the drain.
+    /// Everything pending: for the drain, and when an inference thread is
+    /// idle (a batch sent then is scored at once, see `serve` "Batching").
     pub fn flush(&mut self) -> Option<Vec<Job>> {
         self.batcher.flush()
     }

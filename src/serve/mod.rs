@@ -28,6 +28,16 @@
 //! channel is unbounded on purpose: its length is bounded by the windows in
 //! flight, and blocking it could deadlock the loop that drains it.
 //!
+//! ## Batching
+//!
+//! A batch goes to the inference threads when it holds `serve.max_batch`
+//! windows, when its oldest window has waited `serve.max_wait_ms`, or as
+//! soon as an inference thread waits for work: waiting for a fuller batch
+//! then only adds latency. So batches are as large as what arrived while
+//! the threads were busy: single windows when input is sparse, full batches
+//! under a backlog, and in between the size that keeps up (dynamic
+//! batching).
+//!
 //! ## Delivery
 //!
 //! At-least-once for windows: the committed offset of a partition never
@@ -436,6 +446,16 @@ impl Daemon {
         });
     }
 
+    /// The pending windows as a batch, before it is full or due, when an
+    /// inference thread waits for work (see "Batching" above).
+    fn early_batch(&mut self) -> Option<Pending> {
+        if self.inference.has_idle_thread() {
+            self.ingest.flush().map(Pending::Batch)
+        } else {
+            None
+        }
+    }
+
     /// Hands on `p` if a permit is free; else keeps it pending.
     fn hand_on(&mut self, p: Pending) -> Result<Option<Pending>, PipelineError> {
         match p {
@@ -557,7 +577,12 @@ impl Daemon {
                 }
                 Some(Ack(holds)) = self.ack_rx.recv() => {
                     self.ingest.release(holds);
-                    Ok(())
+                    // A batch was scored: its thread may be idle now.
+                    let early = if pending.is_none() { self.early_batch() } else { None };
+                    match early {
+                        Some(p) => self.hand_on(p).map(|p| pending = p),
+                        None => Ok(()),
+                    }
                 }
                 Some(done) = self.dead_letters.join_next(), if !self.dead_letters.is_empty() => {
                     done.map_err(PipelineError::SinkTask).and_then(|r| r)
@@ -634,6 +659,7 @@ impl Daemon {
                                 (None, None) => None,
                             };
                             drop(msg);
+                            let next = next.or_else(|| self.early_batch());
                             match next {
                                 Some(p) => self.hand_on(p).map(|p| pending = p),
                                 None => Ok(()),
