@@ -125,17 +125,26 @@ impl Default for NabEvalConfig {
 impl NabEvalConfig {
     /// Defaults overridden by a TOML file.
     pub fn load(path: &Path) -> Result<Self, EvalError> {
-        let err = |message: String| EvalError::Config {
+        let text = std::fs::read_to_string(path).map_err(|e| EvalError::Config {
             path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Defaults overridden by TOML text; errors name `origin`. Defaults
+    /// first, so a partial section (say `[training] epochs = 5`) keeps this
+    /// config's other defaults, not the section type's own.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, EvalError> {
+        let err = |message: String| EvalError::Config {
+            path: PathBuf::from(origin),
             message,
         };
-        // Defaults first, so a partial section (say `[training] epochs = 5`)
-        // keeps this config's other defaults, not the section type's own.
         let defaults =
             config::Config::try_from(&NabEvalConfig::default()).map_err(|e| err(e.to_string()))?;
         let built = config::Config::builder()
             .add_source(defaults)
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
             .map_err(|e| err(e.to_string()))?;
         let cfg: NabEvalConfig = built.try_deserialize().map_err(|e| err(e.to_string()))?;
@@ -216,9 +225,10 @@ fn train_on(
     }
 }
 
-/// Scores one series (`values`, in file order) under the streaming protocol;
-/// see the module docs. Pure: the same values and config give the same scores.
-pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores, EvalError> {
+/// The model's errors of one series under the streaming protocol (scores
+/// left at 0): train on the probation, retrain as configured, record each
+/// row's reconstruction and prediction error.
+pub fn model_errors(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores, EvalError> {
     let spec = cfg.spec();
     spec.validate()?;
     let n = values.len();
@@ -299,21 +309,49 @@ pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores,
         }
     }
     out.prediction = prediction_errors(&forecasts, scaled.view(), p);
+    Ok(out)
+}
+
+/// Scores one series (`values`, in file order) under the streaming protocol;
+/// see the module docs. Pure: the same values and config give the same scores.
+pub fn score_series(values: &[f32], cfg: &NabEvalConfig) -> Result<SeriesScores, EvalError> {
+    let mut out = model_errors(values, cfg)?;
+    postprocess_series(values, &mut out, cfg)?;
+    Ok(out)
+}
+
+/// Fills `errors.scores` from its reconstruction and prediction errors with
+/// the configured post-processing (the second half of [`score_series`]).
+/// The model's errors do not depend on `cfg.postprocess` nor on
+/// `cfg.warm_up_on_training_rows`, so a sweep over those settings can
+/// compute [`model_errors`] once and call this per setting.
+pub fn postprocess_series(
+    values: &[f32],
+    errors: &mut SeriesScores,
+    cfg: &NabEvalConfig,
+) -> Result<(), EvalError> {
+    let n = values.len();
+    let t = cfg.spec().window;
     let mut post = Postprocessor::new(cfg.postprocess.clone())?;
+    errors.scores = vec![0.0; n];
     let first = if cfg.warm_up_on_training_rows {
         0
     } else {
-        probation
+        nab::probationary_rows(n)
     };
-    for row in first..n {
-        let rec = out.reconstruction[row];
+    for row in first.max(t.saturating_sub(1))..n.min(errors.reconstruction.len()) {
+        let rec = errors.reconstruction[row];
         if rec.is_finite() {
-            let pred = Some(out.prediction[row]).filter(|v| v.is_finite());
+            let pred = errors
+                .prediction
+                .get(row)
+                .copied()
+                .filter(|v| v.is_finite());
             let window = &values[row + 1 - t..=row];
-            out.scores[row] = post.push_window(cfg.postprocess.combine(rec, pred), window, 1);
+            errors.scores[row] = post.push_window(cfg.postprocess.combine(rec, pred), window, 1);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One evaluated series, kept for the report.
