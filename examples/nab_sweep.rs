@@ -73,7 +73,11 @@ fn write_cache(path: &Path, e: &SeriesScores) -> Result<(), Error> {
 fn load(root: &Path, cache: &Path, cfg: &NabEvalConfig) -> Result<Vec<Loaded>, Error> {
     let layout = nab::NabLayout::locate(root);
     let windows = nab::load_windows(&layout.windows)?;
-    let id = fnv(&serde_json::to_string(&(&cfg.model, &cfg.training, &cfg.retrain))?);
+    let id = fnv(&serde_json::to_string(&(
+        &cfg.model,
+        &cfg.training,
+        &cfg.retrain,
+    ))?);
     let dir = cache.join(format!("{id:016x}"));
     let csv = CsvOptions {
         timestamp_order: TimestampOrder::Unchecked,
@@ -162,9 +166,12 @@ fn main() -> Result<(), Error> {
         "tag\tstd_full\ttuning\treport\treport_own\tfull_fixed\tthr_full\tthr_tuning\thit\twindows\tfp\tlowFN\tlowFP"
     );
     for (tag, cfg) in &lines {
-        if (&cfg.model, &cfg.training, &cfg.retrain) != (&first.model, &first.training, &first.retrain)
+        if (&cfg.model, &cfg.training, &cfg.retrain)
+            != (&first.model, &first.training, &first.retrain)
         {
-            return Err(format!("{tag}: only post-processing may differ from the first line").into());
+            return Err(
+                format!("{tag}: only post-processing may differ from the first line").into(),
+            );
         }
         let mut files = Vec::with_capacity(series.len());
         for s in &series {
