@@ -661,6 +661,25 @@ mod tests {
         assert!(e.contains("line 7") && e.contains("no_such_setting"), "{e}");
     }
 
+    /// The README says `eval nab` runs the daemon's post-processing with
+    /// exactly three settings changed.
+    #[test]
+    fn the_nab_post_processing_is_the_daemons_but_three_settings() {
+        let nab = NabEvalConfig::default().postprocess;
+        let daemon = PostprocessConfig::default();
+        assert_eq!((nab.long_window, daemon.long_window), (750, 8000));
+        assert_eq!((nab.fire_level, daemon.fire_level), (0.45, 0.35));
+        assert_eq!((nab.range_tolerance, daemon.range_tolerance), (0.02, 0.05));
+        let rest = PostprocessConfig {
+            long_window: daemon.long_window,
+            fire_level: daemon.fire_level,
+            range_tolerance: daemon.range_tolerance,
+            ..nab
+        };
+        assert_eq!(rest, daemon);
+        assert_eq!(NabEvalConfig::default().model.horizon, 1);
+    }
+
     #[test]
     fn too_short_series_score_zero() {
         let s = score_series(&sine(40), &small_cfg()).unwrap();
