@@ -48,7 +48,9 @@
 //! `BENCH_PARTITIONS` (2, for input and embeddings topics), `BENCH_ORT_SECS`
 //! (3), `BENCH_RSS_KEYS` (100000), `BENCH_RSS_POINTS` (T + 1), `TANSU_BIN`; `BENCH_SERVE_TOML`, TOML appended to the daemon's
 //! configuration (e.g. a `[kafka.consumer]` table); `BENCH_PERF=DIR`, a
-//! `perf record -g` of daemon and broker per run into DIR. Any other
+//! `perf record -g` of daemon and broker per run into DIR; `BENCH_SMAPS=DIR`,
+//! the daemon's `/proc/<pid>/smaps` at the end of each memory run into
+//! DIR/<rule>.smaps (which mappings hold the memory). Any other
 //! `LSTM_AE__…` variable reaches the daemon. `BENCH_PYTHON=PYTHON` (or `1`
 //! for `python3`): after each `points` backlog run, `benches/python_service.py`
 //! (confluent-kafka + onnxruntime, the same work) drains the same backlog
@@ -1111,6 +1113,12 @@ fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
             // Every point read and every window out: every key is live, with
             // T − 1 points (or all of its points, with fewer than T).
             let (rss, hwm) = rss_bytes(d.proc.pid());
+            if let Ok(dir) = std::env::var("BENCH_SMAPS") {
+                // Where the memory is, mapping by mapping, for a closer look.
+                let to = Path::new(&dir).join(format!("{}.smaps", d.rule));
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::copy(format!("/proc/{}/smaps", d.proc.pid()), &to);
+            }
             let r = RssResult {
                 rule: d.rule,
                 keys,
