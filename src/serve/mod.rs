@@ -32,10 +32,10 @@
 //!
 //! A batch goes to the inference threads when it holds `serve.max_batch`
 //! windows, when its oldest window has waited `serve.max_wait_ms`, or as
-//! soon as an inference thread waits for work: waiting for a fuller batch
-//! then only adds latency. So batches are as large as what arrived while
-//! the threads were busy: single windows when input is sparse, full batches
-//! under a backlog, and in between the size that keeps up (dynamic
+//! soon as every inference thread waits for work: waiting for a fuller
+//! batch then only adds latency. So batches are as large as what arrived
+//! while the model was busy: single windows when input is sparse, full
+//! batches under a backlog, and in between the size that keeps up (dynamic
 //! batching).
 //!
 //! ## Delivery
@@ -446,10 +446,10 @@ impl Daemon {
         });
     }
 
-    /// The pending windows as a batch, before it is full or due, when an
+    /// The pending windows as a batch, before it is full or due, when every
     /// inference thread waits for work (see "Batching" above).
     fn early_batch(&mut self) -> Option<Pending> {
-        if self.inference.has_idle_thread() {
+        if self.inference.is_idle() {
             self.ingest.flush().map(Pending::Batch)
         } else {
             None
