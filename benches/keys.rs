@@ -18,6 +18,12 @@ fn vm_rss_kb() -> Option<u64> {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`:
+    // nothing is measured there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("keys bench: run it with cargo bench --bench keys");
+        return;
+    }
     let names: Vec<String> = (0..KEYS).map(|k| format!("key-{k:06}")).collect();
     let Some(before) = vm_rss_kb() else {
         eprintln!("keys: no /proc/self/status: VmRSS cannot be read here");
