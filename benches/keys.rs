@@ -9,13 +9,10 @@
 
 use lstm_ae::stream::windower::{Origin, Windower, WindowerConfig};
 
-const KEYS: usize = 100_000;
+#[path = "../tests/common/procs.rs"]
+mod procs;
 
-fn vm_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+const KEYS: usize = 100_000;
 
 fn main() {
     // `cargo test --all-targets` runs bench binaries without `--bench`:
@@ -25,10 +22,11 @@ fn main() {
         return;
     }
     let names: Vec<String> = (0..KEYS).map(|k| format!("key-{k:06}")).collect();
-    let Some(before) = vm_rss_kb() else {
+    let before = procs::rss_bytes(std::process::id()).0 / 1024;
+    if before == 0 {
         eprintln!("keys: no /proc/self/status: VmRSS cannot be read here");
         std::process::exit(1);
-    };
+    }
     let mut w = Windower::new(WindowerConfig::new(64, 1)).expect("valid windower");
     let mut offsets = [0_i64; 4];
     let mut windows = 0;
@@ -46,7 +44,7 @@ fn main() {
             windows += usize::from(out.window.is_some());
         }
     }
-    let after = vm_rss_kb().unwrap_or(before);
+    let after = procs::rss_bytes(std::process::id()).0 / 1024;
     println!(
         "keys: {} live keys, {} windows, {} buffered points; VmRSS {before} kB before, {after} kB after: {} bytes per key (key_bytes accounts {})",
         w.live_keys(),

@@ -62,7 +62,7 @@
 #[path = "../tests/common/procs.rs"]
 mod procs;
 
-use procs::{free_port, http_get, metric, tansu_bin, tansu_broker, wait_for_port};
+use procs::{free_port, http_get, metric, rss_bytes, tansu_bin, tansu_broker, wait_for_port};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -958,18 +958,6 @@ fn run_python(o: &Opts, python: &str, threads: usize, t: usize) -> Res<PyResult>
 }
 
 // ------------------------------------------------------------------ memory
-
-/// (VmRSS, VmHWM) of a process, bytes.
-fn rss_bytes(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |name: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (kb("VmRSS:"), kb("VmHWM:"))
-}
 
 struct RssResult {
     rule: &'static str,

@@ -377,8 +377,9 @@ impl Ingest {
         self.batcher.poll(now_ms)
     }
 
-    /// Everything pending: for the drain, and when an inference thread is
-    /// idle (a batch sent then is scored at once, see `serve` "Batching").
+    /// Everything pending: for the drain, and when every inference thread
+    /// waits for work (a batch sent then is scored at once, see `serve`
+    /// "Batching").
     pub fn flush(&mut self) -> Option<Vec<Job>> {
         self.batcher.flush()
     }

@@ -494,6 +494,12 @@ impl Windower {
     /// entry and its offsets. Returns the number of points discarded.
     fn release(&mut self, state: &KeyState) -> usize {
         self.lru.remove(&state.seq);
+        self.give_up_points(state)
+    }
+
+    /// Releases a key's hold and uncounts its buffered points (the caller
+    /// drops or clears them); returns how many there were.
+    fn give_up_points(&mut self, state: &KeyState) -> usize {
         let n = state.points.len;
         if n > 0 {
             remove_hold(&mut self.held, state.hold());
@@ -656,12 +662,7 @@ impl Windower {
         let ts_step = match u32::try_from(point.ts_step) {
             Ok(step) => step,
             Err(_) => {
-                let n = state.points.len;
-                if n > 0 {
-                    remove_hold(&mut self.held, state.hold());
-                }
-                self.buffered -= n;
-                evicted.dropped_points += n;
+                evicted.dropped_points += self.give_up_points(state);
                 evicted.expired_keys += 1;
                 state.points.clear();
                 0

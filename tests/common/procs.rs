@@ -1,8 +1,8 @@
 //! Process and network helpers shared by the broker tests
 //! (`tests/common/broker.rs`) and the daemon benchmark (`benches/serve.rs`,
 //! which includes this file by path): free ports, the tansu binary, waiting
-//! for a listener, a plain HTTP GET, and a value from the Prometheus text
-//! format. Errors are returned, so the benchmark can report them and the
+//! for a listener, a plain HTTP GET, a value from the Prometheus text
+//! format, and a process's resident memory (also `benches/keys.rs`). Errors are returned, so the benchmark can report them and the
 //! tests can panic with them.
 
 #![allow(dead_code)]
@@ -104,4 +104,16 @@ pub fn metric(body: &str, series: &str) -> f64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+/// (VmRSS, VmHWM) of a process, bytes; (0, 0) where `/proc` cannot be read.
+pub fn rss_bytes(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
 }
