@@ -34,6 +34,9 @@ enum Mode {
     StuckAfter(usize),
     /// Fails the first call.
     Fail,
+    /// Call `n` (from 0) blocks until released; every other call scores
+    /// at once (one thread stalls, the others go on).
+    StuckOnce(usize),
 }
 
 /// What the fake backends share: the mode, the call count, the gate a stuck
@@ -59,15 +62,17 @@ struct Fake {
 impl Backend for Fake {
     fn infer(&mut self, x: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
         let call = self.shared.calls.fetch_add(1, Ordering::SeqCst);
-        match self.shared.mode {
+        let stuck = match self.shared.mode {
             Mode::Fail => return Err(InferError::Contract("the fake model fails".into())),
-            Mode::StuckAfter(n) if call >= n => {
-                let mut r = self.shared.released.lock().unwrap();
-                while !*r {
-                    r = self.shared.gate.wait(r).unwrap();
-                }
+            Mode::StuckAfter(n) => call >= n,
+            Mode::StuckOnce(n) => call == n,
+            Mode::Fast => false,
+        };
+        if stuck {
+            let mut r = self.shared.released.lock().unwrap();
+            while !*r {
+                r = self.shared.gate.wait(r).unwrap();
             }
-            _ => {}
         }
         let (b, t, f) = x.dim();
         Ok(Outputs {
@@ -533,22 +538,28 @@ async fn dead_letters_in_flight_are_bounded_on_a_slow_broker() {
     let mut s = settings(&cluster);
     s.serve.inference_threads = 1;
     s.serve.max_dead_letters_in_flight = 2;
+    // The bad messages go in one record batch (one produce request), so
+    // one fetch hands all of them to the daemon at once: sent and awaited
+    // one by one, the mock broker returned them one per fetch round trip
+    // and no more than two were ever in flight even without the bound.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "200")
         .create()
         .unwrap();
     let bad = 30;
-    for i in 0..bad {
-        producer
-            .send(
-                FutureRecord::to("points")
-                    .partition(0)
-                    .key("k")
-                    .payload(&format!("bad {i}")),
-                Timeout::Never,
-            )
-            .await
-            .unwrap();
+    let payloads: Vec<String> = (0..bad).map(|i| format!("bad {i}")).collect();
+    let sent: Vec<_> = payloads
+        .iter()
+        .map(|p| {
+            producer
+                .send_result(FutureRecord::to("points").partition(0).key("k").payload(p))
+                .map_err(|(e, _)| e)
+                .unwrap()
+        })
+        .collect();
+    for f in sent {
+        f.await.unwrap().unwrap();
     }
     // Every request to the broker now takes 100 ms: dead letters pile up
     // unless their number is bounded.
@@ -573,4 +584,105 @@ async fn dead_letters_in_flight_are_bounded_on_a_slow_broker() {
     assert!(most >= 1, "the gauge saw the dead letters");
     d.stop.send(()).unwrap();
     assert!(d.daemon.await.unwrap().unwrap().drained);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stalled_inference_thread_stops_intake_while_the_other_goes_on() {
+    // Thread A is stuck on batch 3; thread B scores batches 4, 5, … whose
+    // outputs must wait in the sink's reorder buffer behind batch 3. That
+    // buffer is bounded by the batch permits: intake stops instead of
+    // memory growing (issue 8, "The sink's reorder buffer").
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut s = settings(&cluster);
+    s.serve.inference_threads = 2;
+    s.serve.max_batch = 1;
+    s.serve.max_batches_in_flight = 1;
+    s.serve.inference_stall_ms = 300;
+    s.serve.drain_timeout_ms = 1_500;
+    let t = 64; // the default model's window
+    let n = 400;
+    send_points(&brokers, n).await;
+    let (model, shared) = fake_model(Mode::StuckOnce(2));
+    let d = start(&s, model).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = get(d.addr, "/readyz").await;
+        if body.contains("inference stalled") {
+            assert_eq!(status(d.addr, "/readyz").await, 503);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reported stalled: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let consumed = d.metrics.messages_consumed.with_label_values(&["points"]);
+    let before = consumed.get();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let permits = 1 + 2;
+    assert!(
+        shared.calls.load(Ordering::SeqCst) > 3,
+        "the other thread went on scoring"
+    );
+    assert_eq!(
+        consumed.get(),
+        before,
+        "intake goes on while a batch is stuck"
+    );
+    // T − 1 points before the first window, 2 windows scored and sent on,
+    // one per permit, and one batch waiting for a permit.
+    assert!(
+        (before as usize) <= t - 1 + 2 + permits + 1,
+        "{before} points consumed with {permits} batch permits"
+    );
+    assert!(
+        d.metrics.batches_in_flight.get() <= permits as i64,
+        "{} batches in flight (reorder buffer) for {permits} permits",
+        d.metrics.batches_in_flight.get()
+    );
+    d.stop.send(()).unwrap();
+    shared.release();
+    let _ = tokio::time::timeout(Duration::from_secs(10), d.daemon).await;
+}
+
+/// A key's TTL runs on the daemon's monotonic clock (tokio's, which the
+/// test controls), not on the wall clock: a wall clock stepping forward
+/// would otherwise expire every key at once (issue 8, "Evictions"). Time is
+/// paused, so tokio's clock moves only with the runtime (auto-advance while
+/// the loop waits, and the explicit advance below), never with the wall:
+/// the key must expire after two TTLs of tokio time although the test ends
+/// within seconds of wall time. A daemon reading the wall clock for the TTL
+/// never expires it here.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_key_ttl_runs_on_the_monotonic_clock_not_the_wall_clock() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut s = settings(&cluster);
+    s.serve.inference_threads = 1;
+    s.windowing.key_ttl_ms = 600_000; // ten minutes: far beyond the test's wall time
+    let n = 10; // fewer than T: the key only buffers
+    send_points(&brokers, n).await;
+    let (model, _) = fake_model(Mode::Fast);
+    let d = start(&s, model).await;
+    let consumed = d.metrics.messages_consumed.with_label_values(&["points"]);
+    let wall = Instant::now();
+    while consumed.get() < n as u64 {
+        assert!(wall.elapsed() < Duration::from_secs(30), "points consumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::advance(Duration::from_millis(2 * 600_000)).await;
+    let expired = d
+        .metrics
+        .series_keys_evicted
+        .with_label_values(&["expired"]);
+    while expired.get() < 1 {
+        assert!(
+            wall.elapsed() < Duration::from_secs(20),
+            "the key never expired on the monotonic clock (live keys: {})",
+            d.metrics.live_series_keys.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.metrics.buffered_points_dropped.get(), n as u64);
+    d.stop.send(()).unwrap();
+    let _ = d.daemon.await.unwrap();
 }
