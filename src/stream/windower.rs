@@ -30,9 +30,11 @@
 //! ## Eviction (bounded memory)
 //!
 //! Memory is bounded by `max_keys × T × F` values; per key that is a ring
-//! of `T × (4F + 8)` bytes (values, and event times and offsets as 4-byte
-//! steps from the previous point) plus a fixed part: under 1 KB in all
-//! ([`Windower::key_bytes`]) at T = 64, F = 1.
+//! of `T × (4F + 3)` bytes for a regularly spaced series (values, and event
+//! times and offsets as 1- and 2-byte codes of the steps from the previous
+//! point; up to `T × (4F + 6)` for irregular times, see `Points`) plus a
+//! fixed part: under 700 bytes in all ([`Windower::key_bytes`]) at T = 64,
+//! F = 1.
 //!
 //! - **Idle keys**: a key not updated for more than `key_ttl_ms` of
 //!   processing time (`now_ms`, made monotonic internally) is dropped by
@@ -69,11 +71,12 @@
 //! point the windower keeps is needed (the buffer is trimmed to exactly the
 //! points of the next window). A key's points all come from one partition,
 //! so what the key needs of it is one offset, its oldest point's. Offsets
-//! are stored as steps of at most `u32::MAX` from the previous point's
-//! stored offset, and lowered to a new point's offset should offsets ever
-//! fall: a stored offset is never above the true one, so the holds are
-//! exact in practice and, in those corner cases, lower than needed (a
-//! restart replays more), never higher. Each key's hold is counted in a per-partition multiset,
+//! are stored as 2-byte codes of the step from the previous point's stored
+//! offset, exact while a key's points are less than 65,536 messages apart
+//! and rounded down beyond (see `Points`), and lowered to a new point's
+//! offset should offsets ever fall: a stored offset is never above the
+//! true one, so the holds are exact in the common case and otherwise lower
+//! than needed (a restart replays more), never higher. Each key's hold is counted in a per-partition multiset,
 //! so [`Windower::min_held_offset`] is a lookup of the smallest key, not a
 //! scan over keys, and the multiset has one entry per key, not one per
 //! buffered point (at 100,000 keys × 63 points that was most of the
@@ -221,28 +224,63 @@ pub struct PushOutcome {
     pub evicted: Eviction,
 }
 
-/// Event time and offset of a buffered point as steps from the point
-/// before it: 4 bytes each instead of 8 (at T = 64 that is 512 bytes a key).
-#[derive(Debug, Clone, Copy, Default)]
-struct Step {
-    /// Event time minus the previous point's, in ms (event times strictly
-    /// increase per key; a larger step starts the key over, see `Windower::apply`).
-    ts: u32,
-    /// Offset minus the previous point's *stored* offset, clamped to
-    /// `0..=u32::MAX`: a stored offset is never above the true one, so a
-    /// hold made from it may replay more after a restart, never less.
-    offset: u32,
+/// Bytes of a buffered point's offset code (see [`Points`]).
+const OFFSET_CODE: usize = 2;
+
+/// The fewest bytes (1, 2 or 4) that hold `code`.
+fn width_for(code: u32) -> u8 {
+    match code {
+        0..=0xFF => 1,
+        0x100..=0xFFFF => 2,
+        _ => 4,
+    }
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// One key's buffered points, oldest first, in a ring of T slots allocated
-/// on the first point: the values, and the event times and offsets as
-/// [`Step`]s anchored at the oldest point.
+/// on the first point. Per slot: the F values, and the event time and
+/// offset as codes of the step from the point before it, anchored at the
+/// oldest point (`first_ts`, `first_offset`):
+///
+/// - **event time**: step = code × `ts_unit`, the code in `ts_width` bytes
+///   (1, 2 or 4). `ts_unit` is the greatest common divisor of the steps
+///   seen, so a regular series (every 5 minutes, say) stores 1 in one byte
+///   per point, and times stay exact: a step that is not a multiple of the
+///   unit, or a code that does not fit, recodes the ring once (a key's
+///   unit only shrinks and its width only grows). Steps are below 2³² ms
+///   (`Windower::apply` starts a key over beyond that).
+/// - **offset**: step = code << `offset_shift`, the code in 2 bytes.
+///   Offsets of one key are usually less than 65,536 messages apart (the
+///   shift stays 0 and every offset is exact); a larger step raises the
+///   shift and rounds the ring's steps *down* to it. Each new point's code
+///   is taken from the distance to the previous point's stored offset, so
+///   the stored offsets are never above the true ones and at most
+///   2^shift − 1 below a new point's (the rounding of a raise can add up to
+///   T such errors until those points leave the ring): a hold made from
+///   them may replay a little more after a restart, never less.
+///
+/// At T = 64, F = 1 a regular series costs 64 × (4 + 1 + 2) = 448 bytes of
+/// ring (768 with 4-byte steps, 1,536 with 8-byte times and offsets).
 #[derive(Debug, Default)]
 struct Points {
     values: Box<[f32]>,
-    steps: Box<[Step]>,
-    head: usize,
-    len: usize,
+    /// T offset codes (2 bytes each, little endian), then T event-time
+    /// codes (`ts_width` bytes each, little endian).
+    codes: Box<[u8]>,
+    /// T (the ring's slots; 0 until the first point).
+    cap: u32,
+    head: u32,
+    len: u32,
+    /// Milliseconds per event-time code; 0 until the first step.
+    ts_unit: u32,
+    ts_width: u8,
+    offset_shift: u8,
     /// Event time and stored offset of the oldest point.
     first_ts: i64,
     first_offset: i64,
@@ -251,58 +289,160 @@ struct Points {
 }
 
 impl Points {
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
     fn slot(&self, i: usize) -> usize {
-        (self.head + i) % self.steps.len()
+        (self.head as usize + i) % self.cap as usize
+    }
+
+    fn offset_step(&self, slot: usize) -> i64 {
+        let c = u16::from_le_bytes([self.codes[2 * slot], self.codes[2 * slot + 1]]);
+        i64::from(c) << self.offset_shift
+    }
+
+    fn set_offset_code(&mut self, slot: usize, code: u16) {
+        self.codes[2 * slot..2 * slot + 2].copy_from_slice(&code.to_le_bytes());
+    }
+
+    fn ts_code(&self, slot: usize) -> u32 {
+        let w = usize::from(self.ts_width);
+        let at = OFFSET_CODE * self.cap as usize + slot * w;
+        let mut b = [0u8; 4];
+        b[..w].copy_from_slice(&self.codes[at..at + w]);
+        u32::from_le_bytes(b)
+    }
+
+    fn set_ts_code(&mut self, slot: usize, code: u32) {
+        let w = usize::from(self.ts_width);
+        let at = OFFSET_CODE * self.cap as usize + slot * w;
+        self.codes[at..at + w].copy_from_slice(&code.to_le_bytes()[..w]);
+    }
+
+    fn ts_step(&self, slot: usize) -> i64 {
+        i64::from(self.ts_code(slot)) * i64::from(self.ts_unit)
+    }
+
+    /// The code of event-time step `step` (≥ 1 after the first point),
+    /// recoding the ring when the unit shrinks or the code needs more bytes.
+    fn ts_code_for(&mut self, step: u32) -> u32 {
+        if step == 0 {
+            return 0;
+        }
+        let unit = match self.ts_unit {
+            0 => step,
+            u => gcd(u, step),
+        };
+        let code = step / unit;
+        if unit != self.ts_unit || width_for(code) > self.ts_width {
+            // Every kept step is a multiple of the old unit, hence of the new one.
+            let steps: Vec<u32> = (0..self.len())
+                .map(|i| self.ts_code(self.slot(i)) * self.ts_unit)
+                .collect();
+            let width = steps
+                .iter()
+                .map(|s| width_for(s / unit))
+                .fold(width_for(code).max(self.ts_width), u8::max);
+            if width != self.ts_width {
+                let t = self.cap as usize;
+                let mut codes = vec![0u8; t * (OFFSET_CODE + usize::from(width))];
+                codes[..OFFSET_CODE * t].copy_from_slice(&self.codes[..OFFSET_CODE * t]);
+                self.codes = codes.into_boxed_slice();
+                self.ts_width = width;
+            }
+            self.ts_unit = unit;
+            for (i, s) in steps.into_iter().enumerate() {
+                let slot = self.slot(i);
+                self.set_ts_code(slot, s / unit);
+            }
+        }
+        code
+    }
+
+    /// The code of an offset step of `up` messages from the newest stored
+    /// offset. The shift is the smallest that fits `up` and the kept steps
+    /// in 2 bytes: raising it rounds the kept steps down (stored offsets
+    /// only fall); lowering it, once the far steps have left the ring, is
+    /// exact (the kept steps are multiples of the old 2^shift). The oldest
+    /// point's own step is never read again and is not kept exact.
+    fn offset_code_for(&mut self, up: u64) -> u16 {
+        let max = u64::from(u16::MAX);
+        if self.offset_shift == 0 && up <= max {
+            return u16::try_from(up).unwrap_or(0);
+        }
+        let widest = (1..self.len())
+            .map(|i| self.offset_step(self.slot(i)).unsigned_abs())
+            .fold(up, u64::max);
+        let mut shift = 0;
+        while widest >> shift > max {
+            shift += 1;
+        }
+        if shift != self.offset_shift {
+            let mut stored = self.first_offset;
+            for i in 0..self.len() {
+                let slot = self.slot(i);
+                let step = self.offset_step(slot) >> shift;
+                // Fits for every point but the oldest, whose step is unused.
+                let code = u16::try_from(step).unwrap_or(0);
+                self.set_offset_code(slot, code);
+                if i > 0 {
+                    stored += i64::from(code) << shift;
+                }
+            }
+            self.offset_shift = shift;
+            self.last_offset = stored;
+        }
+        // Fits by the loop above; 0 (never above the truth) otherwise.
+        u16::try_from(up >> shift).unwrap_or(0)
     }
 
     /// Appends a point; `ts_step` is its event time minus the newest
     /// point's (unused when empty). The caller keeps `len` below T.
     fn push(&mut self, t: usize, values: &[f32], ts_ms: i64, ts_step: u32, offset: i64) {
-        if self.steps.is_empty() {
+        if self.cap == 0 {
             self.values = vec![0.0; t * values.len()].into_boxed_slice();
-            self.steps = vec![Step::default(); t].into_boxed_slice();
+            self.codes = vec![0u8; t * (OFFSET_CODE + 1)].into_boxed_slice();
+            self.cap = u32::try_from(t).unwrap_or(u32::MAX);
+            self.ts_width = 1;
         }
-        let step = if self.len == 0 {
+        let (ts_code, offset_code) = if self.len == 0 {
             self.head = 0;
             self.first_ts = ts_ms;
             self.first_offset = offset;
             self.last_offset = offset;
-            Step::default()
+            (0, 0)
         } else if offset < self.last_offset {
             // Offsets rise within a partition; should one not, every kept
             // point is stored at this lower offset (replay more, never less).
-            for i in 0..self.len {
+            for i in 0..self.len() {
                 let s = self.slot(i);
-                self.steps[s].offset = 0;
+                self.set_offset_code(s, 0);
             }
             self.first_offset = offset;
             self.last_offset = offset;
-            Step {
-                ts: ts_step,
-                offset: 0,
-            }
+            (self.ts_code_for(ts_step), 0)
         } else {
-            let up = u32::try_from(offset - self.last_offset).unwrap_or(u32::MAX);
-            self.last_offset += i64::from(up);
-            Step {
-                ts: ts_step,
-                offset: up,
-            }
+            let up = u64::try_from(offset - self.last_offset).unwrap_or(0);
+            let code = self.offset_code_for(up);
+            self.last_offset += i64::from(code) << self.offset_shift;
+            (self.ts_code_for(ts_step), code)
         };
-        let s = self.slot(self.len);
+        let s = self.slot(self.len());
         let f = values.len();
         self.values[s * f..(s + 1) * f].copy_from_slice(values);
-        self.steps[s] = step;
+        self.set_ts_code(s, ts_code);
+        self.set_offset_code(s, offset_code);
         self.len += 1;
     }
 
     /// The event times, oldest first.
     fn timestamps(&self) -> Vec<i64> {
         let mut ts = self.first_ts;
-        (0..self.len)
+        (0..self.len())
             .map(|i| {
                 if i > 0 {
-                    ts += i64::from(self.steps[self.slot(i)].ts);
+                    ts += self.ts_step(self.slot(i));
                 }
                 ts
             })
@@ -311,8 +451,8 @@ impl Points {
 
     /// The values, oldest point first (`f` per point).
     fn values(&self, f: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.len * f);
-        for i in 0..self.len {
+        let mut out = Vec::with_capacity(self.len() * f);
+        for i in 0..self.len() {
             let s = self.slot(i);
             out.extend_from_slice(&self.values[s * f..(s + 1) * f]);
         }
@@ -321,14 +461,14 @@ impl Points {
 
     /// Forgets the `n` oldest points (at most `len`).
     fn drop_oldest(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let n = n.min(self.len());
         for _ in 0..n {
-            self.head = self.slot(1);
+            self.head = u32::try_from(self.slot(1)).unwrap_or(0);
             self.len -= 1;
             if self.len > 0 {
-                let step = self.steps[self.head];
-                self.first_ts += i64::from(step.ts);
-                self.first_offset += i64::from(step.offset);
+                let head = self.head as usize;
+                self.first_ts += self.ts_step(head);
+                self.first_offset += self.offset_step(head);
             }
         }
     }
@@ -339,7 +479,7 @@ impl Points {
     }
 
     fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.values) + std::mem::size_of_val(&*self.steps)
+        std::mem::size_of_val(&*self.values) + std::mem::size_of_val(&*self.codes)
     }
 }
 
@@ -500,7 +640,7 @@ impl Windower {
     /// Releases a key's hold and uncounts its buffered points (the caller
     /// drops or clears them); returns how many there were.
     fn give_up_points(&mut self, state: &KeyState) -> usize {
-        let n = state.points.len;
+        let n = state.points.len();
         if n > 0 {
             remove_hold(&mut self.held, state.hold());
         }
@@ -656,7 +796,7 @@ impl Windower {
                 evicted,
             };
         }
-        // Buffered event times are 4-byte steps: a point more than
+        // Buffered event-time codes have at most 4 bytes: a point more than
         // u32::MAX ms (49.7 days) after the key's last one starts the key
         // over, like an idle key; no window spans such a gap.
         let ts_step = match u32::try_from(point.ts_step) {
@@ -670,7 +810,7 @@ impl Windower {
         };
 
         // The key's one hold follows its oldest stored offset.
-        let before = (state.points.len > 0).then(|| state.hold());
+        let before = (state.points.len() > 0).then(|| state.hold());
         state
             .points
             .push(t, point.values, point.ts_ms, ts_step, point.origin.offset);
@@ -683,7 +823,7 @@ impl Windower {
             add_hold(&mut self.held, hold);
         }
 
-        let window = if state.points.len == t {
+        let window = if state.points.len() == t {
             let w = Window {
                 key: key.to_owned(),
                 start_ts_ms: state.points.first_ts,
@@ -697,7 +837,7 @@ impl Windower {
             let drop = stride.min(t);
             remove_hold(&mut self.held, hold);
             state.points.drop_oldest(drop);
-            if state.points.len > 0 {
+            if state.points.len() > 0 {
                 add_hold(&mut self.held, state.hold());
             }
             self.buffered -= drop;
@@ -1053,12 +1193,13 @@ mod tests {
         }
         let bytes = w.key_bytes(key).unwrap();
         assert_eq!(bytes, first, "grew after its first point");
-        // The ring: 64 × (4-byte value + 4-byte time step + 4-byte offset
-        // step); the rest is the map slot, the LRU entry, one multiset
-        // entry and the name. It was 1.5 KB with 8-byte times and offsets
-        // in three deques and the name twice, 3 KB before that.
-        assert!(bytes <= 1_000, "{bytes} bytes per key");
-        assert!(bytes >= 64 * 12, "{bytes}: the ring alone is 768");
+        // The ring: 64 × (4-byte value + 1-byte time code + 2-byte offset
+        // code), a regular series; the rest is the map slot, the LRU entry,
+        // one multiset entry and the name. It was 962 bytes with 4-byte
+        // steps, 1.5 KB with 8-byte times and offsets in three deques and
+        // the name twice, 3 KB before that.
+        assert!(bytes <= 700, "{bytes} bytes per key");
+        assert!(bytes >= 64 * 7, "{bytes}: the ring alone is 448");
     }
 
     /// A tiny deterministic generator for the reference test.
@@ -1071,42 +1212,93 @@ mod tests {
 
     #[test]
     fn windows_match_a_plain_slice_of_the_accepted_points() {
-        // Every (T, stride, F) over 60 points of irregular times and rising
-        // offsets on one key: each window is exactly the T accepted points
-        // ending at the one that completed it, whatever the ring's position,
-        // and its hold is the lowest offset among them.
+        // Every (T, stride, F) over 60 points of rising times and offsets on
+        // one key: each window is exactly the T accepted points ending at
+        // the one that completed it, whatever the ring's position. Two kinds
+        // of steps: small and irregular (every code fits at once: the hold
+        // is exactly the lowest offset), and mostly regular with one point
+        // in eight far away in time or offset (the ring recodes its times
+        // to a smaller unit or wider codes, and raises its offset shift):
+        // times stay exact, and the hold is never above the lowest offset
+        // and less than T·2^16 below it (steps under 2^31: shift ≤ 15).
         let mut rng = 7;
-        for t in 1..=6 {
-            for stride in 1..=8 {
-                for f in 1..=2 {
-                    let mut w = Windower::new(cfg(t, stride, f)).unwrap();
-                    let (mut ts, mut off) = (1_000_i64, 0_i64);
-                    let mut seen: Vec<(i64, i64, Vec<f32>)> = Vec::new();
-                    let mut windows = 0;
-                    for n in 1..=60_usize {
-                        ts += 1 + (lcg(&mut rng) % 5_000) as i64;
-                        off += 1 + (lcg(&mut rng) % 3) as i64;
-                        let vals: Vec<f32> = (0..f).map(|j| (n * 10 + j) as f32).collect();
-                        let out = w.push("k", ts, &vals, at(2, off), 0);
-                        seen.push((ts, off, vals));
-                        let ends_window = n >= t && (n - t) % stride == 0;
-                        assert_eq!(out.window.is_some(), ends_window, "T {t} s {stride} n {n}");
-                        if let Some(win) = out.window {
-                            windows += 1;
-                            let want = &seen[n - t..n];
-                            let ts_want: Vec<i64> = want.iter().map(|p| p.0).collect();
-                            let v_want: Vec<f32> =
-                                want.iter().flat_map(|p| p.2.iter().copied()).collect();
-                            assert_eq!(win.timestamps, ts_want);
-                            assert_eq!(win.values, v_want);
-                            assert_eq!((win.start_ts_ms, win.end_ts_ms), (want[0].0, ts));
-                            assert_eq!(win.holds, vec![at(2, want[0].1)]);
+        for wide in [false, true] {
+            for t in 1..=6 {
+                for stride in 1..=8 {
+                    for f in 1..=2 {
+                        let mut w = Windower::new(cfg(t, stride, f)).unwrap();
+                        let (mut ts, mut off) = (1_000_i64, 0_i64);
+                        let mut seen: Vec<(i64, i64, Vec<f32>)> = Vec::new();
+                        let mut windows = 0;
+                        for n in 1..=60_usize {
+                            let far = wide && lcg(&mut rng).is_multiple_of(8);
+                            ts += match (wide, far) {
+                                (false, _) => 1 + (lcg(&mut rng) % 5_000) as i64,
+                                (true, false) => 300_000,
+                                (true, true) => 1 + lcg(&mut rng) as i64,
+                            };
+                            off += match far {
+                                false => 1 + (lcg(&mut rng) % 3) as i64,
+                                true => 1 + lcg(&mut rng) as i64,
+                            };
+                            let vals: Vec<f32> = (0..f).map(|j| (n * 10 + j) as f32).collect();
+                            let out = w.push("k", ts, &vals, at(2, off), 0);
+                            seen.push((ts, off, vals));
+                            let ends_window = n >= t && (n - t) % stride == 0;
+                            assert_eq!(out.window.is_some(), ends_window, "T {t} s {stride} n {n}");
+                            if let Some(win) = out.window {
+                                windows += 1;
+                                let want = &seen[n - t..n];
+                                let ts_want: Vec<i64> = want.iter().map(|p| p.0).collect();
+                                let v_want: Vec<f32> =
+                                    want.iter().flat_map(|p| p.2.iter().copied()).collect();
+                                assert_eq!(win.timestamps, ts_want);
+                                assert_eq!(win.values, v_want);
+                                assert_eq!((win.start_ts_ms, win.end_ts_ms), (want[0].0, ts));
+                                let [hold] = win.holds[..] else {
+                                    panic!("{:?}", win.holds)
+                                };
+                                assert_eq!(hold.partition, 2);
+                                let lowest = want[0].1;
+                                if wide {
+                                    assert!(hold.offset <= lowest, "{hold:?} above {lowest}");
+                                    let slack = lowest - hold.offset;
+                                    assert!(slack < (t as i64) << 16, "{slack} below");
+                                } else {
+                                    assert_eq!(hold.offset, lowest);
+                                }
+                            }
                         }
+                        assert_eq!(windows, (60 - t) / stride + 1);
                     }
-                    assert_eq!(windows, (60 - t) / stride + 1);
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_regular_series_stores_one_byte_per_time_step() {
+        // Every 5 minutes: the unit is 300,000 ms and each code is 1. The
+        // ring is T × (4 + 1 + 2) bytes; a 7 ms step later recodes it to
+        // 1 ms units (300,000 needs 4 bytes) with exact times.
+        let mut w = Windower::new(cfg(4, 1, 1)).unwrap();
+        let five = 300_000;
+        for i in 0..4 {
+            w.push("k", i * five, &[0.0], at(0, i), 0);
+        }
+        assert_eq!(w.keys["k"].points.heap_bytes(), 4 * 7);
+        let win = w
+            .push("k", 4 * five + 7, &[1.0], at(0, 4), 0)
+            .window
+            .unwrap();
+        assert_eq!(win.timestamps, vec![five, 2 * five, 3 * five, 4 * five + 7]);
+        assert_eq!(w.keys["k"].points.heap_bytes(), 4 * (4 + 4 + 2));
+        let win = w.push("k", 5 * five, &[2.0], at(0, 5), 0).window.unwrap();
+        assert_eq!(
+            win.timestamps,
+            vec![2 * five, 3 * five, 4 * five + 7, 5 * five]
+        );
+        assert_eq!(win.holds, vec![at(0, 2)]);
     }
 
     #[test]
@@ -1135,10 +1327,10 @@ mod tests {
     }
 
     #[test]
-    fn offset_steps_beyond_four_bytes_hold_no_later_than_the_truth() {
+    fn far_offset_steps_hold_no_later_than_the_truth() {
         // 5·10^9 messages between two points of a key: the stored offset is
         // below the true one (a restart replays more, never less), and the
-        // next step catches up.
+        // offsets are exact again once the far step has left the ring.
         let mut w = Windower::new(cfg(2, 1, 1)).unwrap();
         let far = 5_000_000_000_i64;
         w.push("k", 1, &[0.0], at(0, 0), 0);
@@ -1146,9 +1338,16 @@ mod tests {
         assert_eq!(win.holds, vec![at(0, 0)]);
         let held = w.min_held_offset(0).unwrap();
         assert!((0..=far).contains(&held), "{held}");
+        assert!(far - held < 1 << 17, "{held}: 2-byte codes, shift 17");
         let win = w.push("k", 3, &[0.0], at(0, far + 7), 0).window.unwrap();
         assert_eq!(win.holds, vec![at(0, held)]);
-        assert_eq!(w.min_held_offset(0), Some(far + 7));
+        // Measured from the stored offset, the next step still needs a
+        // small shift; once the far step has left the ring, offsets are
+        // exact again.
+        let near = w.min_held_offset(0).unwrap();
+        assert!((far + 7 - (1 << 17)..=far + 7).contains(&near), "{near}");
+        w.push("k", 4, &[0.0], at(0, far + 9), 0);
+        assert_eq!(w.min_held_offset(0), Some(far + 9));
     }
 
     #[test]
