@@ -44,7 +44,7 @@
 //! Settings, from the environment: `BENCH_KEYS` (100), `BENCH_POINTS`
 //! (1000), `BENCH_THREADS` (1,2), `BENCH_MODES` (points,binary,paced,paced-fetch10),
 //! `BENCH_RATE` (paced points/s, 5000; `half`: half of the preceding
-//! `points` backlog run's windows/s, i.e. half of the maximum rate), `BENCH_MAX_BATCH` (256),
+//! `points` backlog run's windows/s, i.e. half of the maximum rate), `BENCH_MAX_BATCH` (the daemon's default, 64),
 //! `BENCH_PARTITIONS` (2, for input and embeddings topics), `BENCH_ORT_SECS`
 //! (3), `BENCH_RSS_KEYS` (100000), `BENCH_RSS_POINTS` (T + 1), `TANSU_BIN`; `BENCH_SERVE_TOML`, TOML appended to the daemon's
 //! configuration (e.g. a `[kafka.consumer]` table); `BENCH_PERF=DIR`, a
@@ -69,6 +69,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lstm_ae::config::ServeSettings;
 use lstm_ae::infer::{BackendOptions, OnnxBackend};
 use lstm_ae::model::Bundle;
 use lstm_ae::stream::codec::{encode_binary_window, format_ts_ms};
@@ -197,7 +198,7 @@ impl Opts {
                 Ok("half") => None,
                 _ => Some(env_or("BENCH_RATE", 5000.0)?),
             },
-            max_batch: env_or("BENCH_MAX_BATCH", 256)?,
+            max_batch: env_or("BENCH_MAX_BATCH", ServeSettings::default().max_batch)?,
             partitions: env_or("BENCH_PARTITIONS", 2)?,
             ort_secs: env_or("BENCH_ORT_SECS", 3.0)?,
             model: std::env::var("BENCH_MODEL")

@@ -277,7 +277,7 @@ async fn a_stuck_model_stops_intake_fails_readiness_and_shutdown_ends_by_the_dea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_goes_at_once_to_an_idle_inference_thread() {
-    // A batch would be due only after ten minutes (`max_wait_ms`) or at 256
+    // A batch would be due only after ten minutes (`max_wait_ms`) or at 64
     // windows; with the inference thread waiting for work, the one window
     // of 64 points must be scored and published at once.
     let cluster = MockCluster::new(1).unwrap();

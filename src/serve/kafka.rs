@@ -169,8 +169,19 @@ impl From<&BorrowedMessage<'_>> for DeadLetterCopy {
 }
 
 /// Consumer properties: ours first (manual commits, earliest offset on a
-/// new group, group membership), then the user's `common` and `consumer`
-/// tables, which may override anything, then the SASL password secret.
+/// new group, group membership, a bounded prefetch), then the user's
+/// `common` and `consumer` tables, which may override anything, then the
+/// SASL password secret.
+///
+/// The prefetch: librdkafka fetches ahead until a partition has
+/// `queued.min.messages` (default 100,000) or the queue holds
+/// `queued.max.messages.kbytes` (64 MB) of payload, and each message
+/// carries bookkeeping beyond its payload that the cap does not count,
+/// allocated on librdkafka's broker thread. With small points and a
+/// backlog that was 65 MB of the daemon's memory (heaptrack:
+/// `rd_kafka_op_new_fetch_msg` 48 MB and fetch buffers 17 MB at peak).
+/// 10,000 messages a partition and 8 MB still keep about a second of work
+/// queued at the daemon's rate (README, *Performance*).
 pub fn consumer_config(k: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
@@ -183,7 +194,10 @@ pub fn consumer_config(k: &KafkaSettings) -> ClientConfig {
         .set(
             "statistics.interval.ms",
             k.statistics_interval_ms.to_string(),
-        );
+        )
+        .set("queued.min.messages", "10000")
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.max.bytes", "4194304");
     if !k.instance_id.is_empty() {
         c.set("group.instance.id", &k.instance_id);
     }
@@ -250,6 +264,26 @@ mod tests {
         }
         assert_eq!(consumer_config(&s.kafka).get("client.id"), Some("both"));
         assert_eq!(producer_config(&s.kafka).get("client.id"), Some("producer"));
+    }
+
+    #[test]
+    fn the_prefetch_is_bounded_and_the_consumer_table_may_raise_it() {
+        // librdkafka's own defaults (100,000 messages a partition, 64 MB)
+        // held 65 MB of fetched messages at 100,000 keys.
+        let c = consumer_config(&Settings::default().kafka);
+        assert_eq!(c.get("queued.min.messages"), Some("10000"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[kafka.consumer]\n\"queued.min.messages\" = \"100000\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&f), vec![]).unwrap();
+        let c = consumer_config(&s.kafka);
+        assert_eq!(c.get("queued.min.messages"), Some("100000"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
     }
 
     #[test]
