@@ -209,20 +209,26 @@ async fn status(addr: std::net::SocketAddr, path: &'static str) -> u16 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stuck_model_stops_intake_fails_readiness_and_shutdown_ends_by_the_deadline() {
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let mut s = settings(&cluster);
+/// Starts the daemon with two inference threads, batches of one window and
+/// one batch in flight beyond the threads' own (3 permits) on 400 points
+/// with a fake model in `mode` that gets stuck; waits for `/readyz` to
+/// report the stall (503) and checks that intake then stops within the
+/// permits: nothing more consumed for a second, at most T − 1 points before
+/// the first window, the 2 windows scored, one per permit and one batch
+/// waiting for a permit, and no more batches in flight than permits.
+async fn stalled_daemon(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    mode: Mode,
+) -> (Running, Arc<Shared>) {
+    let mut s = settings(cluster);
     s.serve.inference_threads = 2;
     s.serve.max_batch = 1;
     s.serve.max_batches_in_flight = 1;
     s.serve.inference_stall_ms = 300;
     s.serve.drain_timeout_ms = 1_500;
     let t = 64; // the default model's window
-    let n = 400;
-    send_points(&brokers, n).await;
-    let (model, shared) = fake_model(Mode::StuckAfter(2));
+    send_points(&cluster.bootstrap_servers(), 400).await;
+    let (model, shared) = fake_model(mode);
     let d = start(&s, model).await;
 
     // Readiness turns to 503 once the stuck call passes inference_stall_ms.
@@ -243,16 +249,26 @@ async fn a_stuck_model_stops_intake_fails_readiness_and_shutdown_ends_by_the_dea
     assert_eq!(
         consumed.get(),
         before,
-        "intake goes on while the model is stuck"
+        "intake goes on while a batch is stuck"
     );
     let permits = 1 + 2;
-    // T − 1 points before the first window, the 2 windows scored, one per
-    // permit, and one batch waiting for a permit.
     assert!(
         (before as usize) <= t - 1 + 2 + permits + 1,
-        "{before} points consumed for {permits} batches of one window"
+        "{before} points consumed with {permits} batch permits"
     );
-    assert!(d.metrics.batches_in_flight.get() <= permits as i64);
+    assert!(
+        d.metrics.batches_in_flight.get() <= permits as i64,
+        "{} batches in flight (reorder buffer) for {permits} permits",
+        d.metrics.batches_in_flight.get()
+    );
+    (d, shared)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_model_stops_intake_fails_readiness_and_shutdown_ends_by_the_deadline() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let (d, shared) = stalled_daemon(&cluster, Mode::StuckAfter(2)).await;
     assert!(d.metrics.inference_stalled.get() == 1);
 
     // Shutdown ends by the drain deadline (+1 s) although a call never returns.
@@ -593,51 +609,10 @@ async fn one_stalled_inference_thread_stops_intake_while_the_other_goes_on() {
     // buffer is bounded by the batch permits: intake stops instead of
     // memory growing (issue 8, "The sink's reorder buffer").
     let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let mut s = settings(&cluster);
-    s.serve.inference_threads = 2;
-    s.serve.max_batch = 1;
-    s.serve.max_batches_in_flight = 1;
-    s.serve.inference_stall_ms = 300;
-    s.serve.drain_timeout_ms = 1_500;
-    let t = 64; // the default model's window
-    let n = 400;
-    send_points(&brokers, n).await;
-    let (model, shared) = fake_model(Mode::StuckOnce(2));
-    let d = start(&s, model).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = get(d.addr, "/readyz").await;
-        if body.contains("inference stalled") {
-            assert_eq!(status(d.addr, "/readyz").await, 503);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never reported stalled: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let consumed = d.metrics.messages_consumed.with_label_values(&["points"]);
-    let before = consumed.get();
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let permits = 1 + 2;
+    let (d, shared) = stalled_daemon(&cluster, Mode::StuckOnce(2)).await;
     assert!(
         shared.calls.load(Ordering::SeqCst) > 3,
         "the other thread went on scoring"
-    );
-    assert_eq!(
-        consumed.get(),
-        before,
-        "intake goes on while a batch is stuck"
-    );
-    // T − 1 points before the first window, 2 windows scored and sent on,
-    // one per permit, and one batch waiting for a permit.
-    assert!(
-        (before as usize) <= t - 1 + 2 + permits + 1,
-        "{before} points consumed with {permits} batch permits"
-    );
-    assert!(
-        d.metrics.batches_in_flight.get() <= permits as i64,
-        "{} batches in flight (reorder buffer) for {permits} permits",
-        d.metrics.batches_in_flight.get()
     );
     d.stop.send(()).unwrap();
     shared.release();
