@@ -244,20 +244,23 @@ mod tests {
             .collect()
     }
 
+    /// Settings loaded from a file holding `text`, with no environment.
+    fn from_toml(text: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, text).unwrap();
+        Settings::load_with_env(Some(&f), vec![]).unwrap()
+    }
+
     fn both(k: &KafkaSettings) -> [ClientConfig; 2] {
         [consumer_config(k), producer_config(k)]
     }
 
     #[test]
     fn the_common_table_reaches_both_clients_and_each_table_overrides_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.toml");
-        std::fs::write(
-            &f,
+        let s = from_toml(
             "[kafka.common]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"client.id\" = \"both\"\n[kafka.producer]\n\"client.id\" = \"producer\"\n",
-        )
-        .unwrap();
-        let s = Settings::load_with_env(Some(&f), vec![]).unwrap();
+        );
         for c in both(&s.kafka) {
             assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
             assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
@@ -273,14 +276,7 @@ mod tests {
         let c = consumer_config(&Settings::default().kafka);
         assert_eq!(c.get("queued.min.messages"), Some("10000"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.toml");
-        std::fs::write(
-            &f,
-            "[kafka.consumer]\n\"queued.min.messages\" = \"100000\"\n",
-        )
-        .unwrap();
-        let s = Settings::load_with_env(Some(&f), vec![]).unwrap();
+        let s = from_toml("[kafka.consumer]\n\"queued.min.messages\" = \"100000\"\n");
         let c = consumer_config(&s.kafka);
         assert_eq!(c.get("queued.min.messages"), Some("100000"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
