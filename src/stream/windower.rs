@@ -298,12 +298,14 @@ impl Points {
     }
 
     fn offset_step(&self, slot: usize) -> i64 {
-        let c = u16::from_le_bytes([self.codes[2 * slot], self.codes[2 * slot + 1]]);
+        let at = OFFSET_CODE * slot;
+        let c = u16::from_le_bytes([self.codes[at], self.codes[at + 1]]);
         i64::from(c) << self.offset_shift
     }
 
     fn set_offset_code(&mut self, slot: usize, code: u16) {
-        self.codes[2 * slot..2 * slot + 2].copy_from_slice(&code.to_le_bytes());
+        let at = OFFSET_CODE * slot;
+        self.codes[at..at + OFFSET_CODE].copy_from_slice(&code.to_le_bytes());
     }
 
     fn ts_code(&self, slot: usize) -> u32 {
