@@ -88,6 +88,7 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.end_to_end_latency.clone()),
         Box::new(m.normalized_score.clone()),
         Box::new(m.consumer_lag.clone()),
+        Box::new(m.consumer_prefetched.clone()),
         Box::new(m.windows_in_flight.clone()),
         Box::new(m.live_series_keys.clone()),
         Box::new(m.max_series_keys.clone()),
@@ -153,7 +154,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 33);
+    assert_eq!(cat.len(), 34);
 }
 
 /// Metric selectors in a PromQL expression: (metric name, the text of its

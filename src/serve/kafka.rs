@@ -33,7 +33,7 @@ pub enum ConsumerEvent {
 }
 
 /// Consumer context: queues rebalances, and turns librdkafka statistics into
-/// the consumer-lag gauge.
+/// the consumer-lag and prefetch gauges.
 pub struct Context {
     pub events: Arc<Mutex<Vec<ConsumerEvent>>>,
     pub metrics: Metrics,
@@ -41,17 +41,26 @@ pub struct Context {
 
 impl ClientContext for Context {
     fn stats(&self, s: Statistics) {
+        let mut prefetched = 0;
         for (topic, t) in &s.topics {
             for (p, part) in &t.partitions {
                 // -1 is librdkafka's "internal/unassigned" partition.
-                if *p >= 0 && part.consumer_lag >= 0 {
+                if *p < 0 {
+                    continue;
+                }
+                if part.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[topic.as_str(), &p.to_string()])
                         .set(part.consumer_lag);
                 }
+                // Every partition's fetch queue feeds the one consumer queue,
+                // so each reports that queue's length: the largest is the
+                // prefetch of all partitions together, not their sum.
+                prefetched = prefetched.max(part.fetchq_cnt);
             }
         }
+        self.metrics.consumer_prefetched.set(prefetched);
     }
 }
 
@@ -173,9 +182,10 @@ impl From<&BorrowedMessage<'_>> for DeadLetterCopy {
 /// `common` and `consumer` tables, which may override anything, then the
 /// SASL password secret.
 ///
-/// The prefetch: librdkafka fetches ahead until a partition has
-/// `queued.min.messages` (default 100,000) or the queue holds
-/// `queued.max.messages.kbytes` (64 MB) of payload, and each message
+/// The prefetch: librdkafka fetches ahead until the consumer queue (which
+/// every partition's fetch queue feeds) has `queued.min.messages` (default
+/// 100,000) or holds `queued.max.messages.kbytes` (64 MB) of payload, and
+/// each message
 /// carries bookkeeping beyond its payload that the cap does not count,
 /// allocated on librdkafka's broker thread. With small points and a
 /// backlog that was 65 MB of the daemon's memory (heaptrack:
@@ -361,5 +371,99 @@ mod tests {
             consumer_config(&s.kafka).get("session.timeout.ms"),
             Some("30000")
         );
+    }
+
+    /// The largest prefetch gauge seen while the consumer of
+    /// `consumer_config` (statistics every 100 ms) reads `n` messages of
+    /// 100 bytes from each of two partitions at about 100 a millisecond.
+    fn most_prefetched(n: usize, consumer_table: &[(&str, &str)]) -> i64 {
+        use rdkafka::consumer::BaseConsumer;
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use std::time::{Duration, Instant};
+
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 2, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("linger.ms", "20")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .unwrap();
+        for i in 0..2 * n {
+            let body = format!("{i:0100}");
+            let mut record = BaseRecord::<(), _>::to("in")
+                .payload(&body)
+                .partition((i % 2) as i32);
+            while let Err((_, r)) = producer.send(record) {
+                producer.poll(Duration::from_millis(10));
+                record = r;
+            }
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+
+        let mut k = KafkaSettings {
+            brokers: cluster.bootstrap_servers(),
+            group_id: "prefetch".into(),
+            statistics_interval_ms: 100,
+            ..KafkaSettings::default()
+        };
+        for (key, v) in consumer_table {
+            k.consumer.insert(key.to_string(), v.to_string());
+        }
+        let metrics = Metrics::new();
+        let consumer: BaseConsumer<Context> = consumer_config(&k)
+            .create_with_context(Context {
+                events: Arc::default(),
+                metrics: metrics.clone(),
+            })
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset("in", p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let (mut read, mut most) = (0, 0);
+        let start = Instant::now();
+        while read < 2 * n {
+            assert!(start.elapsed() < Duration::from_secs(60), "{read} read");
+            // Statistics are served by the same poll, behind the messages
+            // fetched before them.
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                m.unwrap();
+                read += 1;
+                if read % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            most = most.max(metrics.consumer_prefetched.get());
+        }
+        most
+    }
+
+    #[test]
+    fn the_prefetch_gauge_reports_the_bounded_queue() {
+        // 40,000 messages a partition, 80,000 (8 MB) in all: librdkafka's
+        // own defaults (100,000 messages, 64 MB) fetch all of them ahead;
+        // ours stop at 10,000 plus what one fetch brings (1 MB, about 9,000
+        // messages, a partition).
+        let n = 40_000;
+        let ours = most_prefetched(n, &[]);
+        let defaults = most_prefetched(
+            n,
+            &[
+                ("queued.min.messages", "100000"),
+                ("queued.max.messages.kbytes", "65536"),
+                ("fetch.max.bytes", "52428800"),
+            ],
+        );
+        eprintln!("most prefetched: {ours} (ours), {defaults} (librdkafka's defaults)");
+        assert!(
+            defaults > 60_000,
+            "librdkafka's defaults prefetched {defaults}"
+        );
+        assert!(ours > 0, "the gauge never rose");
+        assert!(ours <= 30_000, "the bounded prefetch held {ours}");
     }
 }

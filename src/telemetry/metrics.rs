@@ -25,6 +25,7 @@ pub struct Metrics {
     pub end_to_end_latency: HistogramVec,
     pub normalized_score: Histogram,
     pub consumer_lag: IntGaugeVec,
+    pub consumer_prefetched: IntGauge,
     pub windows_in_flight: IntGauge,
     pub live_series_keys: IntGauge,
     pub max_series_keys: IntGauge,
@@ -95,6 +96,13 @@ impl Metrics {
                     "Messages behind the partition's high watermark, from librdkafka statistics.",
                 ),
                 &["topic", "partition"],
+            ),
+        );
+        let prefetched = register(
+            &r,
+            IntGauge::new(
+                "lstm_ae_consumer_prefetched_messages",
+                "Messages librdkafka has fetched and the daemon has not read yet, all partitions together (its consumer queue, fetchq_cnt in its statistics); bounded by queued.min.messages plus one fetch.",
             ),
         );
         let e2e = register(&r, HistogramVec::new(
@@ -217,6 +225,7 @@ impl Metrics {
                 vec![0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 100.0],
             ),
             consumer_lag: lag,
+            consumer_prefetched: prefetched,
             windows_in_flight: in_flight,
             live_series_keys: keys,
             max_series_keys: max_keys,
