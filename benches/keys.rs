@@ -1,12 +1,17 @@
-//! Memory of the windower's per-key state, measured as the process's RSS:
-//! 100,000 keys × 65 points of the default model's shape (T = 64, F = 1),
-//! interleaved by key over four partitions, every key live at the end.
+//! Memory of the per-key state, measured as the process's RSS growth:
+//! - the windower: 100,000 keys × 65 points of the default model's shape
+//!   (T = 64, F = 1), interleaved by key over four partitions, every key
+//!   live at the end;
+//! - the likelihood rule's state (`KeyedLikelihood`, default
+//!   `[postprocess]`, P = 8): 100,000 keys × 16 windows of stride 1, so
+//!   every key holds all the forecasts it can.
 //!
-//! `cargo bench --bench keys` prints VmRSS before and after, and the growth
-//! per key (what `Windower::key_bytes` accounts plus the hash table's spare
-//! room and the allocator's headers). The daemon's whole figure is
-//! `BENCH_MODES=keys100k scripts/bench-serve.sh`.
+//! `cargo bench --bench keys` prints VmRSS before and after each, and the
+//! growth per key (what `key_bytes` / `key_state_bytes` account plus the
+//! hash table's spare room and the allocator's headers). The daemon's whole
+//! figure is `BENCH_MODES=keys100k scripts/bench-serve.sh`.
 
+use lstm_ae::score::{KeyedLikelihood, PostprocessConfig, WindowErrors};
 use lstm_ae::stream::windower::{Origin, Windower, WindowerConfig};
 
 #[path = "../tests/common/procs.rs"]
@@ -52,5 +57,39 @@ fn main() {
         w.buffered_points(),
         (after.saturating_sub(before)) * 1024 / KEYS as u64,
         w.key_bytes(&names[0]).unwrap_or(0),
+    );
+    likelihood(&names);
+}
+
+/// The likelihood state of every key in `names` after 16 windows each.
+fn likelihood(names: &[String]) {
+    let (t, p) = (64_usize, 8_usize);
+    let before = procs::rss_bytes(std::process::id()).0 / 1024;
+    let mut keyed = KeyedLikelihood::new(PostprocessConfig::default(), p, 1, KEYS, 0)
+        .expect("valid configuration");
+    let ts: Vec<i64> = (0..t as i64 + 16).map(|i| i * 60_000).collect();
+    let values: Vec<f32> = (0..t + 16).map(|i| (i % 7) as f32).collect();
+    let forecast = vec![0.5_f32; p];
+    for e in t - 1..t + 15 {
+        for key in names {
+            keyed.push(
+                key,
+                WindowErrors {
+                    reconstruction: 0.01,
+                    timestamps: &ts[e + 1 - t..=e],
+                    last_point: vec![values[e]],
+                    values: &values[e + 1 - t..=e],
+                    forecast: Some(forecast.clone()),
+                },
+                0,
+            );
+        }
+    }
+    let after = procs::rss_bytes(std::process::id()).0 / 1024;
+    println!(
+        "likelihood: {} keys; VmRSS {before} kB before, {after} kB after: {} bytes per key (key_state_bytes accounts {})",
+        keyed.len(),
+        (after.saturating_sub(before)) * 1024 / KEYS as u64,
+        keyed.key_state_bytes(&names[0]).unwrap_or(0),
     );
 }

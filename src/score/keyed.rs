@@ -5,13 +5,14 @@
 //!
 //! The prediction error of a window is that of the forecasts earlier windows
 //! of the same key made for the window's last point: the window ending `k`
-//! points before it (`1 ≤ k ≤ P`) forecast that point as its step `k`. Points
-//! are matched by timestamp, not by counting windows, so it works for any
-//! stride and for whole-window input — and for stride 1 it is exactly the
-//! row-indexed [`prediction_errors`] of `lstm-ae eval nab` and `lstm-ae
-//! score`.
+//! points before it (`1 ≤ k ≤ P`) forecast that point as its step `k`. How
+//! many points a window moves on is read from its timestamps (where the
+//! previous window's last point is among them), not from counting windows,
+//! so it works for any stride and for whole-window input — and for stride 1
+//! it is exactly the row-indexed [`prediction_errors`] of `lstm-ae eval nab`
+//! and `lstm-ae score`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ndarray::ArrayView2;
@@ -66,66 +67,138 @@ pub struct WindowErrors<'a> {
     pub forecast: Option<Vec<f32>>,
 }
 
-/// The forecasts of a key's latest windows that can still reach a future
-/// window's last point: (end timestamp, `P × F` values) per window, oldest
-/// first, kept flat in two buffers sized once for `P + 1` windows — not a
-/// vector per window, which cost about twice the values in headers and
-/// allocations at 100,000 keys.
+/// The forecasts a key's recent windows made for the points still to come,
+/// kept by point: slot `d` is the point `d + 1` points after the last
+/// window's last point and holds up to `P − d` forecasts of `F` values
+/// (from the windows ending 0 … `P − d − 1` points before that last point),
+/// oldest window first — the order the error sums them in. The slots form a
+/// triangle, `P(P + 1)/2 × F` values in one buffer: half of keeping each
+/// window's whole `P × F` forecast, and no timestamps but the last.
+///
+/// Points are counted from the last window's last point: a window whose
+/// timestamps hold it at `k` points from the end is `k` points on (its
+/// stride); one that does not hold it (a gap, or a window from elsewhere in
+/// the series) starts the forecasts over.
 struct Forecasts {
-    ends: VecDeque<i64>,
-    /// `width` values per entry of `ends`.
-    values: VecDeque<f32>,
-    /// `P × F`.
-    width: usize,
-    /// `P`.
-    horizon: usize,
+    /// Slot `d` starts at `F × d × (2P − d + 1) / 2`.
+    values: Box<[f32]>,
+    /// Forecasts held per slot.
+    counts: Box<[u16]>,
+    /// Event time of the last window's last point.
+    last_end: Option<i64>,
+    features: usize,
 }
 
 impl Forecasts {
     fn new(horizon: usize, features: usize) -> Self {
-        let width = horizon * features;
+        // A horizon beyond u16 counts would be a model of 65,535 steps.
+        let horizon = horizon.min(usize::from(u16::MAX));
         Forecasts {
-            ends: VecDeque::with_capacity(horizon + 1),
-            values: VecDeque::with_capacity((horizon + 1) * width),
-            width,
-            horizon,
+            values: vec![0.0; horizon * (horizon + 1) / 2 * features].into_boxed_slice(),
+            counts: vec![0; horizon].into_boxed_slice(),
+            last_end: None,
+            features,
         }
     }
 
-    /// Adds the forecast of the window ending at `end`. At most `P + 1` are
-    /// kept (the oldest goes), so the buffers never grow; a forecast of
-    /// another length than `P × F` (the backend checks the model's shapes)
-    /// is not kept.
-    fn push(&mut self, end: i64, forecast: &[f32]) {
-        if forecast.len() != self.width || self.width == 0 {
+    fn horizon(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// First value of slot `d`.
+    fn start(&self, d: usize) -> usize {
+        self.features * d * (2 * self.horizon() - d + 1) / 2
+    }
+
+    /// Moves on to the window ending at `timestamps`' last point and
+    /// returns the slot of that point, if any forecast can reach it. Slots
+    /// of points passed over (a stride) are dropped.
+    fn advance(&mut self, timestamps: &[i64]) -> Option<usize> {
+        let last = self.last_end.replace(*timestamps.last()?);
+        let Some(k) = last.and_then(|end| {
+            let i = timestamps.iter().rposition(|ts| *ts == end)?;
+            Some(timestamps.len() - 1 - i)
+        }) else {
+            self.clear_slots();
+            return None;
+        };
+        // k = 0: the same last point again; nothing moves.
+        if k == 0 {
+            return None;
+        }
+        if k > self.horizon() {
+            self.clear_slots();
+            return None;
+        }
+        // The caller reads slot k − 1 (`error`), then moves the slots on
+        // past it (`shift(k)`).
+        Some(k - 1)
+    }
+
+    /// Mean squared error of slot `d`'s forecasts against `point`; `None`
+    /// when the slot holds none.
+    fn error(&self, d: usize, point: &[f32]) -> Option<f64> {
+        let f = self.features;
+        let n = usize::from(self.counts[d]);
+        let at = self.start(d);
+        let mut sum = 0.0;
+        let mut count = 0usize;
+        for fc in self.values[at..at + n * f].chunks_exact(f) {
+            for (v, x) in fc.iter().zip(point) {
+                let e = f64::from(v - x);
+                sum += e * e;
+                count += 1;
+            }
+        }
+        (count > 0).then(|| sum / count as f64)
+    }
+
+    /// Slots move `k` points nearer: slot `d + k` becomes slot `d`.
+    fn shift(&mut self, k: usize) {
+        let (p, f) = (self.horizon(), self.features);
+        for d in 0..p {
+            let n = if d + k < p {
+                let n = usize::from(self.counts[d + k]);
+                let (from, to) = (self.start(d + k), self.start(d));
+                self.values.copy_within(from..from + n * f, to);
+                n
+            } else {
+                0
+            };
+            self.counts[d] = n as u16;
+        }
+    }
+
+    /// Adds the forecast of the window ending at the last point: its step
+    /// `k` goes to slot `k − 1`. A forecast of another length than `P × F`
+    /// (the backend checks the model's shapes) is not kept.
+    fn add(&mut self, forecast: &[f32]) {
+        let (p, f) = (self.horizon(), self.features);
+        if forecast.len() != p * f || f == 0 {
             return;
         }
-        if self.ends.len() > self.horizon {
-            self.pop_front();
+        for (d, step) in forecast.chunks_exact(f).enumerate() {
+            let n = usize::from(self.counts[d]);
+            // Full only if one last point came twice (k = 0 above).
+            if n < p - d {
+                let at = self.start(d) + n * f;
+                self.values[at..at + f].copy_from_slice(step);
+                self.counts[d] += 1;
+            }
         }
-        self.ends.push_back(end);
-        self.values.extend(forecast.iter().copied());
     }
 
-    fn pop_front(&mut self) {
-        if self.ends.pop_front().is_some() {
-            self.values.drain(..self.width);
-        }
+    fn clear_slots(&mut self) {
+        self.counts.fill(0);
     }
 
     fn clear(&mut self) {
-        self.ends.clear();
-        self.values.clear();
-    }
-
-    /// Value `i` (row-major within `P × F`) of entry `n`.
-    fn value(&self, n: usize, i: usize) -> f32 {
-        self.values[n * self.width + i]
+        self.clear_slots();
+        self.last_end = None;
     }
 
     fn bytes(&self) -> usize {
-        self.ends.capacity() * std::mem::size_of::<i64>()
-            + self.values.capacity() * std::mem::size_of::<f32>()
+        std::mem::size_of_val(&*self.values) + std::mem::size_of_val(&*self.counts)
     }
 }
 
@@ -140,7 +213,7 @@ impl KeyState {
     /// Bytes held for the key besides its name and the map's own slot:
     /// constant in the key's history — the post-processor
     /// ([`Postprocessor::state_bytes`], under 512 bytes by default) and
-    /// `P + 1` forecasts of `P × F` values.
+    /// the forecasts still to be used, `P(P + 1)/2 × F` values.
     fn bytes(&self) -> usize {
         std::mem::size_of::<Self>() - std::mem::size_of::<Postprocessor>()
             + self.post.state_bytes()
@@ -149,7 +222,7 @@ impl KeyState {
 }
 
 /// Per-key likelihood state with bounded memory: each key's state is
-/// constant-size (about 0.5 KB plus `P` forecasts at the defaults, whatever
+/// constant-size (about 0.5 KB at the defaults with P = 8, whatever
 /// its history), keys idle for `ttl_ms` (processing time) are dropped, and
 /// beyond `max_keys` the least recently scored keys make room. A dropped key starts again with no history, so it
 /// scores 0 until `min_history` windows are seen again.
@@ -159,7 +232,7 @@ pub struct KeyedLikelihood {
     features: usize,
     max_keys: usize,
     ttl_ms: u64,
-    keys: HashMap<String, KeyState>,
+    keys: HashMap<Box<str>, KeyState>,
     last_sweep_ms: u64,
 }
 
@@ -220,7 +293,7 @@ impl KeyedLikelihood {
             let post = Postprocessor::shared(self.cfg.clone())
                 .expect("the configuration was validated in KeyedLikelihood::new");
             self.keys.insert(
-                key.to_string(),
+                key.into(),
                 KeyState {
                     post,
                     forecasts: Forecasts::new(self.horizon, self.features),
@@ -228,26 +301,24 @@ impl KeyedLikelihood {
                 },
             );
         }
-        let (horizon, f) = (self.horizon, self.features);
+        let f = self.features;
         let Some(state) = self.keys.get_mut(key) else {
             return 0.0; // unreachable: inserted above
         };
         state.last_seen_ms = now_ms;
-        let prediction = forecast_error(&state.forecasts, &w, horizon, f);
+        let fc = &mut state.forecasts;
+        let prediction = match fc.advance(w.timestamps) {
+            Some(d) => {
+                let e = fc.error(d, &w.last_point);
+                fc.shift(d + 1);
+                e
+            }
+            None => None,
+        };
         let raw = self.cfg.combine(w.reconstruction, prediction);
         let score = state.post.push_window(raw, w.values, f);
-        if let (Some(fc), Some(&end)) = (&w.forecast, w.timestamps.last()) {
-            state.forecasts.push(end, fc);
-        }
-        // Only forecasts made at one of the last P points can reach a later
-        // window's last point (one past this window at the earliest).
-        match w.timestamps.get(w.timestamps.len().saturating_sub(horizon)) {
-            Some(&from) => {
-                while state.forecasts.ends.front().is_some_and(|ts| *ts < from) {
-                    state.forecasts.pop_front();
-                }
-            }
-            None => state.forecasts.clear(),
+        if let Some(forecast) = &w.forecast {
+            state.forecasts.add(forecast);
         }
         score
     }
@@ -280,36 +351,6 @@ impl KeyedLikelihood {
             }
         });
     }
-}
-
-/// Mean squared error of the stored forecasts for the window's last point,
-/// matched by timestamp; `None` when no forecast reaches it.
-fn forecast_error(
-    forecasts: &Forecasts,
-    w: &WindowErrors<'_>,
-    horizon: usize,
-    f: usize,
-) -> Option<f64> {
-    let t = w.timestamps.len();
-    let mut sum = 0.0;
-    let mut count = 0usize;
-    for (n, end) in forecasts.ends.iter().enumerate() {
-        // The forecasting window ended at this window's point `i`, so this
-        // window's last point is its step k = t − 1 − i.
-        let Some(i) = w.timestamps.iter().rposition(|ts| ts == end) else {
-            continue;
-        };
-        let k = t - 1 - i;
-        if k == 0 || k > horizon {
-            continue;
-        }
-        for j in 0..f {
-            let d = f64::from(forecasts.value(n, (k - 1) * f + j) - w.last_point[j]);
-            sum += d * d;
-            count += 1;
-        }
-    }
-    (count > 0).then(|| sum / count as f64)
 }
 
 #[cfg(test)]
@@ -500,10 +541,12 @@ mod tests {
         }
         let bytes = keyed.key_state_bytes("k").unwrap();
         assert_eq!(bytes, after_warm_up, "grew after 1,000 windows");
-        // Under 1 KB, against 64 KB for the 8,000 kept means before; with
-        // the configuration shared and the forecasts flat, under 640 (it
-        // was about 820 with a configuration and a vector per forecast).
-        assert!(bytes < 640, "{bytes} bytes");
+        // Under 1 KB, against 64 KB for the 8,000 kept means before. 392
+        // with the forecasts kept by point (a triangle, not P + 1 whole
+        // forecasts and their timestamps), the coarse moments boxed and
+        // 32-bit counters; it was 552 before, about 820 with a
+        // configuration and a vector per forecast.
+        assert!(bytes <= 400, "{bytes} bytes");
     }
 
     #[test]
@@ -522,7 +565,42 @@ mod tests {
                 },
                 0,
             );
-            assert!(keyed.keys["k"].forecasts.ends.len() <= 2);
+            // P = 2: from the second window on, slot 0 (the next point)
+            // holds the forecasts of the last two windows, slot 1 that of
+            // the last one; nothing older.
+            let want: &[u16] = if e == 3 { &[1, 1] } else { &[2, 1] };
+            assert_eq!(&*keyed.keys["k"].forecasts.counts, want);
+        }
+    }
+
+    #[test]
+    fn a_window_past_a_gap_uses_no_forecast_from_before_it() {
+        // T = 3, P = 2, whole windows: stride 1 ending at ts 2 … 9, then
+        // stride 1 again ending at 102 … 109. The window ending at 102
+        // (ts 100, 101, 102) does not hold 9, the last point before it, so
+        // no forecast made before the gap reaches it.
+        let c = cfg();
+        let mut keyed = KeyedLikelihood::new(c.clone(), 2, 1, 10, 0).unwrap();
+        let mut plain = Postprocessor::new(c.clone()).unwrap();
+        let window = [1.0f32; 3];
+        for end in (2..10).chain(102..110) {
+            let ts = [end - 2, end - 1, end];
+            let got = keyed.push(
+                "k",
+                WindowErrors {
+                    reconstruction: 0.1,
+                    timestamps: &ts,
+                    last_point: vec![1.0],
+                    values: &window,
+                    // Each window forecasts 3.0 for its next two points: an
+                    // error of 4 wherever one is used.
+                    forecast: Some(vec![3.0, 3.0]),
+                },
+                0,
+            );
+            let prediction = (end != 2 && end != 102).then_some(4.0);
+            let want = plain.push_window(c.combine(0.1, prediction), &window, 1);
+            assert_eq!(got, want, "window ending at {end}");
         }
     }
 }

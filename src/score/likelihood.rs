@@ -269,18 +269,18 @@ pub struct Postprocessor {
     /// Moments of the short-term means seen so far.
     history: Moments,
     /// With `coarse_factor`: the coarse mean of the errors, and the moments
-    /// of its past values.
-    coarse: Moments,
-    coarse_history: Moments,
-    quiet_left: usize,
+    /// of its past values (boxed: most configurations have none, and the
+    /// daemon keeps one state per key).
+    coarse: Option<Box<[Moments; 2]>>,
+    quiet_left: u32,
     /// False after a fire until the score falls below `rearm_level`.
     armed: bool,
     /// The previous row's score before any silencing (for the override).
     last_score: f64,
     /// Refractory rows left after a range-novelty alarm.
-    range_quiet: usize,
+    range_quiet: u32,
     /// Per feature, (lowest, highest) value seen.
-    range: Vec<(f32, f32)>,
+    range: Box<[(f32, f32)]>,
 }
 
 impl Postprocessor {
@@ -293,16 +293,15 @@ impl Postprocessor {
     pub fn shared(cfg: Arc<PostprocessConfig>) -> Result<Self, PostprocessError> {
         cfg.validate()?;
         Ok(Postprocessor {
-            short: VecDeque::with_capacity(cfg.short_window + 1),
+            short: VecDeque::with_capacity(cfg.short_window),
+            coarse: (cfg.coarse_factor > 1).then(Box::default),
             cfg,
             history: Moments::default(),
-            coarse: Moments::default(),
-            coarse_history: Moments::default(),
             quiet_left: 0,
             armed: true,
             last_score: 0.0,
             range_quiet: 0,
-            range: vec![],
+            range: Box::default(),
         })
     }
 
@@ -312,7 +311,7 @@ impl Postprocessor {
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.short.capacity() * std::mem::size_of::<f64>()
-            + self.range.capacity() * std::mem::size_of::<(f32, f32)>()
+            + std::mem::size_of_val(&*self.range)
     }
 
     pub fn config(&self) -> &PostprocessConfig {
@@ -337,8 +336,9 @@ impl Postprocessor {
             *x = a * *x + b;
         }
         self.history.affine(a, b);
-        self.coarse.affine(a, b);
-        self.coarse_history.affine(a, b);
+        for m in self.coarse.iter_mut().flat_map(|c| c.iter_mut()) {
+            m.affine(a, b);
+        }
     }
 
     /// The score of the row whose raw error is `raw`, without the range
@@ -363,10 +363,10 @@ impl Postprocessor {
         } else {
             raw
         };
-        self.short.push_back(x);
-        if self.short.len() > self.cfg.short_window {
+        if self.short.len() >= self.cfg.short_window {
             self.short.pop_front();
         }
+        self.short.push_back(x);
         // Summed afresh (a few values): a running sum would carry the
         // rounding of a huge error long after it left the window.
         let m = self.short.iter().sum::<f64>() / self.short.len() as f64;
@@ -378,14 +378,14 @@ impl Postprocessor {
         };
         let novel = novel && warm;
         self.history.push(m, self.cfg.long_window);
-        if self.cfg.coarse_factor > 1 {
-            self.coarse
-                .push(x, self.cfg.short_window * self.cfg.coarse_factor);
-            let c = self.coarse.mean();
+        if let Some([coarse, history]) = self.coarse.as_deref_mut() {
+            coarse.push(x, self.cfg.short_window * self.cfg.coarse_factor);
+            let c = coarse.mean();
+            let before = *history;
+            history.push(c, self.cfg.long_window);
             if warm {
-                score = score.max(self.tail_score(c, &self.coarse_history));
+                score = score.max(self.tail_score(c, &before));
             }
-            self.coarse_history.push(c, self.cfg.long_window);
         }
         let likelihood = self.fire(score);
         // Range novelty has its own refractory period, so a likelihood alarm
@@ -394,7 +394,7 @@ impl Postprocessor {
         if self.range_quiet > 0 {
             self.range_quiet -= 1;
         } else if novel {
-            self.range_quiet = self.cfg.refractory;
+            self.range_quiet = self.refractory();
             return 1.0;
         }
         likelihood
@@ -419,10 +419,17 @@ impl Postprocessor {
         }
     }
 
+    /// `refractory` as the counters hold it (a silence of 2³² rows or more
+    /// is as good as forever).
+    fn refractory(&self) -> u32 {
+        u32::try_from(self.cfg.refractory).unwrap_or(u32::MAX)
+    }
+
     /// The likelihood output of a row's score: the score itself, or 0 while
     /// silent after a fire (the refractory rows, then, with `rearm_level`,
     /// until the score has fallen below it); a fire starts a silence.
     fn fire(&mut self, score: f64) -> f64 {
+        let refractory = self.refractory();
         let cfg = &self.cfg;
         let rising_strong = cfg.override_level > 0.0
             && score >= cfg.override_level
@@ -437,7 +444,7 @@ impl Postprocessor {
             return 0.0;
         }
         if score >= cfg.fire_level {
-            self.quiet_left = cfg.refractory;
+            self.quiet_left = refractory;
             self.armed = cfg.rearm_level <= 0.0;
         }
         score
@@ -454,7 +461,7 @@ impl Postprocessor {
             return false;
         };
         if self.range.len() != f {
-            self.range = vec![(f32::INFINITY, f32::NEG_INFINITY); f];
+            self.range = vec![(f32::INFINITY, f32::NEG_INFINITY); f].into_boxed_slice();
         }
         let (earlier, last) = window.split_at(split);
         for (i, &v) in earlier.iter().enumerate() {
