@@ -192,6 +192,13 @@ impl From<&BorrowedMessage<'_>> for DeadLetterCopy {
 /// `rd_kafka_op_new_fetch_msg` 48 MB and fetch buffers 17 MB at peak).
 /// 10,000 messages a partition and 8 MB still keep about a second of work
 /// queued at the daemon's rate (README, *Performance*).
+///
+/// Once a partition's queue is over those bounds librdkafka postpones its
+/// next fetch by `fetch.queue.backoff.ms`, 1 s by default: with bounds a
+/// user lowers to save memory the queue then runs dry long before the
+/// fetch (2,000 messages: 56 % of the two-thread backlog rate instead of
+/// 82 %). 10 ms re-checks often enough for any bound and costs no measurable
+/// CPU (README, *Daemon memory at 100,000 keys*).
 pub fn consumer_config(k: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
@@ -207,7 +214,8 @@ pub fn consumer_config(k: &KafkaSettings) -> ClientConfig {
         )
         .set("queued.min.messages", "10000")
         .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.max.bytes", "4194304");
+        .set("fetch.max.bytes", "4194304")
+        .set("fetch.queue.backoff.ms", "10");
     if !k.instance_id.is_empty() {
         c.set("group.instance.id", &k.instance_id);
     }
@@ -286,6 +294,8 @@ mod tests {
         let c = consumer_config(&Settings::default().kafka);
         assert_eq!(c.get("queued.min.messages"), Some("10000"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("8192"));
+        // librdkafka's 1 s would stall a consumer whose bounds are lowered.
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
         let s = from_toml("[kafka.consumer]\n\"queued.min.messages\" = \"100000\"\n");
         let c = consumer_config(&s.kafka);
         assert_eq!(c.get("queued.min.messages"), Some("100000"));
