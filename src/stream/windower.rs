@@ -30,11 +30,10 @@
 //! ## Eviction (bounded memory)
 //!
 //! Memory is bounded by `max_keys × T × F` values; per key that is a ring
-//! of `T × (4F + 3)` bytes for a regularly spaced series (values, and event
-//! times and offsets as 1- and 2-byte codes of the steps from the previous
-//! point; up to `T × (4F + 6)` for irregular times, see `Points`) plus a
-//! fixed part: under 700 bytes in all ([`Windower::key_bytes`]) at T = 64,
-//! F = 1.
+//! of `T × (4F + 2)` bytes for a regularly spaced series (values, and event
+//! times and offsets as 1-byte codes of the steps from the previous point;
+//! up to `T × (4F + 5)` for irregular times, see `Points`) plus a fixed
+//! part: under 600 bytes in all ([`Windower::key_bytes`]) at T = 64, F = 1.
 //!
 //! - **Idle keys**: a key not updated for more than `key_ttl_ms` of
 //!   processing time (`now_ms`, made monotonic internally) is dropped by
@@ -71,12 +70,13 @@
 //! point the windower keeps is needed (the buffer is trimmed to exactly the
 //! points of the next window). A key's points all come from one partition,
 //! so what the key needs of it is one offset, its oldest point's. Offsets
-//! are stored as 2-byte codes of the step from the previous point's stored
-//! offset, exact while a key's points are less than 65,536 messages apart
-//! and rounded down beyond (see `Points`), and lowered to a new point's
-//! offset should offsets ever fall: a stored offset is never above the
-//! true one, so the holds are exact in the common case and otherwise lower
-//! than needed (a restart replays more), never higher. Each key's hold is counted in a per-partition multiset,
+//! are stored as 1-byte codes of the step from the previous point's stored
+//! offset, exact while a key's points are less than 256 messages apart and
+//! rounded down beyond, by less than 1/128 of the key's widest kept step
+//! (see `Points`), and lowered to a new point's offset should offsets ever
+//! fall: a stored offset is never above the true one, so a hold is exact or
+//! a little lower than needed (a restart replays a little more), never
+//! higher. Each key's hold is counted in a per-partition multiset,
 //! so [`Windower::min_held_offset`] is a lookup of the smallest key, not a
 //! scan over keys, and the multiset has one entry per key, not one per
 //! buffered point (at 100,000 keys × 63 points that was most of the
@@ -225,7 +225,7 @@ pub struct PushOutcome {
 }
 
 /// Bytes of a buffered point's offset code (see [`Points`]).
-const OFFSET_CODE: usize = 2;
+const OFFSET_CODE: usize = 1;
 
 /// The fewest bytes (1, 2 or 4) that hold `code`.
 fn width_for(code: u32) -> u8 {
@@ -255,24 +255,27 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 ///   unit, or a code that does not fit, recodes the ring once (a key's
 ///   unit only shrinks and its width only grows). Steps are below 2³² ms
 ///   (`Windower::apply` starts a key over beyond that).
-/// - **offset**: step = code << `offset_shift`, the code in 2 bytes.
-///   Offsets of one key are usually less than 65,536 messages apart (the
-///   shift stays 0 and every offset is exact); a larger step raises the
-///   shift and rounds the ring's steps *down* to it. Each new point's code
-///   is taken from the distance to the previous point's stored offset, so
-///   the stored offsets are never above the true ones and at most
-///   2^shift − 1 below a new point's (the rounding of a raise can add up to
-///   T such errors until those points leave the ring): a hold made from
-///   them may replay a little more after a restart, never less.
+/// - **offset**: step = code << `offset_shift`, the code in 1 byte.
+///   Offsets of one key less than 256 messages apart keep the shift at 0
+///   and every offset exact; a larger step raises the shift (8 bits of
+///   precision: a key whose points are 25,000 messages apart, 100,000 keys
+///   on 4 partitions, has shift 7) and rounds the ring's steps *down* to
+///   it. Each new point's code is taken from the distance to the previous
+///   point's stored offset, so the stored offsets are never above the true
+///   ones and at most 2^shift − 1 below a new point's, less than 1/128 of
+///   the widest kept step (the rounding of a raise can add up to T such errors until those
+///   points leave the ring): a hold made from them may replay a little
+///   more after a restart, never less. One byte, not two, is 64 bytes a
+///   key at T = 64, 6.4 MB at 100,000 keys.
 ///
-/// At T = 64, F = 1 a regular series costs 64 × (4 + 1 + 2) = 448 bytes of
-/// ring (768 with 4-byte steps, 1,536 with 8-byte times and offsets).
+/// All of it is one allocation, `buf`: T offset codes, T event-time codes
+/// (`ts_width` bytes each, little endian), then T × F values (4-byte
+/// little-endian `f32`). At T = 64, F = 1 a regular series costs
+/// 64 × (1 + 1 + 4) = 384 bytes of ring (448 with 2-byte offset codes,
+/// 768 with 4-byte steps, 1,536 with 8-byte times and offsets).
 #[derive(Debug, Default)]
 struct Points {
-    values: Box<[f32]>,
-    /// T offset codes (2 bytes each, little endian), then T event-time
-    /// codes (`ts_width` bytes each, little endian).
-    codes: Box<[u8]>,
+    buf: Box<[u8]>,
     /// T (the ring's slots; 0 until the first point).
     cap: u32,
     head: u32,
@@ -297,29 +300,31 @@ impl Points {
         (self.head as usize + i) % self.cap as usize
     }
 
-    fn offset_step(&self, slot: usize) -> i64 {
-        let at = OFFSET_CODE * slot;
-        let c = u16::from_le_bytes([self.codes[at], self.codes[at + 1]]);
-        i64::from(c) << self.offset_shift
+    /// Where the values start in `buf`: after the offset and time codes.
+    fn values_at(&self) -> usize {
+        self.cap as usize * (OFFSET_CODE + usize::from(self.ts_width))
     }
 
-    fn set_offset_code(&mut self, slot: usize, code: u16) {
-        let at = OFFSET_CODE * slot;
-        self.codes[at..at + OFFSET_CODE].copy_from_slice(&code.to_le_bytes());
+    fn offset_step(&self, slot: usize) -> i64 {
+        i64::from(self.buf[slot]) << self.offset_shift
+    }
+
+    fn set_offset_code(&mut self, slot: usize, code: u8) {
+        self.buf[slot] = code;
     }
 
     fn ts_code(&self, slot: usize) -> u32 {
         let w = usize::from(self.ts_width);
         let at = OFFSET_CODE * self.cap as usize + slot * w;
         let mut b = [0u8; 4];
-        b[..w].copy_from_slice(&self.codes[at..at + w]);
+        b[..w].copy_from_slice(&self.buf[at..at + w]);
         u32::from_le_bytes(b)
     }
 
     fn set_ts_code(&mut self, slot: usize, code: u32) {
         let w = usize::from(self.ts_width);
         let at = OFFSET_CODE * self.cap as usize + slot * w;
-        self.codes[at..at + w].copy_from_slice(&code.to_le_bytes()[..w]);
+        self.buf[at..at + w].copy_from_slice(&code.to_le_bytes()[..w]);
     }
 
     fn ts_step(&self, slot: usize) -> i64 {
@@ -347,10 +352,15 @@ impl Points {
                 .map(|s| width_for(s / unit))
                 .fold(width_for(code).max(self.ts_width), u8::max);
             if width != self.ts_width {
+                // Wider time codes move the values: copy the offset codes
+                // and the values into a new buffer around wider time codes.
                 let t = self.cap as usize;
-                let mut codes = vec![0u8; t * (OFFSET_CODE + usize::from(width))];
-                codes[..OFFSET_CODE * t].copy_from_slice(&self.codes[..OFFSET_CODE * t]);
-                self.codes = codes.into_boxed_slice();
+                let values = &self.buf[self.values_at()..];
+                let mut buf = vec![0u8; t * (OFFSET_CODE + usize::from(width)) + values.len()];
+                buf[..OFFSET_CODE * t].copy_from_slice(&self.buf[..OFFSET_CODE * t]);
+                let at = buf.len() - values.len();
+                buf[at..].copy_from_slice(values);
+                self.buf = buf.into_boxed_slice();
                 self.ts_width = width;
             }
             self.ts_unit = unit;
@@ -364,14 +374,14 @@ impl Points {
 
     /// The code of an offset step of `up` messages from the newest stored
     /// offset. The shift is the smallest that fits `up` and the kept steps
-    /// in 2 bytes: raising it rounds the kept steps down (stored offsets
+    /// in one byte: raising it rounds the kept steps down (stored offsets
     /// only fall); lowering it, once the far steps have left the ring, is
     /// exact (the kept steps are multiples of the old 2^shift). The oldest
     /// point's own step is never read again and is not kept exact.
-    fn offset_code_for(&mut self, up: u64) -> u16 {
-        let max = u64::from(u16::MAX);
+    fn offset_code_for(&mut self, up: u64) -> u8 {
+        let max = u64::from(u8::MAX);
         if self.offset_shift == 0 && up <= max {
-            return u16::try_from(up).unwrap_or(0);
+            return u8::try_from(up).unwrap_or(0);
         }
         let widest = (1..self.len())
             .map(|i| self.offset_step(self.slot(i)).unsigned_abs())
@@ -386,7 +396,7 @@ impl Points {
                 let slot = self.slot(i);
                 let step = self.offset_step(slot) >> shift;
                 // Fits for every point but the oldest, whose step is unused.
-                let code = u16::try_from(step).unwrap_or(0);
+                let code = u8::try_from(step).unwrap_or(0);
                 self.set_offset_code(slot, code);
                 if i > 0 {
                     stored += i64::from(code) << shift;
@@ -396,15 +406,14 @@ impl Points {
             self.last_offset = stored;
         }
         // Fits by the loop above; 0 (never above the truth) otherwise.
-        u16::try_from(up >> shift).unwrap_or(0)
+        u8::try_from(up >> shift).unwrap_or(0)
     }
 
     /// Appends a point; `ts_step` is its event time minus the newest
     /// point's (unused when empty). The caller keeps `len` below T.
     fn push(&mut self, t: usize, values: &[f32], ts_ms: i64, ts_step: u32, offset: i64) {
         if self.cap == 0 {
-            self.values = vec![0.0; t * values.len()].into_boxed_slice();
-            self.codes = vec![0u8; t * (OFFSET_CODE + 1)].into_boxed_slice();
+            self.buf = vec![0u8; t * (OFFSET_CODE + 1 + 4 * values.len())].into_boxed_slice();
             self.cap = u32::try_from(t).unwrap_or(u32::MAX);
             self.ts_width = 1;
         }
@@ -432,7 +441,10 @@ impl Points {
         };
         let s = self.slot(self.len());
         let f = values.len();
-        self.values[s * f..(s + 1) * f].copy_from_slice(values);
+        let at = self.values_at() + 4 * s * f;
+        for (dst, v) in self.buf[at..at + 4 * f].chunks_exact_mut(4).zip(values) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
         self.set_ts_code(s, ts_code);
         self.set_offset_code(s, offset_code);
         self.len += 1;
@@ -453,10 +465,15 @@ impl Points {
 
     /// The values, oldest point first (`f` per point).
     fn values(&self, f: usize) -> Vec<f32> {
+        let values = &self.buf[self.values_at()..];
         let mut out = Vec::with_capacity(self.len() * f);
         for i in 0..self.len() {
-            let s = self.slot(i);
-            out.extend_from_slice(&self.values[s * f..(s + 1) * f]);
+            let at = 4 * self.slot(i) * f;
+            out.extend(
+                values[at..at + 4 * f]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
         }
         out
     }
@@ -481,7 +498,7 @@ impl Points {
     }
 
     fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.values) + std::mem::size_of_val(&*self.codes)
+        self.buf.len()
     }
 }
 
@@ -491,8 +508,9 @@ impl Points {
 #[derive(Debug)]
 struct KeyState {
     points: Points,
-    /// Accepted points still to ignore before the next window starts.
-    skip: usize,
+    /// Accepted points still to ignore before the next window starts
+    /// (`stride` − T; `Windower::new` keeps `stride` below 2³²).
+    skip: u32,
     last_ts: i64,
     last_partition: i32,
     touched_ms: i64,
@@ -562,6 +580,12 @@ impl Windower {
         ] {
             if v == 0 {
                 return Err(ParamError::new(field, "must be at least 1"));
+            }
+        }
+        // A key's ring counts its slots, and its skipped points, in u32.
+        for (field, v) in [("window", cfg.window), ("stride", cfg.stride)] {
+            if u32::try_from(v).is_err() {
+                return Err(ParamError::new(field, "must be below 2^32"));
             }
         }
         if cfg.key_ttl_ms == 0 || i64::try_from(cfg.key_ttl_ms).is_err() {
@@ -843,7 +867,7 @@ impl Windower {
                 add_hold(&mut self.held, state.hold());
             }
             self.buffered -= drop;
-            state.skip = stride.saturating_sub(t);
+            state.skip = u32::try_from(stride.saturating_sub(t)).unwrap_or(u32::MAX);
             Some(w)
         } else {
             None
@@ -1195,13 +1219,18 @@ mod tests {
         }
         let bytes = w.key_bytes(key).unwrap();
         assert_eq!(bytes, first, "grew after its first point");
-        // The ring: 64 × (4-byte value + 1-byte time code + 2-byte offset
-        // code), a regular series; the rest is the map slot, the LRU entry,
-        // one multiset entry and the name. It was 962 bytes with 4-byte
-        // steps, 1.5 KB with 8-byte times and offsets in three deques and
-        // the name twice, 3 KB before that.
-        assert!(bytes <= 700, "{bytes} bytes per key");
-        assert!(bytes >= 64 * 7, "{bytes}: the ring alone is 448");
+        // The ring: 64 × (4-byte value + 1-byte time code + 1-byte offset
+        // code) in one allocation, a regular series; the rest is the map
+        // slot, the LRU entry, one multiset entry and the name. It was 650
+        // bytes with 2-byte offset codes and two allocations, 962 with
+        // 4-byte steps, 1.5 KB with 8-byte times and offsets in three
+        // deques and the name twice, 3 KB before that.
+        assert!(bytes <= 600, "{bytes} bytes per key");
+        assert!(bytes >= 64 * 6, "{bytes}: the ring alone is 384");
+        // The map's slots: every bucket of the hash table (131,072 for
+        // 100,000 keys) costs this, used or not.
+        let slot = std::mem::size_of::<(Arc<str>, KeyState)>();
+        assert!(slot <= 112, "{slot} bytes per hash-table bucket");
     }
 
     /// A tiny deterministic generator for the reference test.
@@ -1222,7 +1251,7 @@ mod tests {
         // in eight far away in time or offset (the ring recodes its times
         // to a smaller unit or wider codes, and raises its offset shift):
         // times stay exact, and the hold is never above the lowest offset
-        // and less than T·2^16 below it (steps under 2^31: shift ≤ 15).
+        // and less than T·2^24 below it (steps under 2^32: shift ≤ 24).
         let mut rng = 7;
         for wide in [false, true] {
             for t in 1..=6 {
@@ -1265,7 +1294,7 @@ mod tests {
                                 if wide {
                                     assert!(hold.offset <= lowest, "{hold:?} above {lowest}");
                                     let slack = lowest - hold.offset;
-                                    assert!(slack < (t as i64) << 16, "{slack} below");
+                                    assert!(slack < (t as i64) << 24, "{slack} below");
                                 } else {
                                     assert_eq!(hold.offset, lowest);
                                 }
@@ -1281,20 +1310,20 @@ mod tests {
     #[test]
     fn a_regular_series_stores_one_byte_per_time_step() {
         // Every 5 minutes: the unit is 300,000 ms and each code is 1. The
-        // ring is T × (4 + 1 + 2) bytes; a 7 ms step later recodes it to
-        // 1 ms units (300,000 needs 4 bytes) with exact times.
+        // ring is T × (4 + 1 + 1) bytes; a 7 ms step later recodes it to
+        // 1 ms units (300,000 needs 4 bytes) with exact times and values.
         let mut w = Windower::new(cfg(4, 1, 1)).unwrap();
         let five = 300_000;
         for i in 0..4 {
             w.push("k", i * five, &[0.0], at(0, i), 0);
         }
-        assert_eq!(w.keys["k"].points.heap_bytes(), 4 * 7);
+        assert_eq!(w.keys["k"].points.heap_bytes(), 4 * 6);
         let win = w
             .push("k", 4 * five + 7, &[1.0], at(0, 4), 0)
             .window
             .unwrap();
         assert_eq!(win.timestamps, vec![five, 2 * five, 3 * five, 4 * five + 7]);
-        assert_eq!(w.keys["k"].points.heap_bytes(), 4 * (4 + 4 + 2));
+        assert_eq!(w.keys["k"].points.heap_bytes(), 4 * (4 + 4 + 1));
         let win = w.push("k", 5 * five, &[2.0], at(0, 5), 0).window.unwrap();
         assert_eq!(
             win.timestamps,
@@ -1340,16 +1369,58 @@ mod tests {
         assert_eq!(win.holds, vec![at(0, 0)]);
         let held = w.min_held_offset(0).unwrap();
         assert!((0..=far).contains(&held), "{held}");
-        assert!(far - held < 1 << 17, "{held}: 2-byte codes, shift 17");
+        assert!(far - held < 1 << 25, "{held}: 1-byte codes, shift 25");
         let win = w.push("k", 3, &[0.0], at(0, far + 7), 0).window.unwrap();
         assert_eq!(win.holds, vec![at(0, held)]);
-        // Measured from the stored offset, the next step still needs a
-        // small shift; once the far step has left the ring, offsets are
-        // exact again.
-        let near = w.min_held_offset(0).unwrap();
-        assert!((far + 7 - (1 << 17)..=far + 7).contains(&near), "{near}");
-        w.push("k", 4, &[0.0], at(0, far + 9), 0);
-        assert_eq!(w.min_held_offset(0), Some(far + 9));
+        // Measured from the stored offset, the next steps still need a
+        // shift, but each point's error is under 1/128 of the step it was
+        // coded from (the true step plus the previous error): once the far
+        // step has left the ring, the error falls below 2^18, 2^11, 2^4
+        // and then 0 — offsets are exact again.
+        let mut errors = Vec::new();
+        for (i, off) in [7, 9, 11, 13, 15].into_iter().enumerate() {
+            if i > 0 {
+                w.push("k", 3 + i as i64, &[0.0], at(0, far + off), 0);
+            }
+            let held = w.min_held_offset(0).unwrap();
+            assert!(held <= far + off, "{held} above {}", far + off);
+            errors.push(far + off - held);
+        }
+        assert!(errors[0] < 1 << 25, "{errors:?}");
+        assert!(errors[1] < 1 << 18, "{errors:?}");
+        assert!(errors[2] < 1 << 11, "{errors:?}");
+        assert_eq!(errors[4], 0, "{errors:?}");
+    }
+
+    #[test]
+    fn interleaved_keys_hold_within_a_128th_of_a_step() {
+        // 100,000 keys on 4 partitions: a key's points are about 25,000
+        // messages apart. One-byte codes round each stored offset down by
+        // less than 2^7 = 128 messages (shift 7): the hold is never above
+        // the oldest point's offset and at most T·128 below it. Steps under
+        // 256 messages stay exact.
+        let t = 64;
+        let mut w = Windower::new(cfg(t, 1, 1)).unwrap();
+        let mut rng = 11;
+        let mut offsets = Vec::new();
+        let mut off = 1_000_000_i64;
+        for i in 0..500 {
+            off += 24_000 + (lcg(&mut rng) % 2_000) as i64;
+            offsets.push(off);
+            if let Some(win) = w.push("k", i, &[0.0], at(1, off), 0).window {
+                let lowest = offsets[offsets.len() - t];
+                let held = win.holds[0].offset;
+                assert!(held <= lowest, "{held} above {lowest}");
+                assert!(lowest - held < (t as i64) * 128, "{} below", lowest - held);
+            }
+        }
+        let mut w = Windower::new(cfg(t, 1, 1)).unwrap();
+        for i in 0..200 {
+            let win = w.push("k", i, &[0.0], at(1, 255 * i), 0).window;
+            if let Some(win) = win {
+                assert_eq!(win.holds, vec![at(1, 255 * (i + 1 - t as i64))]);
+            }
+        }
     }
 
     #[test]
@@ -1377,6 +1448,11 @@ mod tests {
             },
             WindowerConfig {
                 key_ttl_ms: u64::MAX,
+                ..cfg(3, 1, 1)
+            },
+            // Counted in u32 per key (the ring's slots, the skipped points).
+            WindowerConfig {
+                stride: usize::MAX,
                 ..cfg(3, 1, 1)
             },
         ] {
