@@ -263,9 +263,9 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 ///   it. Each new point's code is taken from the distance to the previous
 ///   point's stored offset, so the stored offsets are never above the true
 ///   ones and at most 2^shift − 1 below a new point's, less than 1/128 of
-///   the widest kept step (the rounding of a raise can add up to T such errors until those
-///   points leave the ring): a hold made from them may replay a little
-///   more after a restart, never less. One byte, not two, is 64 bytes a
+///   the widest kept step (the rounding of a raise can add up to T such
+///   errors until those points leave the ring): a hold made from them may
+///   replay a little more after a restart, never less. One byte, not two, is 64 bytes a
 ///   key at T = 64, 6.4 MB at 100,000 keys.
 ///
 /// All of it is one allocation, `buf`: T offset codes, T event-time codes
@@ -300,9 +300,14 @@ impl Points {
         (self.head as usize + i) % self.cap as usize
     }
 
+    /// Where the event-time codes start in `buf`: after the offset codes.
+    fn ts_codes_at(&self) -> usize {
+        OFFSET_CODE * self.cap as usize
+    }
+
     /// Where the values start in `buf`: after the offset and time codes.
     fn values_at(&self) -> usize {
-        self.cap as usize * (OFFSET_CODE + usize::from(self.ts_width))
+        self.ts_codes_at() + self.cap as usize * usize::from(self.ts_width)
     }
 
     fn offset_step(&self, slot: usize) -> i64 {
@@ -315,7 +320,7 @@ impl Points {
 
     fn ts_code(&self, slot: usize) -> u32 {
         let w = usize::from(self.ts_width);
-        let at = OFFSET_CODE * self.cap as usize + slot * w;
+        let at = self.ts_codes_at() + slot * w;
         let mut b = [0u8; 4];
         b[..w].copy_from_slice(&self.buf[at..at + w]);
         u32::from_le_bytes(b)
@@ -323,7 +328,7 @@ impl Points {
 
     fn set_ts_code(&mut self, slot: usize, code: u32) {
         let w = usize::from(self.ts_width);
-        let at = OFFSET_CODE * self.cap as usize + slot * w;
+        let at = self.ts_codes_at() + slot * w;
         self.buf[at..at + w].copy_from_slice(&code.to_le_bytes()[..w]);
     }
 
@@ -354,11 +359,11 @@ impl Points {
             if width != self.ts_width {
                 // Wider time codes move the values: copy the offset codes
                 // and the values into a new buffer around wider time codes.
-                let t = self.cap as usize;
+                let offsets = self.ts_codes_at();
                 let values = &self.buf[self.values_at()..];
-                let mut buf = vec![0u8; t * (OFFSET_CODE + usize::from(width)) + values.len()];
-                buf[..OFFSET_CODE * t].copy_from_slice(&self.buf[..OFFSET_CODE * t]);
-                let at = buf.len() - values.len();
+                let at = offsets + self.cap as usize * usize::from(width);
+                let mut buf = vec![0u8; at + values.len()];
+                buf[..offsets].copy_from_slice(&self.buf[..offsets]);
                 buf[at..].copy_from_slice(values);
                 self.buf = buf.into_boxed_slice();
                 self.ts_width = width;
@@ -1451,6 +1456,10 @@ mod tests {
                 ..cfg(3, 1, 1)
             },
             // Counted in u32 per key (the ring's slots, the skipped points).
+            WindowerConfig {
+                window: usize::MAX,
+                ..cfg(3, 1, 1)
+            },
             WindowerConfig {
                 stride: usize::MAX,
                 ..cfg(3, 1, 1)
