@@ -199,17 +199,31 @@ onnxruntime() {
 
 # --- 5. kafka_broker (--test) -----------------------------------------------------------
 # tansu, a Kafka-protocol broker, for the daemon's integration tests: built
-# from its published crate sources (no binary download) with one patch,
-# scripts/tansu-0.6.0-group-expiry.patch (without it a dead group member's
-# partitions are never assigned again; the patch says why), once (about 22
-# minutes on 2 cores) into cargo's bin folder, beside a mark holding the
-# patch's sha256; reused while the mark matches.
+# from its published crate sources (no binary download) with two patches,
+# each saying why: scripts/tansu-0.6.0-group-expiry.patch (tansu-broker;
+# without it a dead group member's partitions are never assigned again) and
+# scripts/tansu-0.6.0-fetch-wait.patch (tansu-storage; without it a fetch
+# that finds records is answered only after half its max wait). Built once
+# (about 22 minutes on 2 cores) into cargo's bin folder, beside a mark
+# holding the patches' sha256; reused while the mark matches.
 TANSU_VERSION="0.6.0"
-TANSU_PATCH="$ROOT/scripts/tansu-$TANSU_VERSION-group-expiry.patch"
+# crate:patch, applied in this order.
+TANSU_PATCHES=(
+  "tansu-broker:$ROOT/scripts/tansu-$TANSU_VERSION-group-expiry.patch"
+  "tansu-storage:$ROOT/scripts/tansu-$TANSU_VERSION-fetch-wait.patch"
+)
 TANSU_HOME="${CARGO_HOME:-$HOME/.cargo}"
 TANSU_MARK="$TANSU_HOME/bin/tansu.lstm-ae-patch"
 
-tansu_patch_sum() { sha256sum "$TANSU_PATCH" | cut -d' ' -f1; }
+tansu_patch_sum() {
+  local p
+  for p in "${TANSU_PATCHES[@]}"; do cat "${p#*:}"; done | sha256sum | cut -d' ' -f1
+}
+
+tansu_patch_names() {
+  local p
+  for p in "${TANSU_PATCHES[@]}"; do basename "${p#*:}"; done | paste -sd, -
+}
 
 tansu_valid() {
   local b="$TANSU_HOME/bin/tansu"
@@ -220,20 +234,24 @@ tansu_valid() {
 # The crates' sources come from cargo's own cache (`cargo fetch` of a
 # scratch manifest), are unpacked, patched, and built with tansu's lock file.
 build_tansu() {
-  local work crate file
+  local work crate file p
   work="$(mktemp -d)"
   mkdir -p "$work/fetch/src"
   echo 'fn main() {}' >"$work/fetch/src/main.rs"
   printf '[package]\nname = "tansu-sources"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\ntansu = "=%s"\n' \
     "$TANSU_VERSION" >"$work/fetch/Cargo.toml"
   cargo fetch --quiet --manifest-path "$work/fetch/Cargo.toml"
-  for crate in tansu tansu-broker; do
+  file="$(ls "$TANSU_HOME"/registry/cache/*/"tansu-$TANSU_VERSION.crate" | head -n 1)"
+  tar -xzf "$file" -C "$work"
+  printf '\n[patch.crates-io]\n' >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
+  for p in "${TANSU_PATCHES[@]}"; do
+    crate="${p%%:*}"
     file="$(ls "$TANSU_HOME"/registry/cache/*/"$crate-$TANSU_VERSION.crate" | head -n 1)"
     tar -xzf "$file" -C "$work"
+    (cd "$work/$crate-$TANSU_VERSION" && git apply -p1 "${p#*:}")
+    printf '%s = { path = "../%s-%s" }\n' "$crate" "$crate" "$TANSU_VERSION" \
+      >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
   done
-  (cd "$work/tansu-broker-$TANSU_VERSION" && git apply -p1 "$TANSU_PATCH")
-  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' \
-    "$TANSU_VERSION" >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
   cargo build --quiet --release --features dynostore,libsql \
     --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" --target-dir "$work/target"
   mkdir -p "$TANSU_HOME/bin"
@@ -248,10 +266,10 @@ kafka_broker() {
     return
   fi
   if [ "$MODE" = check ]; then
-    missing "tansu $TANSU_VERSION with $(basename "$TANSU_PATCH") (Kafka broker for the tests)"
+    missing "tansu $TANSU_VERSION with $(tansu_patch_names) (Kafka broker for the tests)"
     return
   fi
-  log "building tansu $TANSU_VERSION with $(basename "$TANSU_PATCH") (the Kafka broker the tests run; about 22 minutes, once)"
+  log "building tansu $TANSU_VERSION with $(tansu_patch_names) (the Kafka broker the tests run; about 22 minutes, once)"
   build_tansu
   if tansu_valid; then
     READY+=("tansu $TANSU_VERSION (patched)")
