@@ -610,9 +610,10 @@ async fn one_stalled_inference_thread_stops_intake_while_the_other_goes_on() {
     // memory growing (issue 8, "The sink's reorder buffer").
     let cluster = MockCluster::new(1).unwrap();
     let (d, shared) = stalled_daemon(&cluster, Mode::StuckOnce(2)).await;
-    // The other thread's next batch may wait for the permits of the first
-    // two, released once their outputs are acknowledged: on a loaded
-    // machine that can take longer than the stall check above.
+    // The other thread's next batch may wait for a permit of an earlier
+    // batch, which comes back only once the sink has taken that batch's
+    // outputs out of its reorder buffer: on a loaded machine that can take
+    // longer than the stall check above.
     let deadline = Instant::now() + Duration::from_secs(10);
     while shared.calls.load(Ordering::SeqCst) <= 3 {
         assert!(
