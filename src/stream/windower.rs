@@ -227,6 +227,9 @@ pub struct PushOutcome {
 /// Bytes of a buffered point's offset code (see [`Points`]).
 const OFFSET_CODE: usize = 1;
 
+/// Bytes of a buffered value: a little-endian `f32` (see [`Points`]).
+const VALUE_BYTES: usize = std::mem::size_of::<f32>();
+
 /// The fewest bytes (1, 2 or 4) that hold `code`.
 fn width_for(code: u32) -> u8 {
     match code {
@@ -418,7 +421,8 @@ impl Points {
     /// point's (unused when empty). The caller keeps `len` below T.
     fn push(&mut self, t: usize, values: &[f32], ts_ms: i64, ts_step: u32, offset: i64) {
         if self.cap == 0 {
-            self.buf = vec![0u8; t * (OFFSET_CODE + 1 + 4 * values.len())].into_boxed_slice();
+            self.buf =
+                vec![0u8; t * (OFFSET_CODE + 1 + VALUE_BYTES * values.len())].into_boxed_slice();
             self.cap = u32::try_from(t).unwrap_or(u32::MAX);
             self.ts_width = 1;
         }
@@ -446,8 +450,9 @@ impl Points {
         };
         let s = self.slot(self.len());
         let f = values.len();
-        let at = self.values_at() + 4 * s * f;
-        for (dst, v) in self.buf[at..at + 4 * f].chunks_exact_mut(4).zip(values) {
+        let at = self.values_at() + VALUE_BYTES * s * f;
+        let row = &mut self.buf[at..at + VALUE_BYTES * f];
+        for (dst, v) in row.chunks_exact_mut(VALUE_BYTES).zip(values) {
             dst.copy_from_slice(&v.to_le_bytes());
         }
         self.set_ts_code(s, ts_code);
@@ -473,10 +478,10 @@ impl Points {
         let values = &self.buf[self.values_at()..];
         let mut out = Vec::with_capacity(self.len() * f);
         for i in 0..self.len() {
-            let at = 4 * self.slot(i) * f;
+            let at = VALUE_BYTES * self.slot(i) * f;
             out.extend(
-                values[at..at + 4 * f]
-                    .chunks_exact(4)
+                values[at..at + VALUE_BYTES * f]
+                    .chunks_exact(VALUE_BYTES)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             );
         }
