@@ -33,7 +33,7 @@
 //! of `T × (4F + 2)` bytes for a regularly spaced series (values, and event
 //! times and offsets as 1-byte codes of the steps from the previous point;
 //! up to `T × (4F + 5)` for irregular times, see `Points`) plus a fixed
-//! part: under 600 bytes in all ([`Windower::key_bytes`]) at T = 64, F = 1.
+//! part: under 550 bytes in all ([`Windower::key_bytes`]) at T = 64, F = 1.
 //!
 //! - **Idle keys**: a key not updated for more than `key_ttl_ms` of
 //!   processing time (`now_ms`, made monotonic internally) is dropped by
@@ -84,8 +84,11 @@
 //! the lowest offset among its points: the daemon turns it into a tracker
 //! hold until the window's outputs are delivered (see [`super::offsets`]).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+
+use hashlink::linked_hash_map::RawEntryMut;
+use hashlink::LinkedHashMap;
 
 use super::ParamError;
 
@@ -524,8 +527,6 @@ struct KeyState {
     last_ts: i64,
     last_partition: i32,
     touched_ms: i64,
-    /// Position in the LRU order.
-    seq: u64,
 }
 
 impl KeyState {
@@ -543,12 +544,16 @@ impl KeyState {
 #[derive(Debug)]
 pub struct Windower {
     cfg: WindowerConfig,
-    /// Keys' names are shared with `lru` (one allocation per name).
-    keys: HashMap<Arc<str>, KeyState>,
-    /// Keys by last update; `seq` grows with the monotonic clock, so the
-    /// first entry is both the least recently updated and the most idle.
-    lru: BTreeMap<u64, Arc<str>>,
-    next_seq: u64,
+    /// Keys in order of last update, least recent first: as updates follow
+    /// the monotonic clock, the front key is both the one to make room
+    /// and the most idle. The order is kept by links inside each entry's
+    /// node, so an update moves no memory: an ordered index beside the map
+    /// (a `BTreeMap` of update numbers, before 2026-12-03) allocated and
+    /// freed tree nodes as keys moved to its end, and its live nodes,
+    /// scattered over the allocator's pages, kept those pages resident
+    /// (the daemon held about 10 MB more at 100,000 keys; README, *Daemon
+    /// memory*). SipHash (`RandomState`): key names come from the input.
+    keys: LinkedHashMap<Box<str>, KeyState, RandomState>,
     clock_ms: i64,
     /// Per partition, a multiset (offset → count) of the keys' holds
     /// (`KeyState::hold`).
@@ -606,9 +611,7 @@ impl Windower {
         }
         Ok(Self {
             cfg,
-            keys: HashMap::new(),
-            lru: BTreeMap::new(),
-            next_seq: 0,
+            keys: LinkedHashMap::with_hasher(RandomState::new()),
             clock_ms: i64::MIN,
             held: HashMap::new(),
             buffered: 0,
@@ -630,18 +633,18 @@ impl Windower {
         self.buffered
     }
 
-    /// Bytes held for `key`, if it is live: its map slot, its name (one
-    /// shared allocation: the map and the LRU order), its ring of points
-    /// and its share of the offset multiset — not counting the hash
-    /// table's spare room or the allocator's own overhead.
+    /// Bytes held for `key`, if it is live: its node (name, state and
+    /// the two links of the update order), its hash-table slot (a pointer
+    /// and a control byte), its name, its ring of points and its share of
+    /// the offset multiset — not counting the hash table's spare room or
+    /// the allocator's own overhead.
     pub fn key_bytes(&self, key: &str) -> Option<usize> {
         use std::mem::size_of;
         let s = self.keys.get(key)?;
-        let slot = size_of::<Arc<str>>() + size_of::<KeyState>();
-        let lru = size_of::<u64>() + size_of::<Arc<str>>();
-        let name = 2 * size_of::<usize>() + key.len();
+        let node = size_of::<(Box<str>, KeyState)>() + 2 * size_of::<usize>();
+        let slot = size_of::<usize>() + 1;
         let held = size_of::<i64>() + size_of::<usize>();
-        Some(slot + lru + name + held + s.points.heap_bytes())
+        Some(node + slot + key.len() + held + s.points.heap_bytes())
     }
 
     /// The lowest offset of `partition` still needed by a future window,
@@ -653,64 +656,20 @@ impl Windower {
             .map(|(&offset, _)| offset)
     }
 
-    fn is_idle(&self, touched_ms: i64) -> bool {
-        // clock_ms ≥ touched_ms: both come from the monotonic clock.
-        self.clock_ms.saturating_sub(touched_ms).unsigned_abs() > self.cfg.key_ttl_ms
-    }
-
-    /// Drops a key and its holds; returns the number of points discarded.
-    fn drop_key(&mut self, key: &str) -> usize {
-        match self.keys.remove(key) {
-            Some(state) => self.release(&state),
-            None => 0,
-        }
-    }
-
-    /// Releases what a key state removed from `keys` still holds: its LRU
-    /// entry and its offsets. Returns the number of points discarded.
-    fn release(&mut self, state: &KeyState) -> usize {
-        self.lru.remove(&state.seq);
-        self.give_up_points(state)
-    }
-
-    /// Releases a key's hold and uncounts its buffered points (the caller
-    /// drops or clears them); returns how many there were.
-    fn give_up_points(&mut self, state: &KeyState) -> usize {
-        let n = state.points.len();
-        if n > 0 {
-            remove_hold(&mut self.held, state.hold());
-        }
-        self.buffered -= n;
-        n
-    }
-
-    fn new_state(&self, ts_ms: i64, origin: Origin) -> KeyState {
-        KeyState {
-            points: Points::default(),
-            skip: 0,
-            last_ts: ts_ms,
-            last_partition: origin.partition,
-            touched_ms: self.clock_ms,
-            seq: u64::MAX,
-        }
-    }
-
     /// Drops every key idle for longer than `key_ttl_ms` at `now_ms`,
     /// releasing its holds. Cost is proportional to the keys dropped.
     pub fn evict_idle(&mut self, now_ms: i64) -> Eviction {
         self.clock_ms = self.clock_ms.max(now_ms);
         let mut ev = Eviction::default();
-        while let Some((_, key)) = self.lru.first_key_value() {
-            let idle = self
-                .keys
-                .get(key)
-                .is_none_or(|s| self.is_idle(s.touched_ms));
-            if !idle {
-                break;
+        while self
+            .keys
+            .front()
+            .is_some_and(|(_, s)| is_idle(self.clock_ms, s.touched_ms, &self.cfg))
+        {
+            if let Some((_, state)) = self.keys.pop_front() {
+                ev.dropped_points += give_up_points(&mut self.held, &mut self.buffered, &state);
+                ev.expired_keys += 1;
             }
-            let key = key.clone();
-            ev.dropped_points += self.drop_key(&key);
-            ev.expired_keys += 1;
         }
         ev
     }
@@ -719,17 +678,21 @@ impl Windower {
     /// key's points all come from one partition, so no other partition's
     /// holds are released. Scans all keys: revocation is rare.
     pub fn forget_partition(&mut self, partition: i32) -> Eviction {
-        let doomed: Vec<Arc<str>> = self
-            .keys
-            .iter()
-            .filter(|(_, s)| s.last_partition == partition)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let Windower {
+            keys,
+            held,
+            buffered,
+            ..
+        } = self;
         let mut ev = Eviction::default();
-        for key in doomed {
-            ev.dropped_points += self.drop_key(&key);
+        keys.retain(|_, s| {
+            if s.last_partition != partition {
+                return true;
+            }
+            ev.dropped_points += give_up_points(held, buffered, s);
             ev.revoked_keys += 1;
-        }
+            false
+        });
         ev
     }
 
@@ -759,47 +722,57 @@ impl Windower {
             );
         }
         self.clock_ms = self.clock_ms.max(now_ms);
+        let clock = self.clock_ms;
+        let Windower {
+            cfg,
+            keys,
+            held,
+            buffered,
+            ..
+        } = self;
 
-        // Take the state out (keeping its owned key) so the map is not
-        // borrowed while holds and the LRU order are updated.
-        let (name, mut state) = match self.keys.remove_entry(key) {
-            Some((name, state)) if self.is_idle(state.touched_ms) => {
-                evicted.dropped_points += self.release(&state);
-                evicted.expired_keys += 1;
-                (name, self.new_state(ts_ms, origin))
+        // A new key beyond `max_keys` makes room first: the least recently
+        // updated key goes.
+        if keys.len() >= cfg.max_keys && !keys.contains_key(key) {
+            if let Some((_, lru)) = keys.pop_front() {
+                evicted.dropped_points += give_up_points(held, buffered, &lru);
+                evicted.capacity_keys += 1;
             }
-            Some((name, state)) if state.last_partition != origin.partition => {
-                let owner = state.last_partition;
-                self.keys.insert(name, state);
-                return rejected(Rejected::OtherPartition { owner }, evicted);
-            }
-            Some((name, state)) if ts_ms <= state.last_ts => {
-                let r = if ts_ms == state.last_ts {
-                    Rejected::Duplicate
-                } else {
-                    Rejected::OutOfOrder
-                };
-                self.keys.insert(name, state);
-                return rejected(r, evicted);
-            }
-            Some(entry) => entry,
-            None => {
-                if self.keys.len() >= self.cfg.max_keys {
-                    if let Some((_, lru_key)) = self.lru.first_key_value() {
-                        let lru_key = lru_key.clone();
-                        evicted.dropped_points += self.drop_key(&lru_key);
-                        evicted.capacity_keys += 1;
-                    }
+        }
+        let fresh = || KeyState {
+            points: Points::default(),
+            skip: 0,
+            last_ts: ts_ms,
+            last_partition: origin.partition,
+            touched_ms: clock,
+        };
+        let state = match keys.raw_entry_mut().from_key(key) {
+            RawEntryMut::Occupied(mut entry) => {
+                let state = entry.get_mut();
+                if is_idle(clock, state.touched_ms, cfg) {
+                    evicted.dropped_points += give_up_points(held, buffered, state);
+                    evicted.expired_keys += 1;
+                    *state = fresh();
+                } else if state.last_partition != origin.partition {
+                    let owner = state.last_partition;
+                    return rejected(Rejected::OtherPartition { owner }, evicted);
+                } else if ts_ms <= state.last_ts {
+                    let r = if ts_ms == state.last_ts {
+                        Rejected::Duplicate
+                    } else {
+                        Rejected::OutOfOrder
+                    };
+                    return rejected(r, evicted);
                 }
-                (Arc::from(key), self.new_state(ts_ms, origin))
+                // Accepted: now the most recently updated key. (A rejected
+                // point returned above without moving it.)
+                entry.to_back();
+                entry.into_mut()
             }
+            RawEntryMut::Vacant(entry) => entry.insert(Box::from(key), fresh()).1,
         };
 
-        let lru_name = self.lru.remove(&state.seq).unwrap_or_else(|| name.clone());
-        state.seq = self.next_seq;
-        self.next_seq += 1;
-        self.lru.insert(state.seq, lru_name);
-        state.touched_ms = self.clock_ms;
+        state.touched_ms = clock;
         // A new key's `last_ts` is `ts_ms`: a step of 0.
         let ts_step = ts_ms.saturating_sub(state.last_ts);
         state.last_ts = ts_ms;
@@ -810,83 +783,105 @@ impl Windower {
             values,
             origin,
         };
-        let outcome = self.apply(&name, &mut state, point, evicted);
-        self.keys.insert(name, state);
-        outcome
+        apply(cfg, held, buffered, key, state, point, evicted)
+    }
+}
+
+/// Whether a key last updated at `touched_ms` is idle at `clock_ms`
+/// (both from the monotonic clock, so `clock_ms ≥ touched_ms`).
+fn is_idle(clock_ms: i64, touched_ms: i64, cfg: &WindowerConfig) -> bool {
+    clock_ms.saturating_sub(touched_ms).unsigned_abs() > cfg.key_ttl_ms
+}
+
+/// Releases a key's hold and uncounts its buffered points (the caller
+/// drops or clears them); returns how many there were.
+fn give_up_points(
+    held: &mut HashMap<i32, BTreeMap<i64, usize>>,
+    buffered: &mut usize,
+    state: &KeyState,
+) -> usize {
+    let n = state.points.len();
+    if n > 0 {
+        remove_hold(held, state.hold());
+    }
+    *buffered -= n;
+    n
+}
+
+/// Buffers an accepted point and emits the window it completes.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    cfg: &WindowerConfig,
+    held: &mut HashMap<i32, BTreeMap<i64, usize>>,
+    buffered: &mut usize,
+    key: &str,
+    state: &mut KeyState,
+    point: Point,
+    mut evicted: Eviction,
+) -> PushOutcome {
+    let (t, f, stride) = (cfg.window, cfg.features, cfg.stride);
+    if state.skip > 0 {
+        state.skip -= 1;
+        return PushOutcome {
+            status: PointStatus::Skipped,
+            window: None,
+            evicted,
+        };
+    }
+    // Buffered event-time codes have at most 4 bytes: a point more than
+    // u32::MAX ms (49.7 days) after the key's last one starts the key
+    // over, like an idle key; no window spans such a gap.
+    let ts_step = match u32::try_from(point.ts_step) {
+        Ok(step) => step,
+        Err(_) => {
+            evicted.dropped_points += give_up_points(held, buffered, state);
+            evicted.expired_keys += 1;
+            state.points.clear();
+            0
+        }
+    };
+
+    // The key's one hold follows its oldest stored offset.
+    let before = (state.points.len() > 0).then(|| state.hold());
+    state
+        .points
+        .push(t, point.values, point.ts_ms, ts_step, point.origin.offset);
+    *buffered += 1;
+    let hold = state.hold();
+    if before != Some(hold) {
+        if let Some(old) = before {
+            remove_hold(held, old);
+        }
+        add_hold(held, hold);
     }
 
-    /// Buffers an accepted point and emits the window it completes.
-    fn apply(
-        &mut self,
-        key: &str,
-        state: &mut KeyState,
-        point: Point,
-        mut evicted: Eviction,
-    ) -> PushOutcome {
-        let (t, f, stride) = (self.cfg.window, self.cfg.features, self.cfg.stride);
-        if state.skip > 0 {
-            state.skip -= 1;
-            return PushOutcome {
-                status: PointStatus::Skipped,
-                window: None,
-                evicted,
-            };
-        }
-        // Buffered event-time codes have at most 4 bytes: a point more than
-        // u32::MAX ms (49.7 days) after the key's last one starts the key
-        // over, like an idle key; no window spans such a gap.
-        let ts_step = match u32::try_from(point.ts_step) {
-            Ok(step) => step,
-            Err(_) => {
-                evicted.dropped_points += self.give_up_points(state);
-                evicted.expired_keys += 1;
-                state.points.clear();
-                0
-            }
+    let window = if state.points.len() == t {
+        let w = Window {
+            key: key.to_owned(),
+            start_ts_ms: state.points.first_ts,
+            end_ts_ms: point.ts_ms,
+            values: state.points.values(f),
+            timestamps: state.points.timestamps(),
+            holds: vec![hold],
+            completed_by: point.origin,
         };
-
-        // The key's one hold follows its oldest stored offset.
-        let before = (state.points.len() > 0).then(|| state.hold());
-        state
-            .points
-            .push(t, point.values, point.ts_ms, ts_step, point.origin.offset);
-        self.buffered += 1;
-        let hold = state.hold();
-        if before != Some(hold) {
-            if let Some(old) = before {
-                remove_hold(&mut self.held, old);
-            }
-            add_hold(&mut self.held, hold);
+        // Slide: keep exactly the points the next window needs.
+        let drop = stride.min(t);
+        remove_hold(held, hold);
+        state.points.drop_oldest(drop);
+        if state.points.len() > 0 {
+            add_hold(held, state.hold());
         }
-
-        let window = if state.points.len() == t {
-            let w = Window {
-                key: key.to_owned(),
-                start_ts_ms: state.points.first_ts,
-                end_ts_ms: point.ts_ms,
-                values: state.points.values(f),
-                timestamps: state.points.timestamps(),
-                holds: vec![hold],
-                completed_by: point.origin,
-            };
-            // Slide: keep exactly the points the next window needs.
-            let drop = stride.min(t);
-            remove_hold(&mut self.held, hold);
-            state.points.drop_oldest(drop);
-            if state.points.len() > 0 {
-                add_hold(&mut self.held, state.hold());
-            }
-            self.buffered -= drop;
-            state.skip = u32::try_from(stride.saturating_sub(t)).unwrap_or(u32::MAX);
-            Some(w)
-        } else {
-            None
-        };
-        PushOutcome {
-            status: PointStatus::Accepted,
-            window,
-            evicted,
-        }
+        *buffered -= drop;
+        state.skip = u32::try_from(stride.saturating_sub(t)).unwrap_or(u32::MAX);
+        Some(w)
+    } else {
+        None
+    };
+    PushOutcome {
+        status: PointStatus::Accepted,
+        window,
+        evicted,
     }
 }
 
@@ -1143,6 +1138,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rejected_point_does_not_make_its_key_recent() {
+        // "Rejected points change nothing": a key sending only duplicates,
+        // late or misrouted points stays where its last accepted point put
+        // it in the eviction order, and is the first to make room.
+        for bad in [
+            (1, at(0, 3)), // duplicate
+            (0, at(0, 3)), // out of order
+            (2, at(1, 3)), // from another partition
+        ] {
+            let mut w = Windower::new(WindowerConfig {
+                max_keys: 2,
+                ..cfg(3, 1, 1)
+            })
+            .unwrap();
+            w.push("a", 1, &[1.0], at(0, 1), 1);
+            w.push("b", 1, &[1.0], at(0, 2), 2);
+            let (ts, origin) = bad;
+            let out = w.push("a", ts, &[1.0], origin, 3);
+            assert!(matches!(out.status, PointStatus::Rejected(_)), "{bad:?}");
+            w.push("c", 1, &[1.0], at(0, 4), 4);
+            assert!(w.key_bytes("a").is_none(), "{bad:?}: a should be evicted");
+            assert!(w.key_bytes("b").is_some(), "{bad:?}: b was updated later");
+        }
+    }
+
+    #[test]
     fn min_held_offset_across_keys_partitions_and_slides() {
         // T = 3, stride 1. Key a on partition 0, keys b and x on partition 1.
         let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
@@ -1230,17 +1251,20 @@ mod tests {
         let bytes = w.key_bytes(key).unwrap();
         assert_eq!(bytes, first, "grew after its first point");
         // The ring: 64 × (4-byte value + 1-byte time code + 1-byte offset
-        // code) in one allocation, a regular series; the rest is the map
-        // slot, the LRU entry, one multiset entry and the name. It was 650
-        // bytes with 2-byte offset codes and two allocations, 962 with
-        // 4-byte steps, 1.5 KB with 8-byte times and offsets in three
-        // deques and the name twice, 3 KB before that.
-        assert!(bytes <= 600, "{bytes} bytes per key");
+        // code) in one allocation, a regular series; the rest is the key's
+        // node in the map (with the links of the update order), its table
+        // slot, one multiset entry and the name. It was 562 bytes with an
+        // update-ordered `BTreeMap` beside a `HashMap`, 650 with 2-byte
+        // offset codes and two allocations, 962 with 4-byte steps, 1.5 KB
+        // with 8-byte times and offsets in three deques and the name twice,
+        // 3 KB before that.
+        assert!(bytes <= 550, "{bytes} bytes per key");
         assert!(bytes >= 64 * 6, "{bytes}: the ring alone is 384");
-        // The map's slots: every bucket of the hash table (131,072 for
-        // 100,000 keys) costs this, used or not.
-        let slot = std::mem::size_of::<(Arc<str>, KeyState)>();
-        assert!(slot <= 112, "{slot} bytes per hash-table bucket");
+        // A key's node (name, state, two links) is one allocation of
+        // jemalloc's 128-byte class; the hash table's buckets, 131,072 for
+        // 100,000 keys used or not, are one pointer each.
+        let node = std::mem::size_of::<(Box<str>, KeyState)>() + 2 * std::mem::size_of::<usize>();
+        assert!(node <= 128, "{node} bytes per key node");
     }
 
     /// A tiny deterministic generator for the reference test.
