@@ -100,6 +100,7 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.buffered_points_dropped.clone()),
         Box::new(m.storm_keys.clone()),
         Box::new(m.storm_keys_evicted.clone()),
+        Box::new(m.likelihood_keys_evicted.clone()),
         Box::new(m.non_finite_scores.clone()),
         Box::new(m.dead_letters_in_flight.clone()),
         Box::new(m.batches_in_flight.clone()),
@@ -154,7 +155,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 34);
+    assert_eq!(cat.len(), 35);
 }
 
 /// Metric selectors in a PromQL expression: (metric name, the text of its

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
+use super::keyed::KeyEvictions;
 use super::{KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
 use crate::model::Manifest;
 use crate::stream::codec::{
@@ -116,13 +117,13 @@ pub struct Decision {
     pub publish: bool,
 }
 
-/// Keys dropped from the scorer's state, for metrics.
+/// Keys dropped from the scorer's per-key state, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScorerEvictions {
-    /// Storm-rule keys dropped for being idle longer than the TTL.
-    pub expired_keys: u64,
-    /// Storm-rule keys dropped to stay under `max_keys`.
-    pub capacity_keys: u64,
+    /// From the storm rule's state (such a key starts a new run).
+    pub storm: KeyEvictions,
+    /// From the likelihood's state (such a key loses its history).
+    pub likelihood: KeyEvictions,
 }
 
 /// Per-key state of the storm rule.
@@ -139,7 +140,7 @@ struct Storms {
     max_keys: usize,
     ttl_ms: u64,
     last_sweep_ms: u64,
-    evicted: ScorerEvictions,
+    evicted: KeyEvictions,
 }
 
 impl Storms {
@@ -274,7 +275,7 @@ impl Scorer {
             max_keys: cfg.max_keys.max(1),
             ttl_ms: cfg.key_ttl_ms,
             last_sweep_ms: 0,
-            evicted: ScorerEvictions::default(),
+            evicted: KeyEvictions::default(),
         };
         Ok(Scorer {
             threshold: manifest.threshold.value,
@@ -326,9 +327,16 @@ impl Scorer {
         self.storms.keys.len()
     }
 
-    /// Storm-rule keys dropped since the last call.
+    /// Keys dropped from the storm rule's and the likelihood's state since
+    /// the last call.
     pub fn take_evictions(&mut self) -> ScorerEvictions {
-        std::mem::take(&mut self.storms.evicted)
+        ScorerEvictions {
+            storm: std::mem::take(&mut self.storms.evicted),
+            likelihood: self
+                .likelihood
+                .as_mut()
+                .map_or_else(KeyEvictions::default, KeyedLikelihood::take_evictions),
+        }
     }
 
     /// Raw `rows × F` values in scaled units, as the model's score is.
@@ -503,7 +511,7 @@ mod tests {
             max_keys,
             ttl_ms,
             last_sweep_ms: 0,
-            evicted: ScorerEvictions::default(),
+            evicted: KeyEvictions::default(),
         }
     }
 
@@ -554,6 +562,46 @@ mod tests {
         s.publish("late", false, 1, 1_000, 10_000);
         assert!(s.keys.is_empty());
         assert!(s.evicted.expired_keys > 0);
+    }
+
+    #[test]
+    fn likelihood_and_storm_evictions_are_both_reported() {
+        // Under the likelihood rule with min_consecutive 2, every anomalous
+        // window of a new key leaves storm state, and every window
+        // likelihood state: with room for 2 keys, 5 keys evict 3 of each.
+        let m = manifest();
+        let (t, f) = (m.spec.window, m.spec.features);
+        let mut s = Scorer::new(
+            ScorerConfig {
+                rule: AnomalyRule::Likelihood,
+                max_keys: 2,
+                likelihood_threshold: 0.0,
+                ..cfg(2, 0)
+            },
+            &m,
+        )
+        .unwrap();
+        let values = vec![0.5f32; t * f];
+        let se = vec![1.0f32; t * f];
+        for k in ["a", "b", "c", "d", "e"] {
+            let w = WindowScore {
+                key: k,
+                start_ts_ms: 0,
+                end_ts_ms: 1,
+                timestamps: &[],
+                values: &values,
+                score: 1.0,
+                squared_error: &se,
+                prediction: None,
+                model_version: "1",
+            };
+            s.decide(&w, 0);
+        }
+        let ev = s.take_evictions();
+        assert_eq!(ev.likelihood.capacity_keys, 3, "{ev:?}");
+        assert_eq!(ev.storm.capacity_keys, 3, "{ev:?}");
+        assert_eq!(s.likelihood_keys(), 2);
+        assert_eq!(s.take_evictions(), ScorerEvictions::default());
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //! it is exactly the row-indexed [`prediction_errors`] of `lstm-ae eval nab`
 //! and `lstm-ae score`.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::sync::Arc;
 
+use hashlink::LinkedHashMap;
 use ndarray::ArrayView2;
 
 use super::{PostprocessConfig, PostprocessError, Postprocessor};
@@ -221,19 +222,36 @@ impl KeyState {
     }
 }
 
+/// Keys dropped from a per-key state, by reason, since the last
+/// [`KeyedLikelihood::take_evictions`] (or the storm rule's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyEvictions {
+    /// Keys idle for longer than the TTL.
+    pub expired_keys: u64,
+    /// Keys dropped to stay under `max_keys`.
+    pub capacity_keys: u64,
+}
+
 /// Per-key likelihood state with bounded memory: each key's state is
 /// constant-size (about 0.5 KB at the defaults with P = 8, whatever
 /// its history), keys idle for `ttl_ms` (processing time) are dropped, and
-/// beyond `max_keys` the least recently scored keys make room. A dropped key starts again with no history, so it
-/// scores 0 until `min_history` windows are seen again.
+/// a new key beyond `max_keys` makes room by dropping the least recently
+/// scored one. A dropped key starts again with no history, so it scores 0
+/// until `min_history` windows are seen again.
 pub struct KeyedLikelihood {
     cfg: Arc<PostprocessConfig>,
     horizon: usize,
     features: usize,
     max_keys: usize,
+    /// 0: no TTL.
     ttl_ms: u64,
-    keys: HashMap<Box<str>, KeyState>,
-    last_sweep_ms: u64,
+    /// Keys in the order they were last scored, least recent first (the
+    /// order's links live in the map's nodes, see the windower): the front
+    /// key is the one to make room and the most idle, so both evictions
+    /// cost in proportion to the keys dropped. SipHash: names come from
+    /// the input.
+    keys: LinkedHashMap<Box<str>, KeyState, RandomState>,
+    evicted: KeyEvictions,
 }
 
 impl KeyedLikelihood {
@@ -251,9 +269,14 @@ impl KeyedLikelihood {
             features,
             max_keys: max_keys.max(1),
             ttl_ms,
-            keys: HashMap::new(),
-            last_sweep_ms: 0,
+            keys: LinkedHashMap::with_hasher(RandomState::new()),
+            evicted: KeyEvictions::default(),
         })
+    }
+
+    /// Keys dropped since the last call.
+    pub fn take_evictions(&mut self) -> KeyEvictions {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Bytes held for `key`'s state (see `KeyState::bytes`), if it has one.
@@ -283,12 +306,14 @@ impl KeyedLikelihood {
     }
 
     /// The anomaly likelihood of `key`'s next window, in `[0, 1]`; windows
-    /// of a key must come in event-time order. `now_ms` is processing time.
+    /// of a key must come in event-time order. `now_ms` is processing time
+    /// and does not go back.
     pub fn push(&mut self, key: &str, w: WindowErrors<'_>, now_ms: u64) -> f64 {
         self.evict(now_ms);
-        if !self.keys.contains_key(key) {
-            if self.keys.len() >= self.max_keys {
-                self.make_room();
+        // An existing key becomes the most recently scored one.
+        if self.keys.to_back(key).is_none() {
+            if self.keys.len() >= self.max_keys && self.keys.pop_front().is_some() {
+                self.evicted.capacity_keys += 1;
             }
             let post = Postprocessor::shared(self.cfg.clone())
                 .expect("the configuration was validated in KeyedLikelihood::new");
@@ -323,33 +348,20 @@ impl KeyedLikelihood {
         score
     }
 
-    /// Drops keys idle for longer than the TTL; sweeps at most every TTL/4.
+    /// Drops the keys idle for longer than the TTL, from the front of the
+    /// order: the cost is the keys dropped.
     fn evict(&mut self, now_ms: u64) {
-        if self.ttl_ms == 0 || now_ms.saturating_sub(self.last_sweep_ms) < self.ttl_ms / 4 {
+        if self.ttl_ms == 0 {
             return;
         }
-        self.last_sweep_ms = now_ms;
-        let ttl = self.ttl_ms;
-        self.keys
-            .retain(|_, s| now_ms.saturating_sub(s.last_seen_ms) <= ttl);
-    }
-
-    /// At the key limit: drops the least recently seen tenth of the keys at
-    /// once, so the sort is paid once per `max_keys / 10` new keys.
-    fn make_room(&mut self) {
-        let mut seen: Vec<u64> = self.keys.values().map(|s| s.last_seen_ms).collect();
-        let drop = (self.max_keys / 10).max(1).min(seen.len());
-        let (_, cut, _) = seen.select_nth_unstable(drop - 1);
-        let cut = *cut;
-        let mut left = drop;
-        self.keys.retain(|_, s| {
-            if left > 0 && s.last_seen_ms <= cut {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        while self
+            .keys
+            .front()
+            .is_some_and(|(_, s)| now_ms.saturating_sub(s.last_seen_ms) > self.ttl_ms)
+        {
+            self.keys.pop_front();
+            self.evicted.expired_keys += 1;
+        }
     }
 }
 
@@ -503,8 +515,13 @@ mod tests {
             keyed.push(&k.to_string(), w(&[0]), k);
             assert!(keyed.len() <= 100);
         }
-        // The most recent keys survive the cuts.
-        assert!(keyed.keys.contains_key("9999") && keyed.keys.contains_key("9950"));
+        // Exactly the 100 most recent keys are left, and every drop counted.
+        assert_eq!(keyed.len(), 100);
+        assert!(keyed.keys.contains_key("9900") && keyed.keys.contains_key("9999"));
+        assert!(!keyed.keys.contains_key("9899"));
+        let ev = keyed.take_evictions();
+        assert_eq!((ev.capacity_keys, ev.expired_keys), (9_900, 0));
+        assert_eq!(keyed.take_evictions(), KeyEvictions::default());
 
         let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 1000, 1000).unwrap();
         for k in 0..50 {
@@ -512,6 +529,33 @@ mod tests {
         }
         keyed.push("late", w(&[0]), 1001);
         assert_eq!(keyed.len(), 1, "idle keys dropped after the TTL");
+        assert_eq!(keyed.take_evictions().expired_keys, 50);
+    }
+
+    #[test]
+    fn a_new_key_at_the_limit_drops_only_the_least_recently_scored_one() {
+        // A dropped key loses its history (it scores 0 for `min_history`
+        // windows), so making room must cost one key, not a tenth of them.
+        let w = |ts: &'static [i64]| WindowErrors {
+            reconstruction: 0.1,
+            timestamps: ts,
+            last_point: vec![0.0],
+            forecast: None,
+            values: &[],
+        };
+        let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 20, 0).unwrap();
+        for k in 0..20 {
+            keyed.push(&k.to_string(), w(&[0]), k);
+        }
+        keyed.push("0", w(&[1]), 20); // 0 is now the most recent
+        keyed.push("new", w(&[0]), 21);
+        assert_eq!(keyed.len(), 20);
+        assert!(
+            !keyed.keys.contains_key("1"),
+            "1 was the least recently scored"
+        );
+        assert!(keyed.keys.contains_key("0") && keyed.keys.contains_key("2"));
+        assert_eq!(keyed.take_evictions().capacity_keys, 1);
     }
 
     #[test]

@@ -18,5 +18,5 @@ pub mod likelihood;
 pub use decision::{
     AnomalyRule, Decision, ModelChange, Reason, Scorer, ScorerConfig, ScorerEvictions, WindowScore,
 };
-pub use keyed::{prediction_errors, KeyedLikelihood, WindowErrors};
+pub use keyed::{prediction_errors, KeyEvictions, KeyedLikelihood, WindowErrors};
 pub use likelihood::{gaussian_tail, PostprocessConfig, PostprocessError, Postprocessor};

@@ -316,9 +316,14 @@ impl Sink {
         m.likelihood_keys.set(self.scorer.likelihood_keys() as i64);
         m.storm_keys.set(self.scorer.storm_keys() as i64);
         let ev = self.scorer.take_evictions();
-        for (reason, n) in [("expired", ev.expired_keys), ("capacity", ev.capacity_keys)] {
-            if n > 0 {
-                m.storm_keys_evicted.with_label_values(&[reason]).inc_by(n);
+        for (counter, e) in [
+            (&m.storm_keys_evicted, ev.storm),
+            (&m.likelihood_keys_evicted, ev.likelihood),
+        ] {
+            for (reason, n) in [("expired", e.expired_keys), ("capacity", e.capacity_keys)] {
+                if n > 0 {
+                    counter.with_label_values(&[reason]).inc_by(n);
+                }
             }
         }
         // The batch is out of the reorder buffer: its permit goes back.

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub buffered_points_dropped: IntCounter,
     pub storm_keys: IntGauge,
     pub storm_keys_evicted: IntCounterVec,
+    pub likelihood_keys_evicted: IntCounterVec,
     pub non_finite_scores: IntCounter,
     pub dead_letters_in_flight: IntGauge,
     pub batches_in_flight: IntGauge,
@@ -270,6 +271,12 @@ impl Metrics {
                 "Storm-rule keys dropped, by reason (expired, capacity); such a key starts a new run.",
                 &["reason"],
             ),
+            likelihood_keys_evicted: counter_vec(
+                &r,
+                "lstm_ae_likelihood_keys_evicted_total",
+                "Likelihood-rule keys dropped with their history, by reason (expired, capacity); such a key scores 0 until postprocess.min_history windows again.",
+                &["reason"],
+            ),
             non_finite_scores: counter(
                 &r,
                 "lstm_ae_non_finite_scores_total",
@@ -326,6 +333,7 @@ impl Metrics {
         }
         for reason in ["expired", "capacity"] {
             m.storm_keys_evicted.with_label_values(&[reason]);
+            m.likelihood_keys_evicted.with_label_values(&[reason]);
         }
         for result in ["ok", "refused"] {
             m.model_reloads.with_label_values(&[result]);
