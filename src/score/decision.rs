@@ -16,18 +16,19 @@
 //! ## Memory
 //!
 //! The storm rule keeps state only for keys in an anomalous run or a
-//! cool-down, bounded like the windower's keys: at most `max_keys`, and a
-//! key not seen for `key_ttl_ms` (processing time) is forgotten. A forgotten
+//! cool-down, bounded like the windower's keys: at most `max_keys` (a new
+//! key beyond it drops the least recently updated one), and a key not
+//! seen for `key_ttl_ms` (processing time) is forgotten. A forgotten
 //! key starts a new run (its cool-down is lost). The likelihood's per-key
 //! state is bounded by [`KeyedLikelihood`] with the same limits.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 
+use hashlink::LinkedHashMap;
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::keyed::KeyEvictions;
-use super::{KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
+use super::{KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
 use crate::model::Manifest;
 use crate::stream::codec::{
     format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, ScoreRecord, SourceRef,
@@ -136,10 +137,11 @@ struct Storm {
 /// The storm rule's per-key state, bounded (see the module docs).
 #[derive(Debug)]
 struct Storms {
-    keys: HashMap<String, (Storm, u64)>,
+    /// Keys in order of last update, least recent first, with their state
+    /// and the time of that update (see the windower's map).
+    keys: LinkedHashMap<Box<str>, (Storm, u64), RandomState>,
     max_keys: usize,
     ttl_ms: u64,
-    last_sweep_ms: u64,
     evicted: KeyEvictions,
 }
 
@@ -156,7 +158,7 @@ impl Storms {
         cooldown: usize,
         now_ms: u64,
     ) -> bool {
-        self.sweep(now_ms);
+        self.expire(now_ms);
         let mut s = match self.keys.get(key) {
             Some(&(s, seen)) if now_ms.saturating_sub(seen) <= self.ttl_ms => s,
             _ => Storm::default(),
@@ -181,49 +183,29 @@ impl Storms {
         };
         if s == Storm::default() {
             self.keys.remove(key);
-        } else if let Some(e) = self.keys.get_mut(key) {
+        } else if let Some(e) = self.keys.to_back(key) {
             *e = (s, now_ms);
         } else {
-            if self.keys.len() >= self.max_keys {
-                self.make_room();
+            // A new key beyond the limit drops the least recently updated.
+            if self.keys.len() >= self.max_keys && self.keys.pop_front().is_some() {
+                self.evicted.capacity_keys += 1;
             }
-            self.keys.insert(key.to_string(), (s, now_ms));
+            self.keys.insert(key.into(), (s, now_ms));
         }
         publish
     }
 
-    /// Drops idle keys; sweeps at most every TTL/4 so the cost is amortised.
-    fn sweep(&mut self, now_ms: u64) {
-        if now_ms.saturating_sub(self.last_sweep_ms) < self.ttl_ms / 4 {
-            return;
+    /// Drops the keys idle for longer than the TTL, from the front of the
+    /// order: the cost is the keys dropped.
+    fn expire(&mut self, now_ms: u64) {
+        while self
+            .keys
+            .front()
+            .is_some_and(|(_, (_, seen))| now_ms.saturating_sub(*seen) > self.ttl_ms)
+        {
+            self.keys.pop_front();
+            self.evicted.expired_keys += 1;
         }
-        self.last_sweep_ms = now_ms;
-        let (ttl, before) = (self.ttl_ms, self.keys.len());
-        self.keys
-            .retain(|_, (_, seen)| now_ms.saturating_sub(*seen) <= ttl);
-        self.evicted.expired_keys += (before - self.keys.len()) as u64;
-    }
-
-    /// At the key limit: drops the least recently seen tenth at once, so the
-    /// selection is paid once per `max_keys / 10` new keys.
-    fn make_room(&mut self) {
-        let mut seen: Vec<u64> = self.keys.values().map(|(_, t)| *t).collect();
-        let drop = (self.max_keys / 10).max(1).min(seen.len());
-        if drop == 0 {
-            return;
-        }
-        let (_, cut, _) = seen.select_nth_unstable(drop - 1);
-        let cut = *cut;
-        let mut left = drop;
-        self.keys.retain(|_, (_, t)| {
-            if left > 0 && *t <= cut {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
-        self.evicted.capacity_keys += (drop - left) as u64;
     }
 }
 
@@ -271,10 +253,9 @@ impl Scorer {
             )?),
         };
         let storms = Storms {
-            keys: HashMap::new(),
+            keys: LinkedHashMap::with_hasher(RandomState::new()),
             max_keys: cfg.max_keys.max(1),
             ttl_ms: cfg.key_ttl_ms,
-            last_sweep_ms: 0,
             evicted: KeyEvictions::default(),
         };
         Ok(Scorer {
@@ -507,10 +488,9 @@ mod tests {
 
     fn storms(max_keys: usize, ttl_ms: u64) -> Storms {
         Storms {
-            keys: HashMap::new(),
+            keys: LinkedHashMap::with_hasher(RandomState::new()),
             max_keys,
             ttl_ms,
-            last_sweep_ms: 0,
             evicted: KeyEvictions::default(),
         }
     }
@@ -557,11 +537,30 @@ mod tests {
             s.publish(&k.to_string(), true, 1, 1_000, k / 100);
             assert!(s.keys.len() <= 100, "{} keys", s.keys.len());
         }
-        assert!(s.evicted.capacity_keys >= 9_900);
-        // Idle past the TTL: swept.
+        assert_eq!(s.evicted.capacity_keys, 9_900);
+        // Idle past the TTL: dropped.
         s.publish("late", false, 1, 1_000, 10_000);
         assert!(s.keys.is_empty());
-        assert!(s.evicted.expired_keys > 0);
+        assert_eq!(s.evicted.expired_keys, 100);
+    }
+
+    #[test]
+    fn a_new_storm_key_at_the_limit_drops_only_the_least_recently_updated() {
+        // A dropped key forgets its cool-down and may alert again at once,
+        // so making room must cost one key, not a tenth of them.
+        let mut s = storms(20, 1_000_000);
+        for k in 0..20u64 {
+            s.publish(&k.to_string(), true, 1, 1_000, k);
+        }
+        s.publish("0", true, 1, 1_000, 20); // in its cool-down; now the most recent
+        s.publish("new", true, 1, 1_000, 21);
+        assert_eq!(s.keys.len(), 20);
+        assert!(
+            !s.keys.contains_key("1"),
+            "1 was the least recently updated"
+        );
+        assert!(s.keys.contains_key("0") && s.keys.contains_key("2"));
+        assert_eq!(s.evicted.capacity_keys, 1);
     }
 
     #[test]
