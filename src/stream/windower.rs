@@ -1105,8 +1105,9 @@ mod tests {
         assert_eq!(out.window.unwrap().values, vec![2.0, 3.0]);
     }
 
-    #[test]
-    fn max_keys_evicts_least_recently_updated() {
+    /// Room for two keys (T = 3); `a` (offset 1) then `b` (offset 2) on
+    /// partition 0, so `a` is the least recently updated.
+    fn two_keys_a_then_b() -> Windower {
         let mut w = Windower::new(WindowerConfig {
             max_keys: 2,
             ..cfg(3, 1, 1)
@@ -1114,6 +1115,12 @@ mod tests {
         .unwrap();
         w.push("a", 1, &[1.0], at(0, 1), 1);
         w.push("b", 1, &[1.0], at(0, 2), 2);
+        w
+    }
+
+    #[test]
+    fn max_keys_evicts_least_recently_updated() {
+        let mut w = two_keys_a_then_b();
         w.push("a", 2, &[1.0], at(0, 3), 3); // a is now more recent than b
         assert_eq!(w.min_held_offset(0), Some(1));
         let out = w.push("c", 1, &[1.0], at(1, 4), 4);
@@ -1147,13 +1154,7 @@ mod tests {
             (0, at(0, 3)), // out of order
             (2, at(1, 3)), // from another partition
         ] {
-            let mut w = Windower::new(WindowerConfig {
-                max_keys: 2,
-                ..cfg(3, 1, 1)
-            })
-            .unwrap();
-            w.push("a", 1, &[1.0], at(0, 1), 1);
-            w.push("b", 1, &[1.0], at(0, 2), 2);
+            let mut w = two_keys_a_then_b();
             let (ts, origin) = bad;
             let out = w.push("a", ts, &[1.0], origin, 3);
             assert!(matches!(out.status, PointStatus::Rejected(_)), "{bad:?}");
