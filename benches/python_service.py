@@ -22,11 +22,16 @@ import collections
 import datetime
 import json
 import math
+import os
 import sys
 import time
 
-import numpy as np
-import onnxruntime as ort
+# ONNX Runtime reads its telemetry switch as it loads, as the daemon's does
+# (src/infer/runtime.rs): set before the import, not after.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
 from confluent_kafka import Consumer, Producer
 
 

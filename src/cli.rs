@@ -428,6 +428,8 @@ struct ScoreArgs {
 }
 
 pub fn main() -> ExitCode {
+    // Before any thread starts (see the function).
+    crate::infer::runtime::keep_telemetry_off();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -363,3 +363,55 @@ fn a_configured_onnx_runtime_path_is_used_and_a_wrong_one_is_named() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// ONNX Runtime 1.32 writes a device id and an event store of telemetry
+/// under the user's cache folder as it loads (and uploads them where it can
+/// reach its host), whatever the API says afterwards: a run of `lstm-ae`
+/// leaves nothing in the home or cache folders.
+#[test]
+fn onnx_runtime_telemetry_writes_nothing_to_home_or_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, cache) = (dir.path().join("home"), dir.path().join("cache"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scored = dir.path().join("scored.csv");
+    let out = std::process::Command::new(common::bin())
+        // A clean environment: CI markers (`CI`, `GITLAB_CI`, …) make ONNX
+        // Runtime keep no event store, which would hide what a user's
+        // machine gets; no `ORT_DISABLE_TELEMETRY` from the caller either.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", &cache)
+        .current_dir(dir.path())
+        .arg("score")
+        .arg("--model")
+        .arg(root.join("models/machine_temperature"))
+        .arg(root.join("data/nab/artificialNoAnomaly/art_daily_no_noise.csv"))
+        .arg("--out")
+        .arg(&scored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ONNX Runtime did run: one scored row per input row.
+    let rows = std::fs::read_to_string(&scored).unwrap().lines().count();
+    assert!(rows > 4000, "{rows} lines in the scored CSV");
+    let mut left = files_under(&home);
+    left.extend(files_under(&cache));
+    assert!(left.is_empty(), "written outside the given paths: {left:?}");
+}

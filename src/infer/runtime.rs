@@ -19,6 +19,14 @@
 //!
 //! An explicit path or `ORT_DYLIB_PATH` that names a missing file is an
 //! error rather than a reason to fall back: the user asked for that library.
+//!
+//! Telemetry: ONNX Runtime 1.32 on Linux records a "ProcessInfo" event (the
+//! executable's name, OS, CPU model, container kind, a device id) into
+//! `~/.cache/Microsoft/DeveloperTools/.onnxruntime/` and starts an uploader
+//! as the library initialises, before any API call can turn it off; `ort`'s
+//! `with_telemetry(false)` (below) only silences later events. Its one
+//! off-switch is `ORT_DISABLE_TELEMETRY` in the environment before the
+//! library loads: [`keep_telemetry_off`] sets it for the command line.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -38,6 +46,21 @@ pub const LIBRARY_FILE: &str = if cfg!(target_os = "windows") {
 
 /// The environment variable that names the library, as `ort` itself reads it.
 pub const ENV_VAR: &str = "ORT_DYLIB_PATH";
+
+/// ONNX Runtime's telemetry off-switch, read once as the library loads.
+pub const TELEMETRY_ENV_VAR: &str = "ORT_DISABLE_TELEMETRY";
+
+/// Sets `ORT_DISABLE_TELEMETRY=1` unless the environment already says
+/// (an operator who sets it, to either value, is obeyed). A daemon must not
+/// write outside its data folders nor reach hosts it was not configured
+/// for. Call it first thing in `main`, while the process has one thread:
+/// changing the environment races with `getenv` in other threads (C code
+/// such as librdkafka's included).
+pub fn keep_telemetry_off() {
+    if std::env::var_os(TELEMETRY_ENV_VAR).is_none() {
+        std::env::set_var(TELEMETRY_ENV_VAR, "1");
+    }
+}
 
 /// Where `scripts/setup.sh` puts the library, relative to the project root.
 pub const PROJECT_LOCAL_DIR: &str = ".local/onnxruntime/lib";
