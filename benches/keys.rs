@@ -65,7 +65,7 @@ fn main() {
 fn likelihood(names: &[String]) {
     let (t, p) = (64_usize, 8_usize);
     let before = procs::rss_bytes(std::process::id()).0 / 1024;
-    let mut keyed = KeyedLikelihood::new(PostprocessConfig::default(), p, 1, KEYS, 0)
+    let mut keyed = KeyedLikelihood::new(PostprocessConfig::default(), p, 1, KEYS, u64::MAX)
         .expect("valid configuration");
     let ts: Vec<i64> = (0..t as i64 + 16).map(|i| i * 60_000).collect();
     let values: Vec<f32> = (0..t + 16).map(|i| (i % 7) as f32).collect();

@@ -22,13 +22,12 @@
 //! key starts a new run (its cool-down is lost). The likelihood's per-key
 //! state is bounded by [`KeyedLikelihood`] with the same limits.
 
-use std::collections::hash_map::RandomState;
-
-use hashlink::LinkedHashMap;
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::{KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
+use super::{
+    KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, RecentKeys, WindowErrors,
+};
 use crate::model::Manifest;
 use crate::stream::codec::{
     format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, ScoreRecord, SourceRef,
@@ -134,15 +133,11 @@ struct Storm {
     cooldown_left: usize,
 }
 
-/// The storm rule's per-key state, bounded (see the module docs).
+/// The storm rule's per-key state, bounded (see the module docs): only
+/// keys in a run or a cool-down have an entry.
 #[derive(Debug)]
 struct Storms {
-    /// Keys in order of last update, least recent first, with their state
-    /// and the time of that update (see the windower's map).
-    keys: LinkedHashMap<Box<str>, (Storm, u64), RandomState>,
-    max_keys: usize,
-    ttl_ms: u64,
-    evicted: KeyEvictions,
+    keys: RecentKeys<Storm>,
 }
 
 impl Storms {
@@ -158,11 +153,8 @@ impl Storms {
         cooldown: usize,
         now_ms: u64,
     ) -> bool {
-        self.expire(now_ms);
-        let mut s = match self.keys.get(key) {
-            Some(&(s, seen)) if now_ms.saturating_sub(seen) <= self.ttl_ms => s,
-            _ => Storm::default(),
-        };
+        self.keys.expire(now_ms);
+        let mut s = self.keys.get(key).copied().unwrap_or_default();
         let publish = if s.cooldown_left > 0 {
             // A new run must start after the cool-down, not during it.
             s.cooldown_left -= 1;
@@ -183,29 +175,10 @@ impl Storms {
         };
         if s == Storm::default() {
             self.keys.remove(key);
-        } else if let Some(e) = self.keys.to_back(key) {
-            *e = (s, now_ms);
         } else {
-            // A new key beyond the limit drops the least recently updated.
-            if self.keys.len() >= self.max_keys && self.keys.pop_front().is_some() {
-                self.evicted.capacity_keys += 1;
-            }
-            self.keys.insert(key.into(), (s, now_ms));
+            *self.keys.touch(key, now_ms, Storm::default) = s;
         }
         publish
-    }
-
-    /// Drops the keys idle for longer than the TTL, from the front of the
-    /// order: the cost is the keys dropped.
-    fn expire(&mut self, now_ms: u64) {
-        while self
-            .keys
-            .front()
-            .is_some_and(|(_, (_, seen))| now_ms.saturating_sub(*seen) > self.ttl_ms)
-        {
-            self.keys.pop_front();
-            self.evicted.expired_keys += 1;
-        }
     }
 }
 
@@ -253,10 +226,7 @@ impl Scorer {
             )?),
         };
         let storms = Storms {
-            keys: LinkedHashMap::with_hasher(RandomState::new()),
-            max_keys: cfg.max_keys.max(1),
-            ttl_ms: cfg.key_ttl_ms,
-            evicted: KeyEvictions::default(),
+            keys: RecentKeys::new(cfg.max_keys, cfg.key_ttl_ms),
         };
         Ok(Scorer {
             threshold: manifest.threshold.value,
@@ -312,7 +282,7 @@ impl Scorer {
     /// the last call.
     pub fn take_evictions(&mut self) -> ScorerEvictions {
         ScorerEvictions {
-            storm: std::mem::take(&mut self.storms.evicted),
+            storm: self.storms.keys.take_evictions(),
             likelihood: self
                 .likelihood
                 .as_mut()
@@ -488,10 +458,7 @@ mod tests {
 
     fn storms(max_keys: usize, ttl_ms: u64) -> Storms {
         Storms {
-            keys: LinkedHashMap::with_hasher(RandomState::new()),
-            max_keys,
-            ttl_ms,
-            evicted: KeyEvictions::default(),
+            keys: RecentKeys::new(max_keys, ttl_ms),
         }
     }
 
@@ -537,11 +504,11 @@ mod tests {
             s.publish(&k.to_string(), true, 1, 1_000, k / 100);
             assert!(s.keys.len() <= 100, "{} keys", s.keys.len());
         }
-        assert_eq!(s.evicted.capacity_keys, 9_900);
+        assert_eq!(s.keys.take_evictions().capacity_keys, 9_900);
         // Idle past the TTL: dropped.
         s.publish("late", false, 1, 1_000, 10_000);
         assert!(s.keys.is_empty());
-        assert_eq!(s.evicted.expired_keys, 100);
+        assert_eq!(s.keys.take_evictions().expired_keys, 100);
     }
 
     #[test]
@@ -556,11 +523,11 @@ mod tests {
         s.publish("new", true, 1, 1_000, 21);
         assert_eq!(s.keys.len(), 20);
         assert!(
-            !s.keys.contains_key("1"),
+            s.keys.get("1").is_none(),
             "1 was the least recently updated"
         );
-        assert!(s.keys.contains_key("0") && s.keys.contains_key("2"));
-        assert_eq!(s.evicted.capacity_keys, 1);
+        assert!(s.keys.get("0").is_some() && s.keys.get("2").is_some());
+        assert_eq!(s.keys.take_evictions().capacity_keys, 1);
     }
 
     #[test]

@@ -12,13 +12,11 @@
 //! it is exactly the row-indexed [`prediction_errors`] of `lstm-ae eval nab`
 //! and `lstm-ae score`.
 
-use std::collections::hash_map::RandomState;
 use std::sync::Arc;
 
-use hashlink::LinkedHashMap;
 use ndarray::ArrayView2;
 
-use super::{PostprocessConfig, PostprocessError, Postprocessor};
+use super::{KeyEvictions, PostprocessConfig, PostprocessError, Postprocessor, RecentKeys};
 
 /// Mean squared difference between each row and the forecasts made for it
 /// by the windows ending 1..=`horizon` rows before it, in scaled units, over
@@ -206,52 +204,34 @@ impl Forecasts {
 struct KeyState {
     post: Postprocessor,
     forecasts: Forecasts,
-    /// Processing time of the last window, for the TTL.
-    last_seen_ms: u64,
 }
 
 impl KeyState {
     /// Bytes held for the key besides its name and the map's own slot:
     /// constant in the key's history — the post-processor
-    /// ([`Postprocessor::state_bytes`], under 512 bytes by default) and
-    /// the forecasts still to be used, `P(P + 1)/2 × F` values.
+    /// ([`Postprocessor::state_bytes`], under 512 bytes by default), the
+    /// forecasts still to be used, `P(P + 1)/2 × F` values, and the time
+    /// of its last window that [`RecentKeys`] keeps beside it.
     fn bytes(&self) -> usize {
         std::mem::size_of::<Self>() - std::mem::size_of::<Postprocessor>()
             + self.post.state_bytes()
             + self.forecasts.bytes()
+            + std::mem::size_of::<u64>()
     }
-}
-
-/// Keys dropped from a per-key state, by reason, since the last
-/// [`KeyedLikelihood::take_evictions`] (or the storm rule's).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KeyEvictions {
-    /// Keys idle for longer than the TTL.
-    pub expired_keys: u64,
-    /// Keys dropped to stay under `max_keys`.
-    pub capacity_keys: u64,
 }
 
 /// Per-key likelihood state with bounded memory: each key's state is
 /// constant-size (about 0.5 KB at the defaults with P = 8, whatever
-/// its history), keys idle for `ttl_ms` (processing time) are dropped, and
-/// a new key beyond `max_keys` makes room by dropping the least recently
-/// scored one. A dropped key starts again with no history, so it scores 0
-/// until `min_history` windows are seen again.
+/// its history), keys idle for `ttl_ms` (processing time; `u64::MAX`:
+/// never) are dropped, and a new key beyond `max_keys` makes room by
+/// dropping the least recently scored one ([`RecentKeys`]). A dropped key
+/// starts again with no history, so it scores 0 until `min_history`
+/// windows are seen again.
 pub struct KeyedLikelihood {
     cfg: Arc<PostprocessConfig>,
     horizon: usize,
     features: usize,
-    max_keys: usize,
-    /// 0: no TTL.
-    ttl_ms: u64,
-    /// Keys in the order they were last scored, least recent first (the
-    /// order's links live in the map's nodes, see the windower): the front
-    /// key is the one to make room and the most idle, so both evictions
-    /// cost in proportion to the keys dropped. SipHash: names come from
-    /// the input.
-    keys: LinkedHashMap<Box<str>, KeyState, RandomState>,
-    evicted: KeyEvictions,
+    keys: RecentKeys<KeyState>,
 }
 
 impl KeyedLikelihood {
@@ -267,16 +247,13 @@ impl KeyedLikelihood {
             cfg: Arc::new(cfg),
             horizon,
             features,
-            max_keys: max_keys.max(1),
-            ttl_ms,
-            keys: LinkedHashMap::with_hasher(RandomState::new()),
-            evicted: KeyEvictions::default(),
+            keys: RecentKeys::new(max_keys, ttl_ms),
         })
     }
 
     /// Keys dropped since the last call.
     pub fn take_evictions(&mut self) -> KeyEvictions {
-        std::mem::take(&mut self.evicted)
+        self.keys.take_evictions()
     }
 
     /// Bytes held for `key`'s state (see `KeyState::bytes`), if it has one.
@@ -298,7 +275,7 @@ impl KeyedLikelihood {
     /// by the old model are dropped (their errors are the old model's).
     /// Returns the keys carried over.
     pub fn rescale(&mut self, ratio: f64) -> usize {
-        for s in self.keys.values_mut() {
+        for s in self.keys.states_mut() {
             s.post.rescale(ratio);
             s.forecasts.clear();
         }
@@ -309,28 +286,13 @@ impl KeyedLikelihood {
     /// of a key must come in event-time order. `now_ms` is processing time
     /// and does not go back.
     pub fn push(&mut self, key: &str, w: WindowErrors<'_>, now_ms: u64) -> f64 {
-        self.evict(now_ms);
-        // An existing key becomes the most recently scored one.
-        if self.keys.to_back(key).is_none() {
-            if self.keys.len() >= self.max_keys && self.keys.pop_front().is_some() {
-                self.evicted.capacity_keys += 1;
-            }
-            let post = Postprocessor::shared(self.cfg.clone())
-                .expect("the configuration was validated in KeyedLikelihood::new");
-            self.keys.insert(
-                key.into(),
-                KeyState {
-                    post,
-                    forecasts: Forecasts::new(self.horizon, self.features),
-                    last_seen_ms: now_ms,
-                },
-            );
-        }
-        let f = self.features;
-        let Some(state) = self.keys.get_mut(key) else {
-            return 0.0; // unreachable: inserted above
-        };
-        state.last_seen_ms = now_ms;
+        self.keys.expire(now_ms);
+        let (cfg, horizon, features) = (&self.cfg, self.horizon, self.features);
+        let state = self.keys.touch(key, now_ms, || KeyState {
+            post: Postprocessor::shared(cfg.clone())
+                .expect("the configuration was validated in KeyedLikelihood::new"),
+            forecasts: Forecasts::new(horizon, features),
+        });
         let fc = &mut state.forecasts;
         let prediction = match fc.advance(w.timestamps) {
             Some(d) => {
@@ -340,28 +302,12 @@ impl KeyedLikelihood {
             }
             None => None,
         };
-        let raw = self.cfg.combine(w.reconstruction, prediction);
-        let score = state.post.push_window(raw, w.values, f);
+        let raw = cfg.combine(w.reconstruction, prediction);
+        let score = state.post.push_window(raw, w.values, features);
         if let Some(forecast) = &w.forecast {
             state.forecasts.add(forecast);
         }
         score
-    }
-
-    /// Drops the keys idle for longer than the TTL, from the front of the
-    /// order: the cost is the keys dropped.
-    fn evict(&mut self, now_ms: u64) {
-        if self.ttl_ms == 0 {
-            return;
-        }
-        while self
-            .keys
-            .front()
-            .is_some_and(|(_, s)| now_ms.saturating_sub(s.last_seen_ms) > self.ttl_ms)
-        {
-            self.keys.pop_front();
-            self.evicted.expired_keys += 1;
-        }
     }
 }
 
@@ -429,7 +375,7 @@ mod tests {
             // the stride scores.
             let pred = prediction_errors(&forecasts, rows.view(), p);
             let mut offline = Postprocessor::new(c.clone()).unwrap();
-            let mut keyed = KeyedLikelihood::new(c.clone(), p, f, 10, 0).unwrap();
+            let mut keyed = KeyedLikelihood::new(c.clone(), p, f, 10, u64::MAX).unwrap();
             let ts: Vec<i64> = (0..60).map(|i| 1000 * i as i64).collect();
             let flat: Vec<f32> = rows.iter().copied().collect();
             for e in (t - 1..60).step_by(stride) {
@@ -481,7 +427,7 @@ mod tests {
     #[test]
     fn keys_are_independent() {
         let c = cfg();
-        let mut keyed = KeyedLikelihood::new(c.clone(), 0, 1, 10, 0).unwrap();
+        let mut keyed = KeyedLikelihood::new(c.clone(), 0, 1, 10, u64::MAX).unwrap();
         let mut a = Postprocessor::new(c.clone()).unwrap();
         let mut b = Postprocessor::new(c).unwrap();
         for i in 0..40i64 {
@@ -510,15 +456,15 @@ mod tests {
                 values: &[],
             }
         }
-        let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 100, 0).unwrap();
+        let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 100, u64::MAX).unwrap();
         for k in 0..10_000 {
             keyed.push(&k.to_string(), w(&[0]), k);
             assert!(keyed.len() <= 100);
         }
         // Exactly the 100 most recent keys are left, and every drop counted.
         assert_eq!(keyed.len(), 100);
-        assert!(keyed.keys.contains_key("9900") && keyed.keys.contains_key("9999"));
-        assert!(!keyed.keys.contains_key("9899"));
+        assert!(keyed.keys.get("9900").is_some() && keyed.keys.get("9999").is_some());
+        assert!(keyed.keys.get("9899").is_none());
         let ev = keyed.take_evictions();
         assert_eq!((ev.capacity_keys, ev.expired_keys), (9_900, 0));
         assert_eq!(keyed.take_evictions(), KeyEvictions::default());
@@ -543,7 +489,7 @@ mod tests {
             forecast: None,
             values: &[],
         };
-        let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 20, 0).unwrap();
+        let mut keyed = KeyedLikelihood::new(cfg(), 3, 1, 20, u64::MAX).unwrap();
         for k in 0..20 {
             keyed.push(&k.to_string(), w(&[0]), k);
         }
@@ -551,10 +497,10 @@ mod tests {
         keyed.push("new", w(&[0]), 21);
         assert_eq!(keyed.len(), 20);
         assert!(
-            !keyed.keys.contains_key("1"),
+            keyed.keys.get("1").is_none(),
             "1 was the least recently scored"
         );
-        assert!(keyed.keys.contains_key("0") && keyed.keys.contains_key("2"));
+        assert!(keyed.keys.get("0").is_some() && keyed.keys.get("2").is_some());
         assert_eq!(keyed.take_evictions().capacity_keys, 1);
     }
 
@@ -562,7 +508,8 @@ mod tests {
     fn a_key_state_does_not_grow_with_its_history() {
         // The daemon's defaults (long_window 8,000) with T = 32, P = 4, F = 1.
         let (t, p) = (32, 4);
-        let mut keyed = KeyedLikelihood::new(PostprocessConfig::default(), p, 1, 10, 0).unwrap();
+        let mut keyed =
+            KeyedLikelihood::new(PostprocessConfig::default(), p, 1, 10, u64::MAX).unwrap();
         let n = 20_000;
         let ts: Vec<i64> = (0..n as i64).collect();
         let values: Vec<f32> = (0..n).map(|i| (i % 37) as f32).collect();
@@ -595,7 +542,7 @@ mod tests {
 
     #[test]
     fn old_forecasts_are_not_kept() {
-        let mut keyed = KeyedLikelihood::new(cfg(), 2, 1, 10, 0).unwrap();
+        let mut keyed = KeyedLikelihood::new(cfg(), 2, 1, 10, u64::MAX).unwrap();
         let ts: Vec<i64> = (0..100).collect();
         for e in 3..100 {
             keyed.push(
@@ -613,7 +560,7 @@ mod tests {
             // holds the forecasts of the last two windows, slot 1 that of
             // the last one; nothing older.
             let want: &[u16] = if e == 3 { &[1, 1] } else { &[2, 1] };
-            assert_eq!(&*keyed.keys["k"].forecasts.counts, want);
+            assert_eq!(&*keyed.keys.get("k").unwrap().forecasts.counts, want);
         }
     }
 
@@ -624,7 +571,7 @@ mod tests {
         // (ts 100, 101, 102) does not hold 9, the last point before it, so
         // no forecast made before the gap reaches it.
         let c = cfg();
-        let mut keyed = KeyedLikelihood::new(c.clone(), 2, 1, 10, 0).unwrap();
+        let mut keyed = KeyedLikelihood::new(c.clone(), 2, 1, 10, u64::MAX).unwrap();
         let mut plain = Postprocessor::new(c.clone()).unwrap();
         let window = [1.0f32; 3];
         for end in (2..10).chain(102..110) {

@@ -9,14 +9,18 @@
 //!   storm rule, contributors, typed records), shared by the daemon and
 //!   `lstm-ae score`;
 //! - [`keyed`]: one post-processor per series key with bounded memory, and
-//!   the prediction error of a window from earlier windows' forecasts.
+//!   the prediction error of a window from earlier windows' forecasts;
+//! - [`recent`]: the bounded map of recently seen keys under the
+//!   likelihood's and the storm rule's per-key state.
 
 pub mod decision;
 pub mod keyed;
 pub mod likelihood;
+pub mod recent;
 
 pub use decision::{
     AnomalyRule, Decision, ModelChange, Reason, Scorer, ScorerConfig, ScorerEvictions, WindowScore,
 };
-pub use keyed::{prediction_errors, KeyEvictions, KeyedLikelihood, WindowErrors};
+pub use keyed::{prediction_errors, KeyedLikelihood, WindowErrors};
 pub use likelihood::{gaussian_tail, PostprocessConfig, PostprocessError, Postprocessor};
+pub use recent::{KeyEvictions, RecentKeys};

@@ -1,0 +1,192 @@
+//! Per-key state for a bounded set of recently seen series keys: the map
+//! under the likelihood's state ([`super::KeyedLikelihood`]) and the storm
+//! rule's ([`super::Scorer`]).
+//!
+//! Keys are kept in the order they were last touched, least recent first,
+//! with the links of that order inside the map's nodes (as the windower's
+//! keys, `crate::stream::windower`): touching a key relinks its node and
+//! allocates nothing, and the front key is both the one to make room and
+//! the most idle, so both evictions cost in proportion to the keys dropped.
+//! A new key beyond `max_keys` drops the least recently touched key; a key
+//! idle for longer than the TTL (processing time, monotonic) is dropped by
+//! [`RecentKeys::expire`]. Both are counted ([`KeyEvictions`]). SipHash
+//! (`RandomState`): key names come from the input.
+
+use std::collections::hash_map::RandomState;
+
+use hashlink::linked_hash_map::RawEntryMut;
+use hashlink::LinkedHashMap;
+
+/// Keys dropped from a per-key state, by reason, since the last
+/// [`RecentKeys::take_evictions`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyEvictions {
+    /// Keys idle for longer than the TTL.
+    pub expired_keys: u64,
+    /// Keys dropped to stay under `max_keys`.
+    pub capacity_keys: u64,
+}
+
+/// A key's state and when it was last touched (processing time, ms).
+#[derive(Debug)]
+struct Entry<V> {
+    state: V,
+    touched_ms: u64,
+}
+
+/// At most `max_keys` keys' states, dropped after `ttl_ms` idle.
+#[derive(Debug)]
+pub struct RecentKeys<V> {
+    keys: LinkedHashMap<Box<str>, Entry<V>, RandomState>,
+    max_keys: usize,
+    /// `u64::MAX`: keys never expire (offline scoring).
+    ttl_ms: u64,
+    evicted: KeyEvictions,
+}
+
+impl<V> RecentKeys<V> {
+    /// `max_keys` below 1 is taken as 1.
+    pub fn new(max_keys: usize, ttl_ms: u64) -> Self {
+        RecentKeys {
+            keys: LinkedHashMap::with_hasher(RandomState::new()),
+            max_keys: max_keys.max(1),
+            ttl_ms,
+            evicted: KeyEvictions::default(),
+        }
+    }
+
+    /// Drops the keys idle for longer than the TTL at `now_ms`, from the
+    /// front of the order.
+    pub fn expire(&mut self, now_ms: u64) {
+        while self
+            .keys
+            .front()
+            .is_some_and(|(_, e)| now_ms.saturating_sub(e.touched_ms) > self.ttl_ms)
+        {
+            self.keys.pop_front();
+            self.evicted.expired_keys += 1;
+        }
+    }
+
+    /// `key`'s state, now the most recently touched; a new key starts
+    /// from `fresh()` and, beyond `max_keys`, makes room by dropping the
+    /// least recently touched key. An existing key costs one hash lookup.
+    pub fn touch(&mut self, key: &str, now_ms: u64, fresh: impl FnOnce() -> V) -> &mut V {
+        let is_new = match self.keys.raw_entry_mut().from_key(key) {
+            RawEntryMut::Occupied(mut entry) => {
+                entry.to_back();
+                false
+            }
+            RawEntryMut::Vacant(_) => true,
+        };
+        if is_new {
+            // Room first: the vacant entry above borrows the map.
+            if self.keys.len() >= self.max_keys && self.keys.pop_front().is_some() {
+                self.evicted.capacity_keys += 1;
+            }
+            self.keys.insert(
+                key.into(),
+                Entry {
+                    state: fresh(),
+                    touched_ms: now_ms,
+                },
+            );
+        }
+        let entry = self
+            .keys
+            .back_entry()
+            .map(|e| e.into_mut())
+            .expect("the key was just moved to or inserted at the back");
+        entry.touched_ms = now_ms;
+        &mut entry.state
+    }
+
+    /// `key`'s state, if it has one; its place in the order is unchanged.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.keys.get(key).map(|e| &e.state)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        self.keys.remove(key).map(|e| e.state)
+    }
+
+    /// Every key's state, in no promised order.
+    pub fn states_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.keys.values_mut().map(|e| &mut e.state)
+    }
+
+    /// Keys with state.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Keys dropped since the last call.
+    pub fn take_evictions(&mut self) -> KeyEvictions {
+        std::mem::take(&mut self.evicted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(r: &RecentKeys<u32>) -> Vec<&str> {
+        r.keys.keys().map(|k| &**k).collect()
+    }
+
+    #[test]
+    fn a_new_key_at_the_limit_drops_only_the_least_recently_touched() {
+        let mut r = RecentKeys::new(3, u64::MAX);
+        for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
+            *r.touch(k, i as u64, || 0) += 1;
+        }
+        *r.touch("a", 3, || 0) += 1; // a is now the most recent
+        *r.touch("d", 4, || 10) += 1;
+        assert_eq!(keys(&r), ["c", "a", "d"]);
+        assert_eq!(r.get("a"), Some(&2), "a kept its state");
+        assert_eq!(r.get("d"), Some(&11), "d started from fresh()");
+        assert_eq!(
+            r.take_evictions(),
+            KeyEvictions {
+                expired_keys: 0,
+                capacity_keys: 1
+            }
+        );
+        assert_eq!(r.take_evictions(), KeyEvictions::default());
+    }
+
+    #[test]
+    fn keys_idle_past_the_ttl_expire_and_a_touch_renews_the_ttl() {
+        let mut r = RecentKeys::new(10, 100);
+        r.touch("a", 0, || 1);
+        r.touch("b", 50, || 2);
+        r.touch("a", 90, || 3); // renewed: idle from 90
+        r.expire(150); // b idle 100: not past the TTL
+        assert_eq!(keys(&r), ["b", "a"]);
+        r.expire(151);
+        assert_eq!(keys(&r), ["a"]);
+        assert_eq!(r.get("a"), Some(&1), "a's state from its first touch");
+        r.expire(191);
+        assert!(r.is_empty());
+        assert_eq!(r.take_evictions().expired_keys, 2);
+    }
+
+    #[test]
+    fn get_and_remove_leave_the_order_of_the_others() {
+        let mut r = RecentKeys::new(10, u64::MAX);
+        for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
+            r.touch(k, i as u64, || i as u32);
+        }
+        assert_eq!(r.get("a"), Some(&0));
+        assert_eq!(r.remove("b"), Some(1));
+        assert_eq!(r.remove("b"), None);
+        assert_eq!(keys(&r), ["a", "c"]);
+        r.expire(u64::MAX);
+        assert_eq!(r.len(), 2, "no TTL: nothing expires");
+        assert_eq!(r.take_evictions(), KeyEvictions::default());
+    }
+}
