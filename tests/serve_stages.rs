@@ -44,6 +44,8 @@ enum Mode {
 struct Shared {
     mode: Mode,
     calls: AtomicUsize,
+    /// Per call, in order: whether it was `infer_and_release`.
+    releases: Mutex<Vec<bool>>,
     released: Mutex<bool>,
     gate: Condvar,
 }
@@ -61,6 +63,17 @@ struct Fake {
 
 impl Backend for Fake {
     fn infer(&mut self, x: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
+        self.call(x, false)
+    }
+
+    fn infer_and_release(&mut self, x: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
+        self.call(x, true)
+    }
+}
+
+impl Fake {
+    fn call(&mut self, x: ArrayView3<'_, f32>, release: bool) -> Result<Outputs, InferError> {
+        self.shared.releases.lock().unwrap().push(release);
         let call = self.shared.calls.fetch_add(1, Ordering::SeqCst);
         let stuck = match self.shared.mode {
             Mode::Fail => return Err(InferError::Contract("the fake model fails".into())),
@@ -91,6 +104,7 @@ fn fake_model(mode: Mode) -> (Model, Arc<Shared>) {
     let shared = Arc::new(Shared {
         mode,
         calls: AtomicUsize::new(0),
+        releases: Mutex::new(Vec::new()),
         released: Mutex::new(false),
         gate: Condvar::new(),
     });
@@ -324,6 +338,71 @@ async fn a_window_goes_at_once_to_an_idle_inference_thread() {
     d.stop.send(()).unwrap();
     let summary = d.daemon.await.unwrap().unwrap();
     assert_eq!(summary.windows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_gives_back_its_memory_once_the_daemon_has_caught_up() {
+    // Batches of up to 2 windows. The one inference thread is held on the
+    // first window; five more windows then arrive: 2–3 and 4–5 go as full
+    // batches, 6 alone after `max_wait_ms`. Let go, the thread scores 2–3
+    // and 4–5 with a batch behind each as usual, then window 6, with
+    // nothing behind it and sent before it was full: the daemon has caught
+    // up, and only then is the runtime asked to give back its memory.
+    // (Which kind the first call is depends on the thread's wake-up.)
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut s = settings(&cluster);
+    s.serve.inference_threads = 1;
+    s.serve.max_batch = 2;
+    s.serve.max_wait_ms = 200;
+    s.serve.max_batches_in_flight = 4;
+    send_points(&brokers, 64).await;
+    let (model, shared) = fake_model(Mode::StuckOnce(0));
+    let d = start(&s, model).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The thread is in its first call (so no later window goes early).
+    while shared.calls.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < deadline, "the first window was not scored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for i in 64..69 {
+        let body = format!(
+            r#"{{"key":"k","ts":{},"value":{}}}"#,
+            T0 + 60_000 * i,
+            i % 7
+        );
+        let record = FutureRecord::to("points")
+            .partition(0)
+            .key("k")
+            .payload(&body);
+        producer.send(record, Timeout::Never).await.unwrap();
+    }
+    while d.metrics.batches_in_flight.get() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "{} batches in flight, 4 expected",
+            d.metrics.batches_in_flight.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past the least time between two releases (1 s), counted from the
+    // first call, which may have been one.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    shared.release();
+    while d.metrics.windows_scored.get() < 6 {
+        assert!(Instant::now() < deadline, "the 6 windows were not scored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let releases = shared.releases.lock().unwrap().clone();
+    assert_eq!(releases.len(), 4, "{releases:?}");
+    assert_eq!(releases[1..], [false, false, true], "{releases:?}");
+    d.stop.send(()).unwrap();
+    let summary = d.daemon.await.unwrap().unwrap();
+    assert_eq!(summary.windows, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,14 @@ pub trait Backend: Send {
     /// Runs one batch `[batch, T, F]` (raw units) and returns every output the
     /// model has.
     fn infer(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError>;
+
+    /// [`Backend::infer`], then gives back the working memory the runtime
+    /// keeps for its next call (ONNX Runtime's arena): for a batch after
+    /// which no work waits, so that a daemon whose input slows down or
+    /// stops does not keep its peak. By default the same as `infer`.
+    fn infer_and_release(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
+        self.infer(window)
+    }
 }
 
 /// Everything that can go wrong loading ONNX Runtime, loading a model or

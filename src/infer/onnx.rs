@@ -69,6 +69,8 @@ pub struct Outputs {
 #[derive(Debug)]
 pub struct OnnxBackend {
     session: Session,
+    /// Run options that shrink the arena at the end of the run.
+    release: ReleaseOptions,
     /// `[batch, T, F]` as the model declares it; `None` where free.
     input_dims: [Option<usize>; 3],
     /// The model's outputs, in the model's order (all in [`OUTPUT_NAMES`]).
@@ -165,6 +167,7 @@ impl OnnxBackend {
         }
         Ok(Self {
             session,
+            release: ReleaseOptions::new()?,
             input_dims,
             outputs,
         })
@@ -187,14 +190,34 @@ impl OnnxBackend {
     /// `&mut self` because an ONNX Runtime session must not run on two threads
     /// at once. Any memory layout is accepted (a non-contiguous view is copied).
     pub fn run(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
+        self.run_inner(window, false)
+    }
+
+    /// [`OnnxBackend::run`], then ONNX Runtime frees the chunks of its
+    /// memory arena that hold nothing (`memory.enable_memory_arena_shrinkage`).
+    /// The arena otherwise keeps every chunk it grew to, doubling each time
+    /// (about 30 MB for two inference threads at batch 64; README, *Daemon
+    /// memory*); the next run takes what it needs again from the allocator.
+    pub fn run_and_release(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
+        self.run_inner(window, true)
+    }
+
+    fn run_inner(
+        &mut self,
+        window: ArrayView3<'_, f32>,
+        release: bool,
+    ) -> Result<Outputs, InferError> {
         self.check_input(window.shape())?;
         let (batch, steps, features) = window.dim();
         let contiguous = window.as_standard_layout();
         let tensor = TensorRef::from_array_view(&contiguous).map_err(InferError::Run)?;
-        let results = self
-            .session
-            .run(ort::inputs![INPUT_NAME => tensor])
-            .map_err(InferError::Run)?;
+        let inputs = ort::inputs![INPUT_NAME => tensor];
+        let results = if release {
+            self.session.run_with_options(inputs, &self.release.0)
+        } else {
+            self.session.run(inputs)
+        }
+        .map_err(InferError::Run)?;
 
         let mut out = Outputs::default();
         for name in &self.outputs {
@@ -272,6 +295,31 @@ impl OnnxBackend {
 impl Backend for OnnxBackend {
     fn infer(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
         self.run(window)
+    }
+
+    fn infer_and_release(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
+        self.run_and_release(window)
+    }
+}
+
+/// The run options of [`OnnxBackend::run_and_release`] (a type of its own
+/// for `Debug`, which `ort` does not give them).
+struct ReleaseOptions(ort::session::RunOptions);
+
+impl ReleaseOptions {
+    fn new() -> Result<Self, InferError> {
+        let mut options = ort::session::RunOptions::new().map_err(InferError::Run)?;
+        // "cpu:0": the CPU device's arena, the only one this backend uses.
+        options
+            .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+            .map_err(InferError::Run)?;
+        Ok(ReleaseOptions(options))
+    }
+}
+
+impl std::fmt::Debug for ReleaseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReleaseOptions")
     }
 }
 
@@ -391,6 +439,41 @@ mod tests {
         let single = window.slice_axis(Axis(0), Slice::from(1..2));
         let out1 = backend.run(single).unwrap();
         assert_close(out1.score.as_ref().unwrap(), &array![8.75]);
+    }
+
+    #[test]
+    fn a_run_that_gives_back_the_arena_scores_as_a_plain_run() {
+        // The default model at the daemon's batch, so the arena grows
+        // chunks that the release then frees and the next run grows again.
+        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/machine_temperature/model.onnx");
+        let opts = BackendOptions {
+            intra_threads: 1,
+            ..BackendOptions::default()
+        };
+        let mut backend = OnnxBackend::load(&model, &opts).unwrap();
+        let big = ramp(64, 64, 1, 0.01);
+        let small = ramp(5, 64, 1, 0.02);
+        let want_big = backend.run(big.view()).unwrap();
+        let want_small = backend.run(small.view()).unwrap();
+        for _ in 0..2 {
+            for (x, want) in [(&big, &want_big), (&small, &want_small), (&big, &want_big)] {
+                for got in [
+                    backend.run_and_release(x.view()).unwrap(),
+                    backend.run(x.view()).unwrap(),
+                ] {
+                    assert_close(got.score.as_ref().unwrap(), want.score.as_ref().unwrap());
+                    assert_close(
+                        got.embedding.as_ref().unwrap(),
+                        want.embedding.as_ref().unwrap(),
+                    );
+                    assert_close(
+                        got.squared_error.as_ref().unwrap(),
+                        want.squared_error.as_ref().unwrap(),
+                    );
+                }
+            }
+        }
     }
 
     #[test]

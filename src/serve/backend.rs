@@ -17,6 +17,12 @@
 //!
 //! Each thread publishes when its current call started, so a watchdog can
 //! tell a stuck backend ([`Inference::stalled`]).
+//!
+//! Once the daemon has caught up with its input (a batch sent before it
+//! was full, none waiting behind it), a thread asks its backend to give
+//! back its working memory after the batch, at most once a second
+//! ([`Backend::infer_and_release`]; ONNX Runtime's arena otherwise keeps
+//! the peak of the largest batch for good).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,6 +37,18 @@ use super::PipelineError;
 use crate::infer::{Backend, InferError};
 use crate::model::Manifest;
 use crate::telemetry::Metrics;
+
+/// How often at most an inference thread asks its backend to give back its
+/// working memory (see `Worker::serve`).
+const RELEASE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a batch of `size` windows, with none waiting behind it
+/// (`last`), is followed by a release of the backend's working memory; the
+/// previous release was `since` ago (see `Worker::serve`).
+fn release_memory(last: bool, size: usize, max_batch: usize, since: Option<Duration>) -> bool {
+    let caught_up = last && size < max_batch;
+    caught_up && since.is_none_or(|d| d >= RELEASE_INTERVAL)
+}
 
 /// Builds one backend; called on the inference thread that will run it.
 pub type BackendFactory = Arc<dyn Fn() -> Result<Box<dyn Backend>, InferError> + Send + Sync>;
@@ -173,6 +191,7 @@ impl Inference {
         threads: usize,
         slot: Arc<ModelSlot>,
         dims: (usize, usize),
+        max_batch: usize,
         batches: mpsc::Receiver<Batch>,
         scored: mpsc::Sender<ScoredMsg>,
         metrics: Metrics,
@@ -189,6 +208,7 @@ impl Inference {
                 index: i,
                 slot: slot.clone(),
                 dims,
+                max_batch,
                 batches: batches.clone(),
                 scored: scored.clone(),
                 metrics: metrics.clone(),
@@ -274,6 +294,8 @@ struct Worker {
     index: usize,
     slot: Arc<ModelSlot>,
     dims: (usize, usize),
+    /// `serve.max_batch`: a smaller batch went early, the daemon keeping up.
+    max_batch: usize,
     batches: SharedBatches,
     scored: mpsc::Sender<ScoredMsg>,
     metrics: Metrics,
@@ -312,16 +334,19 @@ impl Worker {
             thread: self.index,
             source,
         };
+        let mut released_at: Option<Instant> = None;
         loop {
             // The lock is held only while waiting for the next batch; the
             // slot is read under it, so models change in batch order.
             self.waiting.fetch_add(1, Ordering::Relaxed);
             let next = match self.batches.lock() {
-                Ok(mut rx) => rx.blocking_recv().map(|batch| (batch, self.slot.loaded())),
+                Ok(mut rx) => rx
+                    .blocking_recv()
+                    .map(|batch| (batch, self.slot.loaded(), rx.is_empty())),
                 Err(_) => None, // another inference thread panicked: stop too
             };
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            let Some((Batch { seq, jobs, permit }, loaded)) = next else {
+            let Some((Batch { seq, jobs, permit }, loaded, last)) = next else {
                 return Ok(());
             };
             // A new model is picked up between batches.
@@ -345,7 +370,26 @@ impl Worker {
                 Ordering::Relaxed,
             );
             let started = Instant::now();
-            let out = live.backend.infer(x.view());
+            // The daemon has caught up with its input: the batch went before
+            // it was full and none waits behind it. The runtime then gives
+            // back its working memory after this batch
+            // (`Backend::infer_and_release`), so a daemon whose input slows
+            // down or stops holds what its keys need, not the peak of its
+            // largest batch. Not under a backlog: there the queue is empty
+            // at most batches too (the batch permits are few), and the next
+            // batch would grow the arena again, page by page (tried: 5–10 %
+            // slower with one inference thread). At most once every
+            // `RELEASE_INTERVAL`, for the same reason, as a daemon that
+            // keeps up finds the queue empty at nearly every batch.
+            let release = release_memory(last, b, self.max_batch, released_at.map(|t| t.elapsed()));
+            if release {
+                released_at = Some(started);
+            }
+            let out = if release {
+                live.backend.infer_and_release(x.view())
+            } else {
+                live.backend.infer(x.view())
+            };
             busy.store(0, Ordering::Relaxed);
             let out = out.map_err(fail)?;
             self.metrics
@@ -385,5 +429,23 @@ impl Worker {
                 return Ok(()); // the sink is gone: shutting down
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_released_only_after_a_batch_sent_early_with_none_behind() {
+        let s = |ms| Some(Duration::from_millis(ms));
+        // Caught up: a batch sent before it was full, none waiting.
+        assert!(release_memory(true, 3, 64, None));
+        assert!(release_memory(true, 63, 64, s(1_000)));
+        // A backlog: a batch waits behind, or the batch is full.
+        assert!(!release_memory(false, 3, 64, None));
+        assert!(!release_memory(true, 64, 64, None));
+        // At most once a second.
+        assert!(!release_memory(true, 3, 64, s(999)));
     }
 }

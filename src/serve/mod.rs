@@ -250,6 +250,7 @@ pub async fn run_with(
         workers,
         slot.clone(),
         (t, f),
+        sv.max_batch,
         batch_rx,
         scored_tx,
         metrics.clone(),
