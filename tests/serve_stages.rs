@@ -140,13 +140,14 @@ fn settings(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>
     s
 }
 
-/// `n` points of key `k` on partition 0 of `points`.
-async fn send_points(brokers: &str, n: usize) {
+/// Points `points` (numbered from 0, a minute apart) of key `k` on
+/// partition 0 of `points`.
+async fn send_points(brokers: &str, points: std::ops::Range<usize>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
-    for i in 0..n {
+    for i in points {
         let body = format!(
             r#"{{"key":"k","ts":{},"value":{}}}"#,
             T0 + 60_000 * i as i64,
@@ -241,7 +242,7 @@ async fn stalled_daemon(
     s.serve.inference_stall_ms = 300;
     s.serve.drain_timeout_ms = 1_500;
     let t = 64; // the default model's window
-    send_points(&cluster.bootstrap_servers(), 400).await;
+    send_points(&cluster.bootstrap_servers(), 0..400).await;
     let (model, shared) = fake_model(mode);
     let d = start(&s, model).await;
 
@@ -315,7 +316,7 @@ async fn a_window_goes_at_once_to_an_idle_inference_thread() {
     let mut s = settings(&cluster);
     s.serve.inference_threads = 1;
     s.serve.max_wait_ms = 600_000;
-    send_points(&brokers, 64).await;
+    send_points(&brokers, 0..64).await;
     let (model, shared) = fake_model(Mode::Fast);
     let started = Instant::now();
     let d = start(&s, model).await;
@@ -356,7 +357,7 @@ async fn the_model_gives_back_its_memory_once_the_daemon_has_caught_up() {
     s.serve.max_batch = 2;
     s.serve.max_wait_ms = 200;
     s.serve.max_batches_in_flight = 4;
-    send_points(&brokers, 64).await;
+    send_points(&brokers, 0..64).await;
     let (model, shared) = fake_model(Mode::StuckOnce(0));
     let d = start(&s, model).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -365,22 +366,7 @@ async fn the_model_gives_back_its_memory_once_the_daemon_has_caught_up() {
         assert!(Instant::now() < deadline, "the first window was not scored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    for i in 64..69 {
-        let body = format!(
-            r#"{{"key":"k","ts":{},"value":{}}}"#,
-            T0 + 60_000 * i,
-            i % 7
-        );
-        let record = FutureRecord::to("points")
-            .partition(0)
-            .key("k")
-            .payload(&body);
-        producer.send(record, Timeout::Never).await.unwrap();
-    }
+    send_points(&brokers, 64..69).await;
     while d.metrics.batches_in_flight.get() < 4 {
         assert!(
             Instant::now() < deadline,
@@ -412,7 +398,7 @@ async fn a_failing_model_stops_the_daemon_at_once_without_committing() {
     let mut s = settings(&cluster);
     s.serve.inference_threads = 1;
     // Exactly one window, then no input: the failure must be seen anyway.
-    send_points(&brokers, 64).await;
+    send_points(&brokers, 0..64).await;
     let (model, _) = fake_model(Mode::Fail);
     let d = start(&s, model).await;
     let r = tokio::time::timeout(Duration::from_secs(20), d.daemon)
@@ -432,7 +418,7 @@ async fn a_refused_output_with_idle_input_stops_the_daemon_promptly_without_comm
     let mut s = settings(&cluster);
     s.serve.inference_threads = 1;
     // Exactly one window, then no input.
-    send_points(&brokers, 64).await;
+    send_points(&brokers, 0..64).await;
     // From now on the broker refuses every produce, permanently.
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -722,7 +708,7 @@ async fn the_key_ttl_runs_on_the_monotonic_clock_not_the_wall_clock() {
     s.serve.inference_threads = 1;
     s.windowing.key_ttl_ms = 600_000; // ten minutes: far beyond the test's wall time
     let n = 10; // fewer than T: the key only buffers
-    send_points(&brokers, n).await;
+    send_points(&brokers, 0..n).await;
     let (model, _) = fake_model(Mode::Fast);
     let d = start(&s, model).await;
     let consumed = d.metrics.messages_consumed.with_label_values(&["points"]);

@@ -154,7 +154,8 @@ impl Storms {
         now_ms: u64,
     ) -> bool {
         self.keys.expire(now_ms);
-        let mut s = self.keys.get(key).copied().unwrap_or_default();
+        let held = self.keys.get(key).copied();
+        let mut s = held.unwrap_or_default();
         let publish = if s.cooldown_left > 0 {
             // A new run must start after the cool-down, not during it.
             s.cooldown_left -= 1;
@@ -174,7 +175,10 @@ impl Storms {
             false
         };
         if s == Storm::default() {
-            self.keys.remove(key);
+            // Most windows: a quiet key with no state, nothing to look up again.
+            if held.is_some() {
+                self.keys.remove(key);
+            }
         } else {
             *self.keys.touch(key, now_ms, Storm::default) = s;
         }
