@@ -146,7 +146,7 @@ fn seed(rng: &mut Rng, format: Format, t: usize, f: usize) -> Vec<u8> {
             let ts_json = if rng.below(2) == 0 {
                 serde_json::json!(ts)
             } else {
-                serde_json::json!(lstm_ae::stream::codec::format_ts_ms(ts))
+                serde_json::json!(lstm_ae::stream::records::format_ts_ms(ts))
             };
             let body = if f == 1 && rng.below(2) == 0 {
                 serde_json::json!({"key": key, "ts": ts_json, "value": v[0]})
