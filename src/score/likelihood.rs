@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 /// How raw errors become scores. The defaults are the daemon's; `eval nab`
 /// reports with three of them changed on NAB's tuning half
-/// (`eval::run::nab_postprocess`: `long_window` 750, `fire_level` 0.45,
+/// (`eval::nab::run::nab_postprocess`: `long_window` 750, `fire_level` 0.45,
 /// `range_tolerance` 0.02; README, *Evaluation on NAB*).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

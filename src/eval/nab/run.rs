@@ -20,8 +20,8 @@ use ndarray::{s, Array2, Array3, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, CsvOptions, Scaler, ScalerKind, TimestampOrder};
+use crate::eval::nab::split::{self, SplitScores};
 use crate::eval::nab::{self, FileScores, NabError, ProfileReport, ResultRow};
-use crate::eval::split::{self, SplitScores};
 use crate::model::{DecoderInput, Mode, ModelSpec, Params};
 use crate::score::{prediction_errors, PostprocessConfig, PostprocessError, Postprocessor};
 use crate::train::composite;
