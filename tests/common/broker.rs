@@ -139,6 +139,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id, for the benchmarks' CPU and `perf` readings.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let st = Command::new(tansu_bin())
             .args([
