@@ -11,8 +11,8 @@
 //! count, a key of 1..=MAX_KEY_BYTES bytes, timestamps in range, start not
 //! after end). A panic is caught and reported with the input in hex.
 //!
-//! CI runs `LSTM_AE_FUZZ_CASES` (default 300,000) inputs; the README's
-//! figure comes from
+//! CI runs `LSTM_AE_FUZZ_CASES` (default 300,000) inputs; the longer run
+//! docs/testing.md reports comes from
 //! `LSTM_AE_FUZZ_CASES=10000000 cargo test --test fuzz -- --nocapture`.
 //! `LSTM_AE_FUZZ_SEED` picks another random stream.
 
