@@ -13,7 +13,7 @@ topic (a bad message is counted and skipped), no per-key TTL or key limit,
 and offsets are auto-committed (at-most-once on a crash) where the daemon
 commits only what the broker has acknowledged.
 
-benches/serve.rs runs it with BENCH_PYTHON=1 (scripts/bench-serve.sh makes
+benches/serve/main.rs runs it with BENCH_PYTHON=1 (scripts/bench-serve.sh makes
 its venv); it exits after --max-windows windows are produced and flushed.
 """
 

@@ -1,4 +1,4 @@
-//! Hot reload under load (README, "Hot reload"): the release `lstm-ae serve`
+//! Hot reload under load (docs/model-store.md): the release `lstm-ae serve`
 //! works through a backlog of points in a fresh tansu broker while new
 //! versions are promoted in the model store it serves. Prints
 //!

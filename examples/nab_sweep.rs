@@ -24,9 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use lstm_ae::data::{self, CsvOptions, TimestampOrder};
-use lstm_ae::eval::nab::{self, FileScores};
-use lstm_ae::eval::run::{self, NabEvalConfig, SeriesScores};
-use lstm_ae::eval::split;
+use lstm_ae::eval::nab::run::{self, NabEvalConfig, SeriesScores};
+use lstm_ae::eval::nab::{self, split, FileScores};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

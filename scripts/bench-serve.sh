@@ -22,7 +22,7 @@
 #
 # Other settings (BENCH_KEYS, BENCH_POINTS, BENCH_RATE, BENCH_MAX_BATCH,
 # BENCH_PARTITIONS, BENCH_ORT_SECS, BENCH_SERVE_TOML) are described at the
-# top of benches/serve.rs. Run it on an otherwise idle machine: the
+# top of benches/serve/main.rs. Run it on an otherwise idle machine: the
 # "other processes" CPU column says how idle it was.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

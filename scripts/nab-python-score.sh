@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scores an `lstm-ae eval nab` results tree with NAB's own Python scorer, as a
-# cross-check of the Rust scorer (src/eval/nab.rs). Optional: CI does not run it.
+# cross-check of the Rust scorer (src/eval/nab/rule.rs). Optional: CI does not run it.
 #
 #   scripts/nab-python-score.sh NAB_CHECKOUT EVAL_OUT [DETECTOR]
 #

@@ -46,7 +46,7 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 # compiles against it.
 DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev)
 # What only the tests need. prometheus: the server and promtool, with which
-# tests/deploy.rs checks deploy/prometheus/ and evaluates the dashboard's
+# tests/deploy/ checks deploy/prometheus/ and evaluates the dashboard's
 # queries (on a machine that runs systemd the package also enables its own
 # Prometheus service; when this script installed the package it disables that
 # service again). docker.io: the engine tests/container.rs builds and runs the

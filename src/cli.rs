@@ -304,7 +304,7 @@ struct EvalNabArgs {
     #[arg(long)]
     labels: Option<PathBuf>,
     /// TOML evaluation settings (model, training, retrain, postprocess); see
-    /// `eval::run::NabEvalConfig`.
+    /// `eval::nab::run::NabEvalConfig`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Series evaluated in parallel (0 = every core).
@@ -880,7 +880,7 @@ fn print_labelled(scored: &score::Scored, file: &Path, labels: &Path) -> Result<
 }
 
 fn eval_nab(a: EvalNabArgs) -> Result<()> {
-    use crate::eval::{nab, report, run};
+    use crate::eval::nab::{self, report, run};
     let mut cfg = match &a.config {
         Some(path) => run::NabEvalConfig::load(path)?,
         None => run::NabEvalConfig::default(),

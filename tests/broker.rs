@@ -59,7 +59,7 @@ fn expected(n: usize) -> BTreeSet<(String, String)> {
             (T - 1..n).map(move |i| {
                 (
                     format!("pump-{k}"),
-                    lstm_ae::stream::codec::format_ts_ms(ts(i)),
+                    lstm_ae::stream::records::format_ts_ms(ts(i)),
                 )
             })
         })
@@ -118,7 +118,7 @@ fn points_of_several_keys_give_exactly_the_windows_and_scores_of_lstm_ae_score()
             let score: f64 = line.split(',').nth(2).unwrap().parse().unwrap();
             let key = (
                 format!("pump-{k}"),
-                lstm_ae::stream::codec::format_ts_ms(ts(i)),
+                lstm_ae::stream::records::format_ts_ms(ts(i)),
             );
             let daemon_score = got[&key][0];
             assert!(

@@ -237,8 +237,8 @@ fn the_image_scores_a_real_broker_stream_and_drains_on_docker_stop() {
         "LSTM_AE__KAFKA__COMMIT_INTERVAL_MS=200",
         // The container has a HOSTNAME, which would make it a static group
         // member; tansu 0.6 loops static members through rebalances (see
-        // README, "Restarts and static membership"), so the test broker
-        // gets a dynamic member.
+        // docs/daemon.md, *Restarts and static membership*), so the test
+        // broker gets a dynamic member.
         "-e",
         "LSTM_AE__KAFKA__STATIC_MEMBERSHIP=false",
         &built.tag,
@@ -339,7 +339,7 @@ fn the_image_scores_a_real_broker_stream_and_drains_on_docker_stop() {
         .collect();
     assert_eq!(embeddings.len(), windows, "one embedding per window");
     let ts = |r: usize| {
-        lstm_ae::stream::codec::format_ts_ms(lstm_ae::data::parse_timestamp(&stamps[r]).unwrap())
+        lstm_ae::stream::records::format_ts_ms(lstm_ae::data::parse_timestamp(&stamps[r]).unwrap())
     };
     let (dip_first, dip_last) = (ts(DIP.start), ts(DIP.end - 1 + T - 1));
     let anomalies: Vec<String> = broker

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use lstm_ae::data::{self, CsvOptions, TimestampOrder};
 use lstm_ae::eval::nab;
-use lstm_ae::eval::run::{run_nab, score_series, NabEvalConfig};
+use lstm_ae::eval::nab::run::{run_nab, score_series, NabEvalConfig};
 
 const TINY: &str = "combined_windows_tiny.json";
 

@@ -403,11 +403,11 @@ fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i6
 }
 
 /// The daemon commits each offset once and waits for the broker's answer
-/// before it sends the next commit. It used to send the same commit again
-/// at every tick, for ever (librdkafka reports no result of an asynchronous
-/// commit to rdkafka, so none was ever "confirmed"); on a slow broker those
-/// commits queued up ahead of the heartbeats on the coordinator connection
-/// and the group session expired (issue 8's stall).
+/// before it sends the next commit. Sending the same commit again at every
+/// tick would go on for ever (librdkafka reports no result of an
+/// asynchronous commit to rdkafka, so none would ever be "confirmed"); on a
+/// slow broker those commits queue up ahead of the heartbeats on the
+/// coordinator connection and the group session expires.
 #[test]
 fn an_idle_daemon_has_committed_the_end_of_its_input_and_sends_no_more_commits() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -11,8 +11,8 @@
 //! count, a key of 1..=MAX_KEY_BYTES bytes, timestamps in range, start not
 //! after end). A panic is caught and reported with the input in hex.
 //!
-//! CI runs `LSTM_AE_FUZZ_CASES` (default 300,000) inputs; the README's
-//! figure comes from
+//! CI runs `LSTM_AE_FUZZ_CASES` (default 300,000) inputs; the longer run
+//! docs/testing.md reports comes from
 //! `LSTM_AE_FUZZ_CASES=10000000 cargo test --test fuzz -- --nocapture`.
 //! `LSTM_AE_FUZZ_SEED` picks another random stream.
 
@@ -146,7 +146,7 @@ fn seed(rng: &mut Rng, format: Format, t: usize, f: usize) -> Vec<u8> {
             let ts_json = if rng.below(2) == 0 {
                 serde_json::json!(ts)
             } else {
-                serde_json::json!(lstm_ae::stream::codec::format_ts_ms(ts))
+                serde_json::json!(lstm_ae::stream::records::format_ts_ms(ts))
             };
             let body = if f == 1 && rng.below(2) == 0 {
                 serde_json::json!({"key": key, "ts": ts_json, "value": v[0]})

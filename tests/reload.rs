@@ -146,7 +146,7 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
             (T - 1..N).map(move |i| {
                 (
                     format!("m-{k}"),
-                    lstm_ae::stream::codec::format_ts_ms(ts(i)),
+                    lstm_ae::stream::records::format_ts_ms(ts(i)),
                 )
             })
         })

@@ -131,7 +131,7 @@ fn from_kafka_trains_on_exactly_the_range_and_leaves_the_group_offsets_alone() {
             "--since",
             &since.to_string(),
             "--until",
-            &lstm_ae::stream::codec::format_ts_ms(until),
+            &lstm_ae::stream::records::format_ts_ms(until),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));

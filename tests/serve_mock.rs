@@ -16,7 +16,7 @@ use lstm_ae::data::Series;
 use lstm_ae::infer::score::{score_series, Rule};
 use lstm_ae::infer::{BackendOptions, OnnxBackend};
 use lstm_ae::model::Bundle;
-use lstm_ae::stream::codec::format_ts_ms;
+use lstm_ae::stream::records::format_ts_ms;
 use lstm_ae::telemetry::Metrics;
 use ndarray::{Array2, Array3};
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -672,7 +672,7 @@ async fn one_stalled_inference_thread_stops_intake_while_the_other_goes_on() {
     // Thread A is stuck on batch 3; thread B scores batches 4, 5, … whose
     // outputs must wait in the sink's reorder buffer behind batch 3. That
     // buffer is bounded by the batch permits: intake stops instead of
-    // memory growing (issue 8, "The sink's reorder buffer").
+    // memory growing.
     let cluster = MockCluster::new(1).unwrap();
     let (d, shared) = stalled_daemon(&cluster, Mode::StuckOnce(2)).await;
     // The other thread's next batch may wait for a permit of an earlier
@@ -694,11 +694,11 @@ async fn one_stalled_inference_thread_stops_intake_while_the_other_goes_on() {
 
 /// A key's TTL runs on the daemon's monotonic clock (tokio's, which the
 /// test controls), not on the wall clock: a wall clock stepping forward
-/// would otherwise expire every key at once (issue 8, "Evictions"). Time is
-/// paused, so tokio's clock moves only with the runtime (auto-advance while
-/// the loop waits, and the explicit advance below), never with the wall:
-/// the key must expire after two TTLs of tokio time although the test ends
-/// within seconds of wall time. A daemon reading the wall clock for the TTL
+/// would otherwise expire every key at once. Time is paused, so tokio's
+/// clock moves only with the runtime (auto-advance while the loop waits,
+/// and the explicit advance below), never with the wall: the key must
+/// expire after two TTLs of tokio time although the test ends within
+/// seconds of wall time. A daemon reading the wall clock for the TTL
 /// never expires it here.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_key_ttl_runs_on_the_monotonic_clock_not_the_wall_clock() {

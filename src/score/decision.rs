@@ -29,7 +29,7 @@ use super::{
     KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, RecentKeys, WindowErrors,
 };
 use crate::model::Manifest;
-use crate::stream::codec::{
+use crate::stream::records::{
     format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, ScoreRecord, SourceRef,
 };
 

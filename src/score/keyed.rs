@@ -532,11 +532,9 @@ mod tests {
         }
         let bytes = keyed.key_state_bytes("k").unwrap();
         assert_eq!(bytes, after_warm_up, "grew after 1,000 windows");
-        // Under 1 KB, against 64 KB for the 8,000 kept means before. 392
-        // with the forecasts kept by point (a triangle, not P + 1 whole
-        // forecasts and their timestamps), the coarse moments boxed and
-        // 32-bit counters; it was 552 before, about 820 with a
-        // configuration and a vector per forecast.
+        // Constant and small: the forecasts are kept by point (a triangle,
+        // not P + 1 whole forecasts and their timestamps), the coarse
+        // moments boxed, the counters 32-bit.
         assert!(bytes <= 400, "{bytes} bytes");
     }
 

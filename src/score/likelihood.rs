@@ -18,7 +18,8 @@
 //!    weighted moments ([`Moments`]): equal weights over the first
 //!    `long_window` means (the plain mean and variance), then an exponential
 //!    forgetting with `α = 1/long_window`, so a key's state is a few numbers
-//!    whatever its history (issue: 8,000 kept means were 64 KB per key);
+//!    whatever its history (keeping the means themselves would cost
+//!    `8 × long_window` bytes a key);
 //! 5. tail probability `p = Q((m − μ)/σ)` of the standard normal; the score
 //!    is `1 − p`, or with `log_scale` Numenta's log-likelihood
 //!    `min(1, −log10(p + 10^−d)/d)` (`d = log_decades`), which spreads the interesting
@@ -53,8 +54,8 @@ use serde::{Deserialize, Serialize};
 
 /// How raw errors become scores. The defaults are the daemon's; `eval nab`
 /// reports with three of them changed on NAB's tuning half
-/// (`eval::run::nab_postprocess`: `long_window` 750, `fire_level` 0.45,
-/// `range_tolerance` 0.02; README, *Evaluation on NAB*).
+/// (`eval::nab::run::nab_postprocess`: `long_window` 750, `fire_level` 0.45,
+/// `range_tolerance` 0.02; docs/evaluation.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostprocessConfig {
@@ -389,8 +390,8 @@ impl Postprocessor {
         }
         let likelihood = self.fire(score);
         // Range novelty has its own refractory period, so a likelihood alarm
-        // and a level alarm do not silence each other (measured on NAB: 66.1
-        // against 64.9 with one shared period).
+        // and a level alarm do not silence each other (one shared period
+        // scored lower on NAB; docs/evaluation.md).
         if self.range_quiet > 0 {
             self.range_quiet -= 1;
         } else if novel {

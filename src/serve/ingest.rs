@@ -21,8 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use super::kafka::ConsumerEvent;
 use crate::stream::batcher::Batcher;
-use crate::stream::codec::{self, DeadLetterHeaders, Decoded, Format, SourceRef};
+use crate::stream::codec::{self, Decoded, Format};
+use crate::stream::dead_letter::DeadLetterHeaders;
 use crate::stream::offsets::{Hold, OffsetTracker};
+use crate::stream::records::SourceRef;
 use crate::stream::windower::{Eviction, Origin, PointStatus, Rejected, Windower, WindowerConfig};
 use crate::stream::ParamError;
 use crate::telemetry::Metrics;

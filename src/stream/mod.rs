@@ -7,8 +7,9 @@
 //! in one place.
 //!
 //! - [`codec`]: decoding and validating input messages (JSON points, JSON
-//!   windows, a compact binary window encoding), the output records
-//!   (embeddings, anomalies) and dead-letter headers.
+//!   windows, a compact binary window encoding).
+//! - [`records`]: the output records (embeddings, anomalies, scores).
+//! - [`dead_letter`]: the headers that say why a message was rejected.
 //! - [`windower`]: per-key sliding windows over points, with bounded memory
 //!   (TTL and max-keys eviction) and the offsets its buffers still need.
 //! - [`offsets`]: the commit rule: per partition, the offset that is safe to
@@ -24,8 +25,8 @@
 //!    [`offsets::Hold`] keeps the offset uncommitted while the message is
 //!    being handled.
 //! 2. [`codec::decode`] turns it into a point or a window, or a
-//!    [`codec::CodecError`] → dead letter; the message's hold is released
-//!    once the dead letter is acknowledged.
+//!    [`codec::CodecError`] → dead letter ([`dead_letter::DeadLetterHeaders`]);
+//!    the message's hold is released once the dead letter is acknowledged.
 //! 3. A point goes to [`windower::Windower::push`]. Each emitted window's
 //!    [`windower::Window::holds`] are turned into tracker holds *before* the
 //!    message's own hold is released, so there is no instant at which the
@@ -40,7 +41,9 @@
 
 pub mod batcher;
 pub mod codec;
+pub mod dead_letter;
 pub mod offsets;
+pub mod records;
 pub mod windower;
 
 /// A parameter of a stream component is out of range. Returned by

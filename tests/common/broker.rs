@@ -139,6 +139,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id, for the benchmarks' CPU and `perf` readings.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let st = Command::new(tansu_bin())
             .args([
@@ -410,8 +415,8 @@ impl Daemon {
             // Dynamic membership unless a test asks otherwise (and never
             // from the CI host's HOSTNAME): tansu 0.6 holds a static
             // member's join and sync 3 s each, so a static member needs a
-            // session well above the 6 s here (README, "Restarts and static
-            // membership").
+            // session well above the 6 s here (docs/daemon.md, *Restarts and
+            // static membership*).
             .env("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false")
             .env(
                 "RUST_LOG",

@@ -1,9 +1,10 @@
 //! Process and network helpers shared by the broker tests
-//! (`tests/common/broker.rs`) and the daemon benchmark (`benches/serve.rs`,
-//! which includes this file by path): free ports, the tansu binary, waiting
-//! for a listener, a plain HTTP GET, a value from the Prometheus text
-//! format, and a process's resident memory (also `benches/keys.rs`). Errors are returned, so the benchmark can report them and the
-//! tests can panic with them.
+//! (`tests/common/broker.rs`) and the benchmarks (`benches/serve/`, which
+//! includes `tests/common` by path, and `benches/keys.rs`, which includes
+//! this file): free ports, the tansu binary, waiting for a listener, a
+//! plain HTTP GET, a value from the Prometheus text format, and a process's
+//! resident memory. Errors are returned, so the benchmarks can report them
+//! and the tests can panic with them.
 
 #![allow(dead_code)]
 

@@ -20,8 +20,8 @@ use ndarray::{s, Array2, Array3, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, CsvOptions, Scaler, ScalerKind, TimestampOrder};
+use crate::eval::nab::split::{self, SplitScores};
 use crate::eval::nab::{self, FileScores, NabError, ProfileReport, ResultRow};
-use crate::eval::split::{self, SplitScores};
 use crate::model::{DecoderInput, Mode, ModelSpec, Params};
 use crate::score::{prediction_errors, PostprocessConfig, PostprocessError, Postprocessor};
 use crate::train::composite;
@@ -71,7 +71,7 @@ impl Default for RetrainConfig {
 
 /// One global configuration for all series: the model, its training, the
 /// retraining schedule and the post-processing. Defaults are the
-/// configuration reported in the README.
+/// configuration docs/evaluation.md reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NabEvalConfig {
@@ -100,8 +100,9 @@ impl Default for NabEvalConfig {
                 window: 32,
                 hidden: 16,
                 // One-step forecasts: the prediction error of a row is the
-                // forecast made one row before it (issue 11: 3-seed mean of
-                // the tuning half +1.4 over P = 4 at equal post-processing).
+                // forecast made one row before it, which scored better than
+                // P = 4 on NAB's tuning half at equal post-processing
+                // (docs/evaluation.md).
                 horizon: 1,
                 decoder_input: DecoderInput::Repeat,
                 reverse_reconstruction: true,
@@ -127,10 +128,10 @@ impl Default for NabEvalConfig {
 
 /// The post-processing `eval nab` reports with: the daemon's defaults
 /// ([`PostprocessConfig::default`]) but for three settings chosen on NAB's
-/// tuning half (3-seed mean, README *Evaluation on NAB*): a shorter
-/// likelihood history (`long_window` 750: the error level of NAB's series
-/// drifts), a stricter `fire_level` (0.45: `p ≤ 10^−4.5`) and a tighter
-/// range-novelty tolerance (0.02).
+/// tuning half (docs/evaluation.md): a shorter likelihood history
+/// (`long_window` 750: the error level of NAB's series drifts), a stricter
+/// `fire_level` (0.45: `p ≤ 10^−4.5`) and a tighter range-novelty tolerance
+/// (0.02).
 pub fn nab_postprocess() -> PostprocessConfig {
     PostprocessConfig {
         long_window: 750,
@@ -661,8 +662,8 @@ mod tests {
         assert!(e.contains("line 7") && e.contains("no_such_setting"), "{e}");
     }
 
-    /// The README says `eval nab` runs the daemon's post-processing with
-    /// exactly three settings changed.
+    /// docs/evaluation.md says `eval nab` runs the daemon's post-processing
+    /// with exactly three settings changed.
     #[test]
     fn the_nab_post_processing_is_the_daemons_but_three_settings() {
         let nab = NabEvalConfig::default().postprocess;

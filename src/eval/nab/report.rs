@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::eval::nab::run::{EvaluatedSeries, NabEvalConfig, NabRun};
+use crate::eval::nab::split::SplitScores;
 use crate::eval::nab::{self, FileResult, ProfileReport};
-use crate::eval::run::{EvaluatedSeries, NabEvalConfig, NabRun};
-use crate::eval::split::SplitScores;
 use crate::report::svg::{line_chart, LineChart, Series as Line};
 
 /// NAB's published standard-profile scoreboard (v1.1), for comparison.
@@ -61,7 +61,7 @@ pub struct ProfileSummary {
     pub profile: String,
     pub threshold: f64,
     pub normalised: f64,
-    /// Full, tuning-half and report-half scores (see [`crate::eval::split`]).
+    /// Full, tuning-half and report-half scores (see [`crate::eval::nab::split`]).
     pub split: Option<SplitScores>,
     pub categories: Vec<CategoryScore>,
 }
@@ -290,7 +290,7 @@ fn split_table(md: &mut String, summaries: &[ProfileSummary]) {
         md,
         "## Tuning and report halves\n\n\
          Files alternate between the halves by sorted name within each category \
-         (`eval::split`). The report half is scored at the threshold swept on the \
+         (`eval::nab::split`). The report half is scored at the threshold swept on the \
          tuning half; \"fixed\" is the whole corpus at the label-free threshold \
          `postprocess.fire_level`.\n"
     );

@@ -1,0 +1,294 @@
+//! The JSON records the daemon publishes (embeddings, anomalies, scores), the
+//! one timestamp shape they use, and the contributors that say where in a
+//! window an anomaly lies. Their field names are a contract with consumers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::time;
+
+/// Formats epoch milliseconds as the RFC 3339 string used in every output
+/// record: always UTC, always millisecond precision
+/// (`2026-01-01T00:00:00.000Z`), so consumers can parse one fixed shape.
+/// Timestamps outside chrono's range (impossible for validated input) fall
+/// back to the decimal number of milliseconds.
+pub fn format_ts_ms(ms: i64) -> String {
+    time::format_timestamp_millis(ms)
+}
+
+/// One record on the embeddings topic: the encoder's vector for a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRecord {
+    /// Series key.
+    pub key: String,
+    /// First row's event time, RFC 3339 ([`format_ts_ms`]).
+    pub window_start_ts: String,
+    /// Last row's event time, RFC 3339.
+    pub window_end_ts: String,
+    /// The model that produced it, so consumers can tell embedding spaces apart.
+    pub model_version: String,
+    /// The encoder's last hidden state.
+    pub embedding: Vec<f32>,
+    /// Reconstruction error of the window.
+    pub score: f32,
+    /// `score / threshold`: 1 or more is anomalous under `rule = "threshold"`.
+    pub normalized_score: f32,
+    /// The key's anomaly likelihood in `[0, 1]`; only with
+    /// `anomalies.rule = "likelihood"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_likelihood: Option<f64>,
+}
+
+/// Where an output came from, so an alert can be traced to the input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Offset of the message that completed the window.
+    pub offset: i64,
+}
+
+/// One cell of a window that contributed much to its reconstruction error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contributor {
+    /// Row within the window, 0 = oldest.
+    pub step: usize,
+    /// Event time of that row, RFC 3339 (empty if unknown).
+    pub ts: String,
+    /// Feature name from the manifest.
+    pub feature: String,
+    /// Squared reconstruction error of the cell.
+    pub squared_error: f32,
+}
+
+/// One record on the anomalies topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRecord {
+    /// Series key.
+    pub key: String,
+    /// First row's event time, RFC 3339.
+    pub window_start_ts: String,
+    /// Last row's event time, RFC 3339.
+    pub window_end_ts: String,
+    /// Reconstruction error of the window.
+    pub score: f32,
+    /// The calibrated threshold the score exceeded.
+    pub threshold: f32,
+    /// `score / threshold`.
+    pub normalized_score: f32,
+    /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`
+    /// (it is then what crossed `anomalies.likelihood_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_likelihood: Option<f64>,
+    /// Why it is anomalous: `threshold`, `likelihood` or `non_finite_score`
+    /// (the score is infinite or NaN; `score` then reads 3.4028235e38).
+    pub reason: String,
+    /// The model that scored it.
+    pub model_version: String,
+    /// The cells with the largest squared error, largest first.
+    pub contributors: Vec<Contributor>,
+    /// The input message that completed the window.
+    pub source: SourceRef,
+}
+
+/// One record on the optional scores topic: every window's score, without
+/// the embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRecord {
+    /// Series key.
+    pub key: String,
+    /// First row's event time, RFC 3339.
+    pub window_start_ts: String,
+    /// Last row's event time, RFC 3339.
+    pub window_end_ts: String,
+    /// The model that scored it.
+    pub model_version: String,
+    /// Reconstruction error of the window.
+    pub score: f32,
+    /// `score / threshold`.
+    pub normalized_score: f32,
+    /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_likelihood: Option<f64>,
+}
+
+impl ScoreRecord {
+    /// The record as JSON bytes.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+impl EmbeddingRecord {
+    /// The record as JSON bytes (non-finite floats become `null`).
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+impl AnomalyRecord {
+    /// The record as JSON bytes (non-finite floats become `null`).
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+/// The `n` cells of a T×F squared-error matrix (row-major) with the largest
+/// error, largest first; ties go to the earlier step, then the lower
+/// feature index, so the explanation is deterministic.
+///
+/// An anomaly is only actionable if it says *where*: which time step and
+/// which sensor. Non-finite errors are skipped (they say nothing useful);
+/// a feature without a name is called `f<index>`, a step without a
+/// timestamp gets an empty `ts`. Only the first `t·f` entries are read.
+pub fn top_contributors(
+    squared_error: &[f32],
+    t: usize,
+    f: usize,
+    feature_names: &[String],
+    timestamps: &[i64],
+    n: usize,
+) -> Vec<Contributor> {
+    if f == 0 || n == 0 {
+        return Vec::new();
+    }
+    let cells = squared_error.len().min(t.saturating_mul(f));
+    let mut idx: Vec<usize> = (0..cells)
+        .filter(|&i| squared_error[i].is_finite())
+        .collect();
+    let order = |a: &usize, b: &usize| {
+        squared_error[*b]
+            .total_cmp(&squared_error[*a])
+            .then(a.cmp(b))
+    };
+    if idx.len() > n {
+        idx.select_nth_unstable_by(n - 1, order);
+        idx.truncate(n);
+    }
+    idx.sort_unstable_by(order);
+    idx.into_iter()
+        .map(|i| {
+            let (step, feat) = (i / f, i % f);
+            Contributor {
+                step,
+                ts: timestamps
+                    .get(step)
+                    .map(|&ms| format_ts_ms(ms))
+                    .unwrap_or_default(),
+                feature: feature_names
+                    .get(feat)
+                    .cloned()
+                    .unwrap_or_else(|| format!("f{feat}")),
+                squared_error: squared_error[i],
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    /// 2026-01-01T00:00:00Z in epoch ms.
+    const NEW_YEAR_MS: i64 = 1_767_225_600_000;
+
+    #[test]
+    fn timestamps_in_outputs_have_one_fixed_shape() {
+        assert_eq!(format_ts_ms(NEW_YEAR_MS), "2026-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_ts_ms(NEW_YEAR_MS + 1_234),
+            "2026-01-01T00:00:01.234Z"
+        );
+    }
+
+    #[test]
+    fn top_contributors_largest_first_ties_by_position() {
+        // T = 3, F = 2; cells (step, feature) → error:
+        // (0,0)=0.1 (0,1)=0.5 (1,0)=0.5 (1,1)=NaN (2,0)=0.9 (2,1)=0.0
+        let se = [0.1, 0.5, 0.5, f32::NAN, 0.9, 0.0];
+        let names = vec!["temp".to_string()]; // feature 1 has no name
+        let ts = [1000, 2000, 3000];
+        let top = top_contributors(&se, 3, 2, &names, &ts, 3);
+        let got: Vec<(usize, &str, f32)> = top
+            .iter()
+            .map(|c| (c.step, c.feature.as_str(), c.squared_error))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(2, "temp", 0.9), (0, "f1", 0.5), (1, "temp", 0.5)]
+        );
+        assert_eq!(top[0].ts, "1970-01-01T00:00:03.000Z");
+        // n larger than the finite cells: all five finite ones, NaN skipped.
+        let all = top_contributors(&se, 3, 2, &names, &ts, 10);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[4].squared_error, 0.0);
+        // Missing timestamps leave ts empty instead of failing.
+        let no_ts = top_contributors(&se, 3, 2, &names, &[], 1);
+        assert_eq!(no_ts[0].ts, "");
+        assert!(top_contributors(&se, 3, 2, &names, &ts, 0).is_empty());
+    }
+
+    #[test]
+    fn output_records_serialise_with_the_documented_fields() {
+        let rec = AnomalyRecord {
+            key: "pump-7".into(),
+            window_start_ts: format_ts_ms(NEW_YEAR_MS),
+            window_end_ts: format_ts_ms(NEW_YEAR_MS + 60_000),
+            score: 2.5,
+            threshold: 1.25,
+            normalized_score: 2.0,
+            anomaly_likelihood: Some(0.75),
+            reason: "likelihood".into(),
+            model_version: "m@1".into(),
+            contributors: vec![Contributor {
+                step: 3,
+                ts: format_ts_ms(NEW_YEAR_MS),
+                feature: "temp".into(),
+                squared_error: 0.75,
+            }],
+            source: SourceRef {
+                topic: "in".into(),
+                partition: 2,
+                offset: 9,
+            },
+        };
+        let v: Value = serde_json::from_slice(&rec.to_json().unwrap()).unwrap();
+        assert_eq!(v["window_end_ts"], "2026-01-01T00:01:00.000Z");
+        assert_eq!(v["threshold"], 1.25);
+        assert_eq!(v["anomaly_likelihood"], 0.75);
+        assert_eq!(v["reason"], "likelihood");
+        assert_eq!(v["contributors"][0]["feature"], "temp");
+        assert_eq!(v["contributors"][0]["step"], 3);
+        assert_eq!(v["source"]["partition"], 2);
+        assert_eq!(v["source"]["offset"], 9);
+        let emb = EmbeddingRecord {
+            key: "k".into(),
+            window_start_ts: "a".into(),
+            window_end_ts: "b".into(),
+            model_version: "m@1".into(),
+            embedding: vec![0.5, f32::NAN],
+            score: 1.0,
+            normalized_score: 0.5,
+            anomaly_likelihood: None,
+        };
+        let v: Value = serde_json::from_slice(&emb.to_json().unwrap()).unwrap();
+        assert_eq!(v["embedding"], serde_json::json!([0.5, null]));
+        assert_eq!(v["normalized_score"], 0.5);
+        let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "key",
+                "window_start_ts",
+                "window_end_ts",
+                "model_version",
+                "embedding",
+                "score",
+                "normalized_score"
+            ])
+        );
+    }
+}
