@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use lstm_ae::config::Settings;
-use lstm_ae::eval::run::NabEvalConfig;
+use lstm_ae::eval::nab::run::NabEvalConfig;
 use lstm_ae::telemetry::Metrics;
 use serde_json::Value;
 
