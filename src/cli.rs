@@ -560,7 +560,7 @@ fn recalibrate(a: RecalibrateArgs) -> Result<()> {
         r.parent,
         r.old_threshold,
         r.threshold,
-        crate::app::train::rule_name(&s.calibration),
+        s.calibration.name(),
         r.windows
     );
     Ok(())

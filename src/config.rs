@@ -9,8 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{CsvOptions, FillRule, ScalerKind, TimestampOrder};
-use crate::model::ModelSpec;
-use crate::train::calibrate::ThresholdRule;
+use crate::model::{ModelSpec, ThresholdRule};
 use crate::train::TrainOptions;
 
 /// Settings could not be loaded or are invalid.

@@ -460,14 +460,6 @@ pub fn report_dir(out: &Path) -> PathBuf {
     out.join(bundle::REPORT_DIR)
 }
 
-/// The threshold rule's name (`pot`, `quantile`, …).
-pub fn rule_name(r: &crate::train::calibrate::ThresholdRule) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.get("rule").and_then(|x| x.as_str()).map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// `lstm-ae train`: trains, writes the bundle and its report, prints a summary.
 pub fn run(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -490,8 +482,8 @@ pub fn run(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> anyhow::R
         m.training.best_validation_loss.total,
         m.threshold.value,
         match &m.threshold.fallback {
-            None => rule_name(&m.threshold.rule),
-            Some(f) => format!("{}, fallback", rule_name(&f.rule)),
+            None => m.threshold.rule.name().to_string(),
+            Some(f) => format!("{}, fallback", f.rule.name()),
         },
         m.training.seconds,
         m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
