@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 
-use crate::app::train as pipeline;
+use super::pipeline;
 use crate::config::{AnomalyRule, Settings};
 use crate::data::labels::{self, LabelledWindows};
 use crate::data::{self, CsvOptions};

@@ -10,6 +10,7 @@ pub mod eval_labelled;
 pub mod healthcheck;
 pub mod history;
 pub mod models;
+pub mod pipeline;
 pub mod produce;
 pub mod progress;
 pub mod recalibrate;

@@ -78,7 +78,7 @@ pub fn recalibrate(settings: &Settings, opts: &RecalibrateOptions) -> Result<Rec
         fallback: calibrated.fallback,
     };
     let scores64: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
-    manifest.validation_scores = super::train::summary(&scores64);
+    manifest.validation_scores = super::pipeline::summary(&scores64);
     manifest.lineage = Some(Lineage {
         origin: Origin::Recalibrate,
         source: loaded.source,

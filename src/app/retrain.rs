@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use ndarray::{ArrayView2, Axis};
 
 use super::history::{self, Keys};
-use super::train::{self, FitPlan};
+use super::pipeline::{self, FitPlan};
 use crate::config::Settings;
 use crate::data::{self, Series};
 use crate::infer::{Backend, OnnxBackend};
@@ -227,12 +227,12 @@ pub fn retrain(
         .map(|b| b.manifest.spec.features)
         .unwrap_or(settings.model.features);
     let loaded = load(settings, &opts.source, features)?;
-    let (series, bounds) = train::concat(loaded.series)?;
+    let (series, bounds) = pipeline::concat(loaded.series)?;
     let spec = match &parent {
         Some(b) => b.manifest.spec.clone(),
-        None => train::spec_for(settings, &series)?,
+        None => pipeline::spec_for(settings, &series)?,
     };
-    let mut prep = train::prepare(
+    let mut prep = pipeline::prepare(
         settings,
         spec.clone(),
         series,
@@ -301,7 +301,7 @@ pub fn retrain(
                 data_name: loaded.name,
                 lineage: Some(lineage),
             };
-            let mut trained = train::fit_and_write(prep, plan, dir, progress, stop)?;
+            let mut trained = pipeline::fit_and_write(prep, plan, dir, progress, stop)?;
             let mut gate_result = None;
             if let (Some(b), Some(backend)) = (&parent, live.as_mut()) {
                 let g = gate(
@@ -322,7 +322,7 @@ pub fn retrain(
                 Bundle::write(dir, m, &trained.bundle.onnx)?;
                 gate_result = Some(g);
             }
-            super::train_report::write(&trained, &train::report_dir(dir))
+            super::train_report::write(&trained, &pipeline::report_dir(dir))
                 .with_context(|| format!("writing the report into {}", dir.display()))?;
             Ok(gate_result)
         })?;
