@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::app::retrain::{Promotion, SourceOptions};
+use crate::app::retrain::Promotion;
+use crate::app::source::SourceOptions;
 use crate::config::{AnomalyRule, Settings};
 use crate::infer::{score, OnnxBackend};
 use crate::model::{Activation, Bundle, DecoderInput, Mode};
@@ -699,13 +700,13 @@ fn demo(
     s.serve.metrics_listen = metrics_listen;
     s.validate()?;
     crate::telemetry::logging::init(s.log.format, &s.log.level);
-    let opts = crate::serve::demo::DemoOptions {
+    let opts = crate::app::demo::DemoOptions {
         data,
         labels: labels.exists().then_some(labels),
         speed,
         settings: s,
     };
-    let d = runtime()?.block_on(crate::serve::demo::run(opts))?;
+    let d = runtime()?.block_on(crate::app::demo::run(opts))?;
     println!(
         "summary: {} rows → {} windows scored, {} anomalies published, labelled windows caught: {} of {}, {:.0} windows/s",
         d.rows,

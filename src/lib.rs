@@ -35,6 +35,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod infer;
+pub mod kafka;
 pub mod model;
 pub mod report;
 pub mod score;

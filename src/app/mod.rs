@@ -6,14 +6,15 @@
 //! `model`, `stream`, `data`), which never import it, `cli` or `config`
 //! beyond what their own settings need.
 
+pub mod demo;
 pub mod eval_labelled;
 pub mod healthcheck;
-pub mod history;
 pub mod models;
 pub mod pipeline;
 pub mod produce;
 pub mod progress;
 pub mod recalibrate;
 pub mod retrain;
+pub mod source;
 pub mod train;
 pub mod train_report;

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::retrain::{self, Promotion, SourceOptions};
+use super::retrain::Promotion;
+use super::source::{self, SourceOptions};
 use crate::config::Settings;
 use crate::data;
 use crate::infer::{Backend, OnnxBackend};
@@ -42,7 +43,7 @@ pub fn recalibrate(settings: &Settings, opts: &RecalibrateOptions) -> Result<Rec
     let parent = store.open_current()?;
     let parent_version = parent.manifest.model_version;
     let spec = parent.manifest.spec.clone();
-    let loaded = retrain::load(settings, &opts.source, spec.features)?;
+    let loaded = source::load(settings, &opts.source, spec.features)?;
     let mut backend =
         OnnxBackend::load_from_memory(&parent.onnx, &settings.runtime.backend_options())
             .context("loading the live version into ONNX Runtime")?;

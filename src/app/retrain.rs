@@ -2,7 +2,7 @@
 //! gated before promotion.
 //!
 //! 1. Data: a CSV (as `train`) or the daemon's input topics
-//!    ([`super::history`]: a time range, one key / a glob / all keys pooled,
+//!    ([`super::source`]: a time range, one key / a glob / all keys pooled,
 //!    no consumer group).
 //! 2. Each series is split by time into training | validation | a held-back
 //!    recent slice (`retrain.gate_fraction`) that only the gate sees.
@@ -22,130 +22,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
-use ndarray::{ArrayView2, Axis};
+use ndarray::ArrayView2;
 
-use super::history::{self, Keys};
 use super::pipeline::{self, FitPlan};
+use super::source::{self, SourceOptions};
 use crate::config::Settings;
-use crate::data::{self, Series};
+use crate::data;
 use crate::infer::{Backend, OnnxBackend};
-use crate::model::manifest::{DataSource, GateResult, Lineage, Origin};
+use crate::model::manifest::{GateResult, Lineage, Origin};
 use crate::model::store::Store;
 use crate::model::{onnx, Bundle};
 use crate::train::fit::Progress;
-
-/// Where the history comes from (shared with `recalibrate`).
-#[derive(Debug, Clone, Default)]
-pub struct SourceOptions {
-    /// A CSV file.
-    pub csv: Option<PathBuf>,
-    /// The input topics of `[kafka]`.
-    pub from_kafka: bool,
-    /// `--since` / `--until` (see [`history::parse_time`]).
-    pub since: Option<String>,
-    pub until: Option<String>,
-    /// One key (`--key`) or a glob (`--keys`); neither = all keys pooled.
-    pub key: Option<String>,
-    pub keys: Option<String>,
-    /// `--offsets [TOPIC:]PARTITION=FROM..TO` (see [`history::parse_offsets`]).
-    pub offsets: Vec<String>,
-}
-
-/// Training data, loaded.
-pub struct Loaded {
-    pub series: Vec<Series>,
-    pub source: DataSource,
-    /// `training_data.file` in the manifest.
-    pub name: String,
-}
-
-/// Loads the series a retrain or recalibration uses; `features` is the
-/// live model's F (Kafka points carry no column names).
-pub fn load(settings: &Settings, src: &SourceOptions, features: usize) -> Result<Loaded> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let time = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
-        s.as_deref()
-            .map(|v| history::parse_time(v, now))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
-    };
-    let (since_ms, until_ms) = (time(&src.since, "since")?, time(&src.until, "until")?);
-    match (&src.csv, src.from_kafka) {
-        (Some(_), true) => bail!("give --data or --from-kafka, not both"),
-        (None, false) => bail!("give the history: --data FILE.csv or --from-kafka"),
-        (Some(path), false) => {
-            if src.key.is_some() || src.keys.is_some() {
-                bail!("--key/--keys select Kafka keys; a CSV is one series");
-            }
-            let mut s = data::load_csv(path, &settings.data.csv_options())?;
-            // The same [since, until) rule as for Kafka, on the CSV's timestamps.
-            let keep: Vec<usize> = (0..s.rows())
-                .filter(|&r| {
-                    let t = s.timestamps[r];
-                    since_ms.is_none_or(|x| t >= x) && until_ms.is_none_or(|x| t < x)
-                })
-                .collect();
-            if keep.len() != s.rows() {
-                s.values = s.values.select(Axis(0), &keep);
-                s.timestamps = keep.iter().map(|&r| s.timestamps[r]).collect();
-            }
-            Ok(Loaded {
-                name: path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                source: DataSource::Csv {
-                    path: path.display().to_string(),
-                },
-                series: vec![s],
-            })
-        }
-        (None, true) => {
-            let keys = match (&src.key, &src.keys) {
-                (Some(_), Some(_)) => bail!("give --key or --keys, not both"),
-                (Some(k), None) => Keys::One(k.clone()),
-                (None, Some(g)) => Keys::Glob(g.clone()),
-                (None, None) => Keys::All,
-            };
-            let req = history::Request {
-                keys: keys.clone(),
-                since_ms,
-                until_ms,
-                offsets: src
-                    .offsets
-                    .iter()
-                    .map(|o| history::parse_offsets(o))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| anyhow::anyhow!(e))?,
-                features,
-                timeout: std::time::Duration::from_millis(settings.retrain.kafka_timeout_ms),
-            };
-            let h = history::read(&settings.kafka, &req)?;
-            tracing::info!(
-                messages = h.messages,
-                skipped = h.skipped,
-                series = h.series.len(),
-                "history read from kafka"
-            );
-            Ok(Loaded {
-                name: format!("kafka:{}", h.topics.join(",")),
-                source: DataSource::Kafka {
-                    topics: h.topics,
-                    keys: match keys {
-                        Keys::All => "all".into(),
-                        Keys::One(k) => k,
-                        Keys::Glob(g) => g,
-                    },
-                    since_ms,
-                    until_ms,
-                    partitions: h.partitions,
-                    series: h.series.len(),
-                },
-                series: h.series,
-            })
-        }
-    }
-}
 
 /// Whether a passing (or failing) candidate becomes current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +113,7 @@ pub fn retrain(
         .as_ref()
         .map(|b| b.manifest.spec.features)
         .unwrap_or(settings.model.features);
-    let loaded = load(settings, &opts.source, features)?;
+    let loaded = source::load(settings, &opts.source, features)?;
     let (series, bounds) = pipeline::concat(loaded.series)?;
     let spec = match &parent {
         Some(b) => b.manifest.spec.clone(),

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::kafka::ConsumerEvent;
+use crate::kafka::consumer::ConsumerEvent;
 use crate::stream::batcher::Batcher;
 use crate::stream::codec::{self, DeadLetterHeaders, Decoded, Format, SourceRef};
 use crate::stream::offsets::{Hold, OffsetTracker};

@@ -55,9 +55,7 @@
 //! and are replayed after the restart.
 
 mod backend;
-pub mod demo;
 pub mod ingest;
-pub mod kafka;
 mod reload;
 pub mod run;
 mod sink;
@@ -78,6 +76,8 @@ use tokio::time::Instant;
 
 use crate::config::Settings;
 use crate::infer::{Backend, InferError, OnnxBackend};
+use crate::kafka::consumer::{self, Committer, Context, DeadLetterCopy};
+use crate::kafka::{self, Client};
 use crate::model::{Bundle, Manifest};
 use crate::score::{Scorer, ScorerConfig};
 use crate::stream::codec::Format;
@@ -88,7 +88,6 @@ use crate::telemetry::Metrics;
 pub use backend::{BackendFactory, ModelSlot, Served};
 use backend::{Batch, Inference};
 use ingest::{DeadLetter, Ingest, IngestConfig, Job, MessageView};
-pub use kafka::ConsumerEvent;
 pub use reload::{Loader, Reload};
 
 /// Holds to release: every output of their message(s) is acknowledged.
@@ -271,17 +270,17 @@ pub async fn run_with(
     tracing::info!(model = %m.model_id, version = m.model_version, threshold = m.threshold.value, threads = workers, "model loaded");
 
     let events: ingest::EventQueue = Arc::default();
-    let consumer: Arc<StreamConsumer<kafka::Context>> = Arc::new(
-        kafka::consumer_config(k).create_with_context(kafka::Context {
+    let consumer: Arc<StreamConsumer<Context>> = Arc::new(
+        kafka::config(k, Client::DaemonConsumer).create_with_context(Context {
             events: events.clone(),
             metrics: metrics.clone(),
         })?,
     );
-    let committer = kafka::Committer::start(consumer.clone(), events.clone(), metrics.clone())
+    let committer = Committer::start(consumer.clone(), events.clone(), metrics.clone())
         .map_err(PipelineError::CommitThread)?;
     let topics: Vec<&str> = k.inputs.iter().map(|i| i.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
-    let producer: FutureProducer = kafka::producer_config(k).create()?;
+    let producer: FutureProducer = kafka::config(k, Client::DaemonProducer).create()?;
     let w = &settings.windowing;
     let ingest = Ingest::new(
         IngestConfig {
@@ -364,8 +363,8 @@ pub async fn run_with(
 
 /// The running pipeline as the loop sees it.
 struct Daemon {
-    consumer: Arc<StreamConsumer<kafka::Context>>,
-    committer: kafka::Committer,
+    consumer: Arc<StreamConsumer<Context>>,
+    committer: Committer,
     producer: FutureProducer,
     ingest: Ingest,
     /// `None` once closed (drain).
@@ -394,7 +393,7 @@ struct Daemon {
 /// some, no message is consumed.
 enum Pending {
     Batch(Vec<Job>),
-    DeadLetter(kafka::DeadLetterCopy, DeadLetter),
+    DeadLetter(DeadLetterCopy, DeadLetter),
 }
 
 impl Daemon {
@@ -427,7 +426,7 @@ impl Daemon {
 
     fn send_dead_letter(
         &mut self,
-        copy: kafka::DeadLetterCopy,
+        copy: DeadLetterCopy,
         dl: DeadLetter,
         permit: OwnedSemaphorePermit,
     ) {
@@ -501,7 +500,7 @@ impl Daemon {
             return;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (consumer, list) = (self.consumer.clone(), kafka::list(&offsets));
+        let (consumer, list) = (self.consumer.clone(), consumer::list(&offsets));
         let spawned = std::thread::Builder::new()
             .name("lstm-ae-final-commit".into())
             .spawn(move || {
@@ -655,7 +654,7 @@ impl Daemon {
                             let now = self.clock.elapsed().as_millis() as i64;
                             let out = self.ingest.on_message(&view, now);
                             let next = match (out.batch, out.dead_letter) {
-                                (_, Some(dl)) => Some(Pending::DeadLetter(kafka::DeadLetterCopy::from(&msg), dl)),
+                                (_, Some(dl)) => Some(Pending::DeadLetter(DeadLetterCopy::from(&msg), dl)),
                                 (Some(jobs), None) => Some(Pending::Batch(jobs)),
                                 (None, None) => None,
                             };
@@ -760,7 +759,7 @@ impl Daemon {
 async fn dead_letter(
     producer: &FutureProducer,
     topic: &str,
-    msg: kafka::DeadLetterCopy,
+    msg: DeadLetterCopy,
     dl: DeadLetter,
     acks: &mpsc::UnboundedSender<Ack>,
 ) -> Result<(), PipelineError> {
