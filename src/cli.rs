@@ -667,12 +667,10 @@ fn serve(config: Option<PathBuf>, model: Option<PathBuf>) -> Result<()> {
     }
     crate::telemetry::logging::init(s.log.format, &s.log.level);
     let rt = runtime()?;
-    let summary = rt.block_on(crate::serve::run::serve_with(
-        s,
-        crate::telemetry::Metrics::new(),
-        crate::serve::run::termination(),
-        |_| {},
-    ));
+    let summary = rt.block_on(
+        crate::serve::Daemon::new(crate::serve::DaemonConfig::from(&s))
+            .run(crate::app::serve::termination()),
+    );
     // The drain has ended by its deadline; a blocking task still running
     // (a model check of a hot reload) must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -17,6 +17,7 @@ use super::produce;
 use crate::config::Settings;
 use crate::data;
 use crate::kafka::{self, Client};
+use crate::serve::{Daemon, DaemonConfig};
 use crate::telemetry::Metrics;
 
 /// What to replay and how fast.
@@ -87,14 +88,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let pipeline = {
         let metrics = metrics.clone();
-        tokio::spawn(crate::serve::run::serve_with(
-            settings.clone(),
-            metrics,
-            async {
-                let _ = stop_rx.await;
-            },
-            |addr| println!("metrics: http://{addr}/metrics"),
-        ))
+        tokio::spawn(
+            Daemon::new(DaemonConfig::from(&settings))
+                .metrics(metrics)
+                .on_listen(|addr| println!("metrics: http://{addr}/metrics"))
+                .run(async {
+                    let _ = stop_rx.await;
+                }),
+        )
     };
 
     // Print anomalies as they are published.

@@ -15,6 +15,7 @@ pub mod produce;
 pub mod progress;
 pub mod recalibrate;
 pub mod retrain;
+pub mod serve;
 pub mod source;
 pub mod train;
 pub mod train_report;

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use ndarray::Array3;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use super::error::PipelineError;
 use super::ingest::Job;
-use super::PipelineError;
 use crate::infer::{Backend, InferError};
 use crate::model::Manifest;
 use crate::telemetry::Metrics;
