@@ -12,5 +12,5 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    lstm_ae::cli::main()
+    lstm_ae::app::main()
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::broker::Record;
+use lstm_ae::app::score::{score_series, Rule};
 use lstm_ae::config::{AnomalyRule, Settings};
 use lstm_ae::data::Series;
-use lstm_ae::infer::score::{score_series, Rule};
 use lstm_ae::infer::{BackendOptions, OnnxBackend};
 use lstm_ae::model::Bundle;
 use lstm_ae::serve::{Daemon, DaemonConfig};

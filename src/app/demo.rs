@@ -1,24 +1,53 @@
 //! `lstm-ae demo`: the whole daemon on one machine with nothing installed
 //! but ONNX Runtime. An embedded Kafka (librdkafka's mock cluster, which
 //! speaks the real protocol on 127.0.0.1) gets a labelled NAB series
-//! replayed into its input topic as `produce` replays one; the same pipeline
-//! as `serve` scores it; anomalies are printed as they are published, beside
-//! the labelled windows.
+//! replayed into its input topic as `produce` replays one; the same daemon
+//! as `serve` scores it; anomalies are printed as they are published,
+//! beside the labelled windows.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 
 use super::produce;
+use crate::cli::DemoArgs;
 use crate::config::Settings;
 use crate::data;
 use crate::kafka::{self, Client};
 use crate::serve::{Daemon, DaemonConfig};
 use crate::telemetry::Metrics;
+
+/// `lstm-ae demo`: the settings with the demo's model and metrics address,
+/// the replay, and a summary line.
+pub fn run(a: DemoArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    s.serve.model = a.model.to_string_lossy().into_owned();
+    s.serve.metrics_listen = a.metrics_listen;
+    s.validate()?;
+    crate::telemetry::logging::init(s.log.format, &s.log.level);
+    let opts = DemoOptions {
+        labels: a.labels.exists().then_some(a.labels),
+        data: a.data,
+        speed: a.speed,
+        settings: s,
+    };
+    let d = super::runtime()?.block_on(replay(opts))?;
+    println!(
+        "summary: {} rows → {} windows scored, {} anomalies published, labelled windows caught: {} of {}, {:.0} windows/s",
+        d.rows,
+        d.windows,
+        d.anomalies,
+        d.labelled_caught,
+        d.labelled,
+        d.windows as f64 / d.seconds.max(1e-9)
+    );
+    Ok(())
+}
 
 /// What to replay and how fast.
 pub struct DemoOptions {
@@ -40,17 +69,16 @@ pub struct DemoSummary {
     pub seconds: f64,
 }
 
-fn labelled_windows(
-    labels: &std::path::Path,
-    data: &std::path::Path,
-) -> anyhow::Result<Vec<(i64, i64)>> {
+fn labelled_windows(labels: &std::path::Path, data: &std::path::Path) -> Result<Vec<(i64, i64)>> {
     let all = data::labels::load_windows(labels)?;
     Ok(data::labels::windows_for(&all, data)
         .map(|(_, w)| w.to_vec())
         .unwrap_or_default())
 }
 
-pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
+/// Replays the series through the daemon on an embedded Kafka and
+/// prints the anomalies as they are published.
+pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
     let series = produce::load(&opts.data)?;
     let labelled = match &opts.labels {
         Some(l) => labelled_windows(l, &opts.data)?,

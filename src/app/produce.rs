@@ -15,13 +15,48 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use crate::config::KafkaSettings;
+use crate::cli::ProduceArgs;
+use crate::config::{KafkaSettings, Settings};
 use crate::data::{self, CsvOptions, Series, TimestampOrder};
 use crate::kafka::{self, Client};
 use crate::stream::codec::{self, Format};
 
 /// Deliveries awaited at most at once: a bound on memory for any file size.
 const MAX_IN_FLIGHT: usize = 10_000;
+
+/// `lstm-ae produce`: the settings, then the flags over them.
+pub fn run(a: ProduceArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(b) = a.brokers {
+        s.kafka.brokers = b;
+    }
+    let input = s.kafka.inputs.first().cloned();
+    let topic = a
+        .topic
+        .or_else(|| input.as_ref().map(|i| i.topic.clone()))
+        .context("no --topic and no kafka.inputs")?;
+    let format = a
+        .format
+        .or_else(|| input.as_ref().map(|i| i.format))
+        .unwrap_or(Format::Points);
+    let opts = ProduceOptions {
+        file: a.file,
+        kafka: s.kafka,
+        topic: topic.clone(),
+        format,
+        key: a.key,
+        rate: a.rate,
+        window: a.window,
+        stride: a.stride,
+    };
+    let file = opts.file.display().to_string();
+    let p = super::runtime()?.block_on(replay(opts))?;
+    println!(
+        "produced {} messages ({} rows of {file}) to {topic} in {:.1} s",
+        p.messages, p.rows, p.seconds
+    );
+    Ok(())
+}
 
 /// What to replay, where, and how.
 pub struct ProduceOptions {
@@ -114,7 +149,7 @@ pub fn series_key(file: &Path, key: Option<&str>) -> String {
 }
 
 /// Sends every message and waits for the broker's acknowledgements.
-pub async fn run(opts: ProduceOptions) -> Result<ProduceSummary> {
+pub async fn replay(opts: ProduceOptions) -> Result<ProduceSummary> {
     if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
         bail!("--rate must be a number ≥ 0 (0 = as fast as possible)");
     }

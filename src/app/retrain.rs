@@ -19,6 +19,7 @@
 //! Same data, settings and seed give the same `model.onnx`, byte for byte.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +27,7 @@ use ndarray::ArrayView2;
 
 use super::pipeline::{self, FitPlan};
 use super::source::{self, SourceOptions};
+use crate::cli::RetrainArgs;
 use crate::config::Settings;
 use crate::data;
 use crate::infer::{Backend, OnnxBackend};
@@ -33,6 +35,58 @@ use crate::model::manifest::{GateResult, Lineage, Origin};
 use crate::model::store::Store;
 use crate::model::{onnx, Bundle};
 use crate::train::fit::Progress;
+
+/// `retrain`'s exit code when the gate rejected the candidate.
+pub const EXIT_REJECTED: u8 = 3;
+
+/// `lstm-ae retrain`: the settings, then the flags over them; exit code 3
+/// when the gate rejected the candidate.
+pub fn run(a: RetrainArgs) -> Result<ExitCode> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(v) = a.epochs {
+        s.training.epochs = v;
+    }
+    if let Some(v) = a.seed {
+        s.training.seed = v;
+    }
+    if let Some(v) = a.hidden {
+        s.model.hidden = v;
+    }
+    if let Some(v) = a.window {
+        s.model.window = v;
+    }
+    if let Some(v) = a.learning_rate {
+        s.training.learning_rate = v;
+    }
+    if let Some(v) = a.threads {
+        s.training.threads = v;
+    }
+    s.validate()?;
+    let opts = RetrainOptions {
+        store: a.store.clone(),
+        source: SourceOptions::from(&a.source),
+        warm_start: a.warm_start,
+        promotion: if a.force {
+            Promotion::Force
+        } else if a.no_promote && !a.promote {
+            Promotion::Never
+        } else {
+            Promotion::IfGatePasses
+        },
+    };
+    let stop = super::progress::stop_on_ctrl_c();
+    let mut bar = super::progress::Bar::new(s.training.epochs, a.quiet);
+    let outcome = retrain_store(&s, &opts, &mut bar, &stop)
+        .with_context(|| format!("retraining {}", a.store.display()))?;
+    bar.bar.finish_and_clear();
+    println!("{}", outcome.summary(&a.store));
+    let rejected = outcome.gate.as_ref().is_some_and(|g| !g.passed) && !outcome.promoted;
+    Ok(if rejected {
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
 /// Whether a passing (or failing) candidate becomes current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +150,7 @@ impl Outcome {
 }
 
 /// Runs a retrain; see the module docs.
-pub fn retrain(
+pub fn retrain_store(
     settings: &Settings,
     opts: &RetrainOptions,
     progress: &mut dyn Progress,
@@ -251,7 +305,7 @@ fn run_windows(
         score: Vec::with_capacity(starts.len()),
         loss: Vec::with_capacity(starts.len()),
     };
-    for chunk in starts.chunks(crate::infer::score::BATCH) {
+    for chunk in starts.chunks(super::score::BATCH) {
         let x = data::gather_batch_major(values, chunk, window);
         let o = backend.infer(x.view())?;
         let (Some(score), Some(rec)) = (o.score, o.reconstruction) else {

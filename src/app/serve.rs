@@ -1,8 +1,34 @@
-//! `lstm-ae serve`: the daemon ([`crate::serve`]) as a process: its slice
-//! of the settings, and SIGINT/SIGTERM as the signal to drain.
+//! `lstm-ae serve`: the daemon ([`crate::serve`]) as a process: settings,
+//! logging, a tokio runtime, and SIGINT/SIGTERM as the signal to drain.
 
+use anyhow::Result;
+
+use crate::cli::ServeArgs;
 use crate::config::Settings;
-use crate::serve::DaemonConfig;
+use crate::serve::{Daemon, DaemonConfig};
+
+/// `lstm-ae serve`: runs until SIGINT or SIGTERM, then drains.
+pub fn run(a: ServeArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(m) = a.model {
+        s.serve.model = m.to_string_lossy().into_owned();
+    }
+    crate::telemetry::logging::init(s.log.format, &s.log.level);
+    let rt = super::runtime()?;
+    let summary = rt.block_on(Daemon::new(DaemonConfig::from(&s)).run(termination()));
+    // The drain has ended by its deadline; a blocking task still running
+    // (a model check of a hot reload) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    let summary = summary?;
+    tracing::info!(
+        messages = summary.messages,
+        windows = summary.windows,
+        dead_letters = summary.dead_letters,
+        drained = summary.drained,
+        "stopped"
+    );
+    Ok(())
+}
 
 /// The daemon's slice of the settings.
 impl From<&Settings> for DaemonConfig {

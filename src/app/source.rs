@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use ndarray::Axis;
 
+use crate::cli::SourceArgs;
 use crate::config::Settings;
 use crate::data::{self, Series};
 use crate::kafka::history::{self, Keys};
@@ -27,6 +28,20 @@ pub struct SourceOptions {
     pub keys: Option<String>,
     /// `--offsets [TOPIC:]PARTITION=FROM..TO` (see [`history::parse_offsets`]).
     pub offsets: Vec<String>,
+}
+
+impl From<&SourceArgs> for SourceOptions {
+    fn from(a: &SourceArgs) -> SourceOptions {
+        SourceOptions {
+            csv: a.data.clone(),
+            from_kafka: a.from_kafka,
+            since: a.since.clone(),
+            until: a.until.clone(),
+            key: a.key.clone(),
+            keys: a.keys.clone(),
+            offsets: a.offsets.clone(),
+        }
+    }
 }
 
 /// Training data, loaded.

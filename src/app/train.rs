@@ -6,10 +6,53 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::pipeline;
+use crate::cli::TrainArgs;
 use crate::config::Settings;
 
-/// `lstm-ae train`: trains, writes the bundle and its report, prints a summary.
-pub fn run(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> Result<()> {
+/// `lstm-ae train`: the settings, then the flags over them.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    let m = &mut s.model;
+    if let Some(v) = a.window {
+        m.window = v;
+    }
+    if let Some(v) = a.hidden {
+        m.hidden = v;
+    }
+    if let Some(v) = a.horizon {
+        m.horizon = v;
+    }
+    if let Some(v) = a.mode {
+        m.mode = v;
+    }
+    if let Some(v) = a.activation {
+        m.activation = v;
+    }
+    if let Some(v) = a.decoder_input {
+        m.decoder_input = v;
+    }
+    if let Some(v) = a.rows {
+        s.data.max_rows = v;
+    }
+    let t = &mut s.training;
+    if let Some(v) = a.batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = a.epochs {
+        t.epochs = v;
+    }
+    if let Some(v) = a.seed {
+        t.seed = v;
+    }
+    if let Some(v) = a.threads {
+        t.threads = v;
+    }
+    s.validate()?;
+    train_and_report(&s, &a.data, &a.out, a.quiet)
+}
+
+/// Trains, writes the bundle and its report, prints a summary.
+fn train_and_report(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> Result<()> {
     let stop = super::progress::stop_on_ctrl_c();
     let mut progress = super::progress::Bar::new(s.training.epochs, quiet);
     let trained = pipeline::train_bundle(s, data_path, out, &mut progress, &stop)
