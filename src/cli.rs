@@ -3,6 +3,11 @@
 //! `eval labelled`. Argument parsing only: each command is in [`crate::app`],
 //! which runs what [`Cli`] parsed (`app::main`).
 
+// The doc comments below are the command-line help, which clap prints as
+// written: `[kafka]` is a settings table and `<name>` a placeholder there,
+// not a rustdoc link or an HTML tag.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -271,7 +276,7 @@ pub struct ProduceArgs {
     /// Rows between window starts (windows formats).
     #[arg(long, default_value_t = 1)]
     pub stride: usize,
-    /// TOML settings: [kafka] brokers, inputs, and raw `producer` properties (TLS, SASL).
+    /// TOML settings: [kafka] brokers, inputs, and the `common` and `producer` properties (TLS, SASL).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }

@@ -1,5 +1,5 @@
 //! The properties of every Kafka client the project builds. One function
-//! ([`config`]) for all of them, so that `[kafka.common]` (TLS, SASL,
+//! ([`config()`]) for all of them, so that `[kafka.common]` (TLS, SASL,
 //! `client.id`…) and the SASL password reach each one: a client built
 //! elsewhere would connect in plaintext, without the password, to a cluster
 //! secured as docs/configuration.md says.

@@ -4,7 +4,7 @@
 //! `retrain` / `recalibrate --from-kafka`, the replay producer of `produce`
 //! and the demo, and the demo's printer.
 //!
-//! - [`clients`]: each client's properties ([`Client`], [`config`]): our
+//! - [`clients`]: each client's properties ([`Client`], [`config()`]): our
 //!   defaults, then the user's tables, then the secret, then what a client
 //!   must keep whatever the tables say.
 //! - [`consumer`]: the daemon consumer's context (rebalances, statistics),

@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 /// How raw errors become scores. The defaults are the daemon's; `eval nab`
 /// reports with three of them changed on NAB's tuning half
 /// (`eval::run::nab_postprocess`: `long_window` 750, `fire_level` 0.45,
-/// `range_tolerance` 0.02; README, *Evaluation on NAB*).
+/// `range_tolerance` 0.02; docs/evaluation.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostprocessConfig {
@@ -389,8 +389,8 @@ impl Postprocessor {
         }
         let likelihood = self.fire(score);
         // Range novelty has its own refractory period, so a likelihood alarm
-        // and a level alarm do not silence each other (measured on NAB: 66.1
-        // against 64.9 with one shared period).
+        // and a level alarm do not silence each other (it scores better on
+        // NAB than one shared period: docs/evaluation.md).
         if self.range_quiet > 0 {
             self.range_quiet -= 1;
         } else if novel {
