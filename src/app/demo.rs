@@ -36,7 +36,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         speed: a.speed,
         settings: s,
     };
-    let d = super::runtime()?.block_on(replay(opts))?;
+    let d = super::process::runtime()?.block_on(replay(opts))?;
     println!(
         "summary: {} rows → {} windows scored, {} anomalies published, labelled windows caught: {} of {}, {:.0} windows/s",
         d.rows,

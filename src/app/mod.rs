@@ -18,6 +18,7 @@ pub mod eval_nab;
 pub mod healthcheck;
 pub mod models;
 pub mod pipeline;
+pub mod process;
 pub mod produce;
 pub mod progress;
 pub mod recalibrate;
@@ -30,7 +31,7 @@ pub mod train_report;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, EvalCommand};
@@ -101,12 +102,4 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     msg
-}
-
-/// The tokio runtime of the commands that talk to Kafka.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }

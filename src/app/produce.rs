@@ -50,7 +50,7 @@ pub fn run(a: ProduceArgs) -> Result<()> {
         stride: a.stride,
     };
     let file = opts.file.display().to_string();
-    let p = super::runtime()?.block_on(replay(opts))?;
+    let p = super::process::runtime()?.block_on(replay(opts))?;
     println!(
         "produced {} messages ({} rows of {file}) to {topic} in {:.1} s",
         p.messages, p.rows, p.seconds

@@ -14,7 +14,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         s.serve.model = m.to_string_lossy().into_owned();
     }
     crate::telemetry::logging::init(s.log.format, &s.log.level);
-    let rt = super::runtime()?;
+    let rt = super::process::runtime()?;
     let summary = rt.block_on(Daemon::new(DaemonConfig::from(&s)).run(termination()));
     // The drain has ended by its deadline; a blocking task still running
     // (a model check of a hot reload) must not hold the exit.
