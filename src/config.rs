@@ -9,8 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{CsvOptions, FillRule, ScalerKind, TimestampOrder};
-use crate::model::ModelSpec;
-use crate::train::calibrate::ThresholdRule;
+use crate::model::{ModelSpec, ThresholdRule};
 use crate::train::TrainOptions;
 
 /// Settings could not be loaded or are invalid.
@@ -97,7 +96,7 @@ impl Default for BundleSettings {
 }
 
 /// `lstm-ae retrain`: the held-back slice and the promotion gate (see
-/// `app::retrain::gate` and README, *Retraining*).
+/// `app::retrain::gate` and docs/model-store.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrainSettings {
@@ -152,21 +151,24 @@ impl RuntimeSettings {
 #[serde(deny_unknown_fields)]
 pub struct InputTopic {
     pub topic: String,
-    /// `points`, `windows` or `binary_windows` (see README, "Message formats").
+    /// `points`, `windows` or `binary_windows` (see docs/daemon.md).
     pub format: crate::stream::codec::Format,
 }
 
 /// Kafka: where to read and write, group membership, and raw librdkafka
 /// settings.
 ///
-/// librdkafka properties come in three tables: `common` (applied to both
-/// clients: TLS, SASL, client.id…), then `consumer` and `producer`, each of
-/// which may override `common`. Secrets do not belong in a file that is
-/// checked in: set [`KafkaSettings::sasl_password_file`] or the environment
-/// variable [`SASL_PASSWORD_ENV`]; either reaches both clients as
-/// `sasl.password`. (The generic `LSTM_AE__KAFKA__CONSUMER__…` route cannot
-/// carry a librdkafka key: the configuration layer reads `__` as nesting and
-/// `.` as a path, so `sasl.password` would become a table.)
+/// librdkafka properties come in three tables: `common` (applied to every
+/// client the project builds: TLS, SASL, client.id…), then `consumer` (the
+/// consumers: the daemon's, the history reader of `retrain` /
+/// `recalibrate`, the demo's printer) and `producer` (the daemon's,
+/// `produce`'s and the demo's), each of which may override `common`; see
+/// `kafka::clients`. Secrets do not belong in a file that is checked in:
+/// set [`KafkaSettings::sasl_password_file`] or the environment variable
+/// [`SASL_PASSWORD_ENV`]; either reaches every client as `sasl.password`.
+/// (The generic `LSTM_AE__KAFKA__CONSUMER__…` route cannot carry a
+/// librdkafka key: the configuration layer reads `__` as nesting and `.` as
+/// a path, so `sasl.password` would become a table.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
@@ -209,10 +211,10 @@ pub struct KafkaSettings {
     /// librdkafka statistics period (consumer lag metrics); 0 = off.
     pub statistics_interval_ms: u64,
     /// File whose content (trailing newline removed) is the SASL password
-    /// of both clients, e.g. a mounted Kubernetes secret; empty = none.
+    /// of every client, e.g. a mounted Kubernetes secret; empty = none.
     /// [`SASL_PASSWORD_ENV`] wins when set. Never logged.
     pub sasl_password_file: String,
-    /// Raw librdkafka properties for both clients, e.g.
+    /// Raw librdkafka properties for every client, e.g.
     /// `"security.protocol" = "SASL_SSL"`.
     pub common: std::collections::BTreeMap<String, String>,
     /// Raw librdkafka consumer properties (override `common`).
@@ -225,7 +227,7 @@ pub struct KafkaSettings {
     pub sasl_password: Option<Secret>,
 }
 
-/// Environment variable holding the SASL password of both Kafka clients
+/// Environment variable holding the SASL password of every Kafka client
 /// (wins over `kafka.sasl_password_file`).
 pub const SASL_PASSWORD_ENV: &str = "LSTM_AE_KAFKA_SASL_PASSWORD";
 
@@ -344,12 +346,11 @@ pub struct ServeSettings {
     /// (numbered versions and a `current` file, see `model::store`): the
     /// daemon serves its current version.
     pub model: String,
-    /// Most windows per inference call. 64 rather than more: measured
-    /// with the default model (README, *Performance*), a single-threaded
-    /// session scores as many windows per second at 64 as at 256 or more
-    /// (more on some CPUs: the working set stays in cache), and ONNX
-    /// Runtime's memory arena grows with the largest batch (about 80 MB at
-    /// 256 against 20 MB at 64 with two inference threads).
+    /// Most windows per inference call. 64 rather than more: with the
+    /// default model a single-threaded session scores as many windows per
+    /// second at 64 as at larger batches (more on some CPUs: the working
+    /// set stays in cache), and ONNX Runtime's memory arena grows with the
+    /// largest batch (docs/performance.md).
     pub max_batch: usize,
     /// Longest a window waits for its batch to fill.
     pub max_wait_ms: u64,
@@ -424,7 +425,7 @@ impl Default for WindowingSettings {
 /// Default `anomalies.likelihood_threshold`, the default
 /// `postprocess.fire_level`: a label-free tail probability (a log-likelihood
 /// of 0.35 is p ≤ 3.2·10⁻⁴, about one alarm per 3,000 windows of a
-/// stationary error; README, *Anomaly rules*). `lstm-ae eval nab` uses 0.45
+/// stationary error; docs/daemon.md). `lstm-ae eval nab` uses 0.45
 /// with its own settings, chosen on NAB's tuning half; the daemon keeps the
 /// label-free default rather than one fitted to NAB's labels.
 pub const LIKELIHOOD_THRESHOLD: f64 = 0.35;

@@ -7,22 +7,41 @@
 //!
 //! ## Layout
 //!
-//! - [`app`]: the commands and their presentation, above every library module.
-//! - [`cli`]: the subcommands (`train`, `score`, `inspect`, …) and their flags.
+//! Layers point down only: `app` → `serve` / `eval` → `kafka` / `infer` /
+//! `train` / `score` → `model` / `stream` / `data` / `report` / `telemetry`.
+//! `config` defines the typed settings from the types of the layers below
+//! it; `serve` and `kafka` take their own sections of it (never the whole
+//! [`config::Settings`]), and only `app` loads it. `cli` is parsing only,
+//! read by `app`.
+//!
+//! - [`app`]: every command (`train`, `retrain`, `recalibrate`, `models`,
+//!   `inspect`, `score`, `serve`, `demo`, `produce`, `healthcheck`, `eval`),
+//!   the training pipeline they share, the offline scoring of `score`, and
+//!   their presentation.
+//! - [`cli`]: the subcommands and their flags, parsed; nothing more.
 //! - [`config`]: settings: built-in defaults < file < environment; validated.
-//! - [`data`]: CSV series loading, windowing and scaling, shared by train and score.
-//! - [`model`]: [`model::ModelSpec`], the parameters, `manifest.json`, ONNX export —
-//!   the one place that knows the graph.
+//! - [`serve`]: the Kafka daemon: ingest, inference threads, sink, hot
+//!   reload, drain; one entry point ([`serve::Daemon`]) taking its own slice
+//!   of the settings ([`serve::DaemonConfig`]).
+//! - [`eval`]: benchmark evaluation (NAB scoring, the `eval nab` driver and
+//!   report; labelled-file metrics).
+//! - [`kafka`]: every Kafka client the project builds (the daemon's
+//!   consumer and producer, the history reader, the replay producer, the
+//!   demo's printer), so the security settings reach all of them.
+//! - [`infer`]: the ONNX Runtime backend (library discovery, sessions)
+//!   behind the [`infer::Backend`] trait.
 //! - [`train`]: LSTM forward/backward over ndarray, the composite model, Adam,
 //!   the training loop and threshold calibration.
-//! - [`infer`]: the ONNX Runtime backend (library discovery, sessions) and scoring.
+//! - [`score`]: the anomaly decision: raw model errors into anomaly scores
+//!   (anomaly likelihood, storm rule, contributors) and output records,
+//!   shared by the daemon and offline scoring.
+//! - [`model`]: [`model::ModelSpec`], the parameters, `manifest.json` and its
+//!   threshold rule, ONNX export, the versioned model store — the one place
+//!   that knows the graph.
 //! - [`stream`]: the daemon's Kafka-independent core: message codec, per-key
 //!   windower, batching policy and the offset commit rule.
-//! - [`eval`]: benchmark evaluation (NAB scoring, the `eval nab` driver and report).
-//! - [`score`]: streaming post-processing of raw model errors into anomaly
-//!   scores (anomaly likelihood, refractory period), shared with the daemon.
+//! - [`data`]: CSV series loading, timestamps, labels, windowing and scaling.
 //! - [`report`]: SVG charts for training and scoring reports.
-//! - [`serve`]: the Kafka daemon: ingest, inference thread, sink, offsets, shutdown.
 //! - [`telemetry`]: Prometheus metrics, the HTTP endpoints and logging setup.
 
 // `deny`, not `forbid`: ndarray's `s!` macro expands to an item marked
@@ -35,6 +54,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod infer;
+pub mod kafka;
 pub mod model;
 pub mod report;
 pub mod score;

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::broker::Record;
+use lstm_ae::app::score::{score_series, Rule};
 use lstm_ae::config::{AnomalyRule, Settings};
 use lstm_ae::data::Series;
-use lstm_ae::infer::score::{score_series, Rule};
 use lstm_ae::infer::{BackendOptions, OnnxBackend};
 use lstm_ae::model::Bundle;
+use lstm_ae::serve::{Daemon, DaemonConfig};
 use lstm_ae::stream::records::format_ts_ms;
 use lstm_ae::telemetry::Metrics;
 use ndarray::{Array2, Array3};
@@ -137,16 +138,16 @@ async fn start(s: &Settings) -> Running {
     let metrics = Metrics::new();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let daemon = tokio::spawn(lstm_ae::serve::run::serve_with(
-        s.clone(),
-        metrics.clone(),
-        async {
-            let _ = stopped.await;
-        },
-        move |a| {
-            let _ = addr_tx.send(a);
-        },
-    ));
+    let daemon = tokio::spawn(
+        Daemon::new(DaemonConfig::from(s))
+            .metrics(metrics.clone())
+            .on_listen(move |a| {
+                let _ = addr_tx.send(a);
+            })
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
     let addr = addr_rx.await.unwrap();
     Running {
         metrics,

@@ -14,7 +14,7 @@ mod common;
 use lstm_ae::config::Settings;
 use lstm_ae::infer::{Backend, InferError, Outputs};
 use lstm_ae::model::Bundle;
-use lstm_ae::serve::{BackendFactory, Model, ServeError, Summary};
+use lstm_ae::serve::{BackendFactory, Daemon, DaemonConfig, Model, ServeError, Summary};
 use lstm_ae::telemetry::Metrics;
 use ndarray::{Array1, Array2, Array3, ArrayView3};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -193,17 +193,17 @@ async fn start(s: &Settings, model: Model) -> Running {
     let metrics = Metrics::new();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let daemon = tokio::spawn(lstm_ae::serve::run::serve_model_with(
-        s.clone(),
-        Some(model),
-        metrics.clone(),
-        async {
-            let _ = stopped.await;
-        },
-        move |a| {
-            let _ = addr_tx.send(a);
-        },
-    ));
+    let daemon = tokio::spawn(
+        Daemon::new(DaemonConfig::from(s))
+            .model(model)
+            .metrics(metrics.clone())
+            .on_listen(move |a| {
+                let _ = addr_tx.send(a);
+            })
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
     Running {
         metrics,
         addr: addr_rx.await.unwrap(),

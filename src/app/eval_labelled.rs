@@ -15,13 +15,61 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 
-use crate::app::train as pipeline;
+use super::pipeline;
+use super::score;
+use crate::cli::EvalLabelledArgs;
 use crate::config::{AnomalyRule, Settings};
 use crate::data::labels::{self, LabelledWindows};
 use crate::data::{self, CsvOptions};
 use crate::eval::labelled::{self, ScoredFile, Summary};
-use crate::infer::{score, OnnxBackend};
+use crate::infer::OnnxBackend;
 use crate::train::fit::Quiet;
+
+/// `lstm-ae eval labelled`: evaluates, writes the report, prints the
+/// pooled figures of both rules.
+pub fn run(a: EvalLabelledArgs) -> Result<()> {
+    let settings = Settings::load(a.config.as_deref())?;
+    if !(a.train_fraction > 0.0 && a.train_fraction < 1.0) {
+        anyhow::bail!("--train-fraction must be between 0 and 1 (exclusive)");
+    }
+    let opts = Options {
+        data: a.data,
+        out: a.out,
+        settings,
+        train: a
+            .train_rows
+            .map_or(TrainSpan::Fraction(a.train_fraction), TrainSpan::Rows),
+        label_column: a.label_column,
+        windows: a.windows,
+    };
+    let (summary, written) = evaluate(&opts)?;
+    let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+    for (name, r) in [
+        ("state (threshold rule)", &summary.pooled_state),
+        ("alert (likelihood rule)", &summary.pooled_alert),
+    ] {
+        println!(
+            "{name:<24} precision {} recall {} F1 {} ROC-AUC {} PR-AUC {}; stretches detected {}/{}, mean delay {} rows",
+            f(r.precision),
+            f(r.recall),
+            f(r.f1),
+            f(r.roc_auc),
+            f(r.pr_auc),
+            r.ranges.detected,
+            r.ranges.stretches,
+            f(r.mean_delay_rows)
+        );
+    }
+    println!(
+        "{} files; report {}",
+        summary.files.len(),
+        written
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    Ok(())
+}
 
 /// How much of each file the model trains on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -217,7 +265,7 @@ fn evaluate_one(
 
 /// Evaluates every CSV under `opts.data` and writes the report into
 /// `opts.out`; returns the summary and the files written.
-pub fn run(opts: &Options) -> Result<(Summary, Vec<PathBuf>)> {
+pub fn evaluate(opts: &Options) -> Result<(Summary, Vec<PathBuf>)> {
     let windows_path = opts.windows.clone().or_else(|| {
         let p = opts.data.join("windows.json");
         p.exists().then_some(p)

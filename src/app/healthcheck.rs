@@ -8,6 +8,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cli::HealthcheckArgs;
+use crate::config::Settings;
+
+/// `lstm-ae healthcheck`: prints the status line; an error unless 200.
+pub fn run(a: HealthcheckArgs) -> Result<()> {
+    let s = Settings::load(a.config.as_deref())?;
+    let addr = target(&s.serve.metrics_listen)?;
+    let status = check(addr, &a.path, Duration::from_secs(a.timeout_s.max(1)))?;
+    println!("{status}");
+    Ok(())
+}
+
 /// Where to connect for a listen address: a wildcard (`0.0.0.0`, `[::]`)
 /// is reached on the loopback address of its family.
 pub fn target(listen: &str) -> Result<SocketAddr> {

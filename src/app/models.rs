@@ -1,12 +1,49 @@
 //! `lstm-ae models list | show | promote | rollback | import`: the model
-//! store for humans (and scripts: `list` prints one line per version).
+//! store for humans (and scripts: `list` prints one line per version); and
+//! `lstm-ae inspect`, which prints one bundle's manifest the same way.
 
 use std::path::Path;
 
 use anyhow::Result;
 
+use crate::cli::{InspectArgs, ModelsCommand};
 use crate::model::store::Store;
 use crate::model::{onnx, Bundle, Manifest};
+
+/// `lstm-ae models …`.
+pub fn run(c: ModelsCommand) -> Result<()> {
+    match c {
+        ModelsCommand::List { store } => list(&store),
+        ModelsCommand::Show {
+            store,
+            version,
+            json,
+        } => show(&store, version, json),
+        ModelsCommand::Promote {
+            store,
+            version,
+            force,
+        } => promote(&store, version, force),
+        ModelsCommand::Rollback { store } => rollback(&store),
+        ModelsCommand::Import {
+            store,
+            bundle,
+            no_promote,
+            if_empty,
+        } => import(&store, &bundle, no_promote, if_empty),
+    }
+}
+
+/// `lstm-ae inspect`: a bundle's manifest, for humans or as JSON.
+pub fn inspect(a: InspectArgs) -> Result<()> {
+    let b = Bundle::open(&a.dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&b.manifest)?);
+    } else {
+        print_manifest(&b.manifest);
+    }
+    Ok(())
+}
 
 /// One line per version: number, live marker, origin, parent, gate, created.
 pub fn list(root: &Path) -> Result<()> {

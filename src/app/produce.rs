@@ -7,25 +7,62 @@
 //! Every message is keyed by the series key (one partition per key, so a
 //! key's points stay in order, as the daemon requires). Delivery is waited
 //! for: the command exits 0 only when the broker acknowledged every message.
+//! The demo replays its series with the same code ([`points`], [`send`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use crate::config::KafkaSettings;
-use crate::data::{self, CsvOptions, TimestampOrder};
+use crate::cli::ProduceArgs;
+use crate::config::{KafkaSettings, Settings};
+use crate::data::{self, CsvOptions, Series, TimestampOrder};
+use crate::kafka::{self, Client};
 use crate::stream::codec::{self, Format};
 
 /// Deliveries awaited at most at once: a bound on memory for any file size.
 const MAX_IN_FLIGHT: usize = 10_000;
 
+/// `lstm-ae produce`: the settings, then the flags over them.
+pub fn run(a: ProduceArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(b) = a.brokers {
+        s.kafka.brokers = b;
+    }
+    let input = s.kafka.inputs.first().cloned();
+    let topic = a
+        .topic
+        .or_else(|| input.as_ref().map(|i| i.topic.clone()))
+        .context("no --topic and no kafka.inputs")?;
+    let format = a
+        .format
+        .or_else(|| input.as_ref().map(|i| i.format))
+        .unwrap_or(Format::Points);
+    let opts = ProduceOptions {
+        file: a.file,
+        kafka: s.kafka,
+        topic: topic.clone(),
+        format,
+        key: a.key,
+        rate: a.rate,
+        window: a.window,
+        stride: a.stride,
+    };
+    let file = opts.file.display().to_string();
+    let p = super::process::runtime()?.block_on(replay(opts))?;
+    println!(
+        "produced {} messages ({} rows of {file}) to {topic} in {:.1} s",
+        p.messages, p.rows, p.seconds
+    );
+    Ok(())
+}
+
 /// What to replay, where, and how.
 pub struct ProduceOptions {
     /// CSV: a timestamp column and numeric columns (as for `train`).
     pub file: PathBuf,
-    /// Brokers and raw librdkafka producer properties (TLS, SASL).
+    /// Brokers and the clients' properties (TLS, SASL).
     pub kafka: KafkaSettings,
     pub topic: String,
     pub format: Format,
@@ -49,22 +86,13 @@ pub struct ProduceSummary {
 
 /// The rows of the file and every message of the replay, in order.
 pub fn messages(opts: &ProduceOptions) -> Result<(usize, Vec<Vec<u8>>)> {
-    let series = data::load_csv(
-        &opts.file,
-        &CsvOptions {
-            // Replays the rows as they are; the daemon counts out-of-order points.
-            timestamp_order: TimestampOrder::Unchecked,
-            ..CsvOptions::default()
-        },
-    )?;
-    let key = series_key(opts);
+    let series = load(&opts.file)?;
+    let key = series_key(&opts.file, opts.key.as_deref());
     let rows = series.rows();
     let f = series.values.ncols();
     let row = |r: usize| series.values.row(r).to_vec();
     let out = match opts.format {
-        Format::Points => (0..rows)
-            .map(|r| codec::encode_point(&key, series.timestamps[r], &row(r)))
-            .collect(),
+        Format::Points => points(&series, &key),
         Format::Windows | Format::BinaryWindows => {
             let (t, s) = (opts.window, opts.stride);
             if t == 0 || s == 0 {
@@ -93,44 +121,45 @@ pub fn messages(opts: &ProduceOptions) -> Result<(usize, Vec<Vec<u8>>)> {
     Ok((rows, out))
 }
 
-fn series_key(opts: &ProduceOptions) -> String {
-    opts.key.clone().unwrap_or_else(|| {
-        opts.file
-            .file_stem()
+/// The CSV's rows as they are: the daemon counts out-of-order points.
+pub fn load(file: &Path) -> Result<Series> {
+    Ok(data::load_csv(
+        file,
+        &CsvOptions {
+            timestamp_order: TimestampOrder::Unchecked,
+            ..CsvOptions::default()
+        },
+    )?)
+}
+
+/// One `points` message per row of `series`, keyed `key`.
+pub fn points(series: &Series, key: &str) -> Vec<Vec<u8>> {
+    (0..series.rows())
+        .map(|r| codec::encode_point(key, series.timestamps[r], &series.values.row(r).to_vec()))
+        .collect()
+}
+
+/// `key`, or else the file name without extension.
+pub fn series_key(file: &Path, key: Option<&str>) -> String {
+    key.map(str::to_string).unwrap_or_else(|| {
+        file.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "series".into())
     })
 }
 
 /// Sends every message and waits for the broker's acknowledgements.
-pub async fn run(opts: ProduceOptions) -> Result<ProduceSummary> {
+pub async fn replay(opts: ProduceOptions) -> Result<ProduceSummary> {
     if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
         bail!("--rate must be a number ≥ 0 (0 = as fast as possible)");
     }
     let (rows, payloads) = messages(&opts)?;
-    let key = series_key(&opts);
-    let producer: FutureProducer = crate::serve::kafka::producer_config(&opts.kafka)
+    let key = series_key(&opts.file, opts.key.as_deref());
+    let producer: FutureProducer = kafka::config(&opts.kafka, Client::Replay)
         .create()
         .context("creating the Kafka producer")?;
     let started = Instant::now();
-    let mut pending = Vec::with_capacity(MAX_IN_FLIGHT.min(payloads.len()));
-    for (i, payload) in payloads.iter().enumerate() {
-        let send = producer
-            .send_result(FutureRecord::to(&opts.topic).key(&key).payload(payload))
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("queueing message {i} for {}", opts.topic))?;
-        pending.push(send);
-        if pending.len() >= MAX_IN_FLIGHT {
-            settle(&mut pending, &opts.topic).await?;
-        }
-        if opts.rate > 0.0 {
-            let due = Duration::from_secs_f64((i + 1) as f64 / opts.rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-    settle(&mut pending, &opts.topic).await?;
+    send(&producer, &opts.topic, &key, &payloads, opts.rate).await?;
     Ok(ProduceSummary {
         rows,
         messages: payloads.len(),
@@ -138,7 +167,38 @@ pub async fn run(opts: ProduceOptions) -> Result<ProduceSummary> {
     })
 }
 
-async fn settle(pending: &mut Vec<rdkafka::producer::DeliveryFuture>, topic: &str) -> Result<()> {
+/// Sends `payloads` to `topic` under `key`, `rate` a second (0: as fast as
+/// the broker takes them), and waits until the broker has acknowledged
+/// every one.
+pub async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payloads: &[Vec<u8>],
+    rate: f64,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(MAX_IN_FLIGHT.min(payloads.len()));
+    for (i, payload) in payloads.iter().enumerate() {
+        let send = producer
+            .send_result(FutureRecord::to(topic).key(key).payload(payload))
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("queueing message {i} for {topic}"))?;
+        pending.push(send);
+        if pending.len() >= MAX_IN_FLIGHT {
+            settle(&mut pending, topic).await?;
+        }
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64((i + 1) as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    settle(&mut pending, topic).await
+}
+
+async fn settle(pending: &mut Vec<DeliveryFuture>, topic: &str) -> Result<()> {
     for d in pending.drain(..) {
         d.await
             .context("the producer was dropped before delivery")?

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::retrain::{self, Promotion, SourceOptions};
+use super::retrain::Promotion;
+use super::source::{self, SourceOptions};
+use crate::cli::RecalibrateArgs;
 use crate::config::Settings;
 use crate::data;
 use crate::infer::{Backend, OnnxBackend};
@@ -19,6 +21,35 @@ use crate::model::manifest::{Lineage, Origin, Threshold};
 use crate::model::store::Store;
 use crate::model::{onnx, Bundle};
 use crate::train::calibrate;
+
+/// `lstm-ae recalibrate`: re-fits, writes and (unless `--no-promote`)
+/// promotes; prints the old and new threshold.
+pub fn run(a: RecalibrateArgs) -> Result<()> {
+    let s = Settings::load(a.config.as_deref())?;
+    let opts = RecalibrateOptions {
+        store: a.store.clone(),
+        source: SourceOptions::from(&a.source),
+        promotion: if a.no_promote {
+            Promotion::Never
+        } else {
+            Promotion::IfGatePasses
+        },
+    };
+    let r = recalibrate_store(&s, &opts)
+        .with_context(|| format!("recalibrating {}", a.store.display()))?;
+    println!(
+        "recalibrate: {} v{} {} (parent v{}): threshold {:.5} → {:.5} ({} rule) on {} recent windows",
+        a.store.display(),
+        r.version,
+        if r.promoted { "promoted" } else { "kept as candidate" },
+        r.parent,
+        r.old_threshold,
+        r.threshold,
+        s.calibration.name(),
+        r.windows
+    );
+    Ok(())
+}
 
 pub struct RecalibrateOptions {
     pub store: PathBuf,
@@ -37,19 +68,19 @@ pub struct Recalibrated {
     pub threshold: f32,
 }
 
-pub fn recalibrate(settings: &Settings, opts: &RecalibrateOptions) -> Result<Recalibrated> {
+pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Result<Recalibrated> {
     let store = Store::open(&opts.store)?;
     let parent = store.open_current()?;
     let parent_version = parent.manifest.model_version;
     let spec = parent.manifest.spec.clone();
-    let loaded = retrain::load(settings, &opts.source, spec.features)?;
+    let loaded = source::load(settings, &opts.source, spec.features)?;
     let mut backend =
         OnnxBackend::load_from_memory(&parent.onnx, &settings.runtime.backend_options())
             .context("loading the live version into ONNX Runtime")?;
     let mut scores: Vec<f32> = vec![];
     for s in &loaded.series {
         let starts = data::window_starts(0, s.rows(), spec.window, 0, 1);
-        for chunk in starts.chunks(crate::infer::score::BATCH) {
+        for chunk in starts.chunks(super::score::BATCH) {
             let x = data::gather_batch_major(s.values.view(), chunk, spec.window);
             let out = backend.infer(x.view())?;
             let Some(sc) = out.score else {
@@ -78,7 +109,7 @@ pub fn recalibrate(settings: &Settings, opts: &RecalibrateOptions) -> Result<Rec
         fallback: calibrated.fallback,
     };
     let scores64: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
-    manifest.validation_scores = super::train::summary(&scores64);
+    manifest.validation_scores = super::pipeline::summary(&scores64);
     manifest.lineage = Some(Lineage {
         origin: Origin::Recalibrate,
         source: loaded.source,

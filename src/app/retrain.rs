@@ -2,7 +2,7 @@
 //! gated before promotion.
 //!
 //! 1. Data: a CSV (as `train`) or the daemon's input topics
-//!    ([`super::history`]: a time range, one key / a glob / all keys pooled,
+//!    ([`super::source`]: a time range, one key / a glob / all keys pooled,
 //!    no consumer group).
 //! 2. Each series is split by time into training | validation | a held-back
 //!    recent slice (`retrain.gate_fraction`) that only the gate sees.
@@ -19,132 +19,73 @@
 //! Same data, settings and seed give the same `model.onnx`, byte for byte.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
-use ndarray::{ArrayView2, Axis};
+use ndarray::ArrayView2;
 
-use super::history::{self, Keys};
-use super::train::{self, FitPlan};
+use super::pipeline::{self, FitPlan};
+use super::source::{self, SourceOptions};
+use crate::cli::RetrainArgs;
 use crate::config::Settings;
-use crate::data::{self, Series};
+use crate::data;
 use crate::infer::{Backend, OnnxBackend};
-use crate::model::manifest::{DataSource, GateResult, Lineage, Origin};
+use crate::model::manifest::{GateResult, Lineage, Origin};
 use crate::model::store::Store;
 use crate::model::{onnx, Bundle};
 use crate::train::fit::Progress;
 
-/// Where the history comes from (shared with `recalibrate`).
-#[derive(Debug, Clone, Default)]
-pub struct SourceOptions {
-    /// A CSV file.
-    pub csv: Option<PathBuf>,
-    /// The input topics of `[kafka]`.
-    pub from_kafka: bool,
-    /// `--since` / `--until` (see [`history::parse_time`]).
-    pub since: Option<String>,
-    pub until: Option<String>,
-    /// One key (`--key`) or a glob (`--keys`); neither = all keys pooled.
-    pub key: Option<String>,
-    pub keys: Option<String>,
-    /// `--offsets [TOPIC:]PARTITION=FROM..TO` (see [`history::parse_offsets`]).
-    pub offsets: Vec<String>,
-}
+/// `retrain`'s exit code when the gate rejected the candidate.
+pub const EXIT_REJECTED: u8 = 3;
 
-/// Training data, loaded.
-pub struct Loaded {
-    pub series: Vec<Series>,
-    pub source: DataSource,
-    /// `training_data.file` in the manifest.
-    pub name: String,
-}
-
-/// Loads the series a retrain or recalibration uses; `features` is the
-/// live model's F (Kafka points carry no column names).
-pub fn load(settings: &Settings, src: &SourceOptions, features: usize) -> Result<Loaded> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let time = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
-        s.as_deref()
-            .map(|v| history::parse_time(v, now))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
-    };
-    let (since_ms, until_ms) = (time(&src.since, "since")?, time(&src.until, "until")?);
-    match (&src.csv, src.from_kafka) {
-        (Some(_), true) => bail!("give --data or --from-kafka, not both"),
-        (None, false) => bail!("give the history: --data FILE.csv or --from-kafka"),
-        (Some(path), false) => {
-            if src.key.is_some() || src.keys.is_some() {
-                bail!("--key/--keys select Kafka keys; a CSV is one series");
-            }
-            let mut s = data::load_csv(path, &settings.data.csv_options())?;
-            // The same [since, until) rule as for Kafka, on the CSV's timestamps.
-            let keep: Vec<usize> = (0..s.rows())
-                .filter(|&r| {
-                    let t = s.timestamps[r];
-                    since_ms.is_none_or(|x| t >= x) && until_ms.is_none_or(|x| t < x)
-                })
-                .collect();
-            if keep.len() != s.rows() {
-                s.values = s.values.select(Axis(0), &keep);
-                s.timestamps = keep.iter().map(|&r| s.timestamps[r]).collect();
-            }
-            Ok(Loaded {
-                name: path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                source: DataSource::Csv {
-                    path: path.display().to_string(),
-                },
-                series: vec![s],
-            })
-        }
-        (None, true) => {
-            let keys = match (&src.key, &src.keys) {
-                (Some(_), Some(_)) => bail!("give --key or --keys, not both"),
-                (Some(k), None) => Keys::One(k.clone()),
-                (None, Some(g)) => Keys::Glob(g.clone()),
-                (None, None) => Keys::All,
-            };
-            let req = history::Request {
-                keys: keys.clone(),
-                since_ms,
-                until_ms,
-                offsets: src
-                    .offsets
-                    .iter()
-                    .map(|o| history::parse_offsets(o))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| anyhow::anyhow!(e))?,
-                features,
-                timeout: std::time::Duration::from_millis(settings.retrain.kafka_timeout_ms),
-            };
-            let h = history::read(&settings.kafka, &req)?;
-            tracing::info!(
-                messages = h.messages,
-                skipped = h.skipped,
-                series = h.series.len(),
-                "history read from kafka"
-            );
-            Ok(Loaded {
-                name: format!("kafka:{}", h.topics.join(",")),
-                source: DataSource::Kafka {
-                    topics: h.topics,
-                    keys: match keys {
-                        Keys::All => "all".into(),
-                        Keys::One(k) => k,
-                        Keys::Glob(g) => g,
-                    },
-                    since_ms,
-                    until_ms,
-                    partitions: h.partitions,
-                    series: h.series.len(),
-                },
-                series: h.series,
-            })
-        }
+/// `lstm-ae retrain`: the settings, then the flags over them; exit code 3
+/// when the gate rejected the candidate.
+pub fn run(a: RetrainArgs) -> Result<ExitCode> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    if let Some(v) = a.epochs {
+        s.training.epochs = v;
     }
+    if let Some(v) = a.seed {
+        s.training.seed = v;
+    }
+    if let Some(v) = a.hidden {
+        s.model.hidden = v;
+    }
+    if let Some(v) = a.window {
+        s.model.window = v;
+    }
+    if let Some(v) = a.learning_rate {
+        s.training.learning_rate = v;
+    }
+    if let Some(v) = a.threads {
+        s.training.threads = v;
+    }
+    s.validate()?;
+    let opts = RetrainOptions {
+        store: a.store.clone(),
+        source: SourceOptions::from(&a.source),
+        warm_start: a.warm_start,
+        promotion: if a.force {
+            Promotion::Force
+        } else if a.no_promote && !a.promote {
+            Promotion::Never
+        } else {
+            Promotion::IfGatePasses
+        },
+    };
+    let stop = super::progress::stop_on_ctrl_c();
+    let mut bar = super::progress::Bar::new(s.training.epochs, a.quiet);
+    let outcome = retrain_store(&s, &opts, &mut bar, &stop)
+        .with_context(|| format!("retraining {}", a.store.display()))?;
+    bar.bar.finish_and_clear();
+    println!("{}", outcome.summary(&a.store));
+    let rejected = outcome.gate.as_ref().is_some_and(|g| !g.passed) && !outcome.promoted;
+    Ok(if rejected {
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Whether a passing (or failing) candidate becomes current.
@@ -209,7 +150,7 @@ impl Outcome {
 }
 
 /// Runs a retrain; see the module docs.
-pub fn retrain(
+pub fn retrain_store(
     settings: &Settings,
     opts: &RetrainOptions,
     progress: &mut dyn Progress,
@@ -226,13 +167,13 @@ pub fn retrain(
         .as_ref()
         .map(|b| b.manifest.spec.features)
         .unwrap_or(settings.model.features);
-    let loaded = load(settings, &opts.source, features)?;
-    let (series, bounds) = train::concat(loaded.series)?;
+    let loaded = source::load(settings, &opts.source, features)?;
+    let (series, bounds) = pipeline::concat(loaded.series)?;
     let spec = match &parent {
         Some(b) => b.manifest.spec.clone(),
-        None => train::spec_for(settings, &series)?,
+        None => pipeline::spec_for(settings, &series)?,
     };
-    let mut prep = train::prepare(
+    let mut prep = pipeline::prepare(
         settings,
         spec.clone(),
         series,
@@ -301,7 +242,7 @@ pub fn retrain(
                 data_name: loaded.name,
                 lineage: Some(lineage),
             };
-            let mut trained = train::fit_and_write(prep, plan, dir, progress, stop)?;
+            let mut trained = pipeline::fit_and_write(prep, plan, dir, progress, stop)?;
             let mut gate_result = None;
             if let (Some(b), Some(backend)) = (&parent, live.as_mut()) {
                 let g = gate(
@@ -322,7 +263,7 @@ pub fn retrain(
                 Bundle::write(dir, m, &trained.bundle.onnx)?;
                 gate_result = Some(g);
             }
-            super::train_report::write(&trained, &train::report_dir(dir))
+            super::train_report::write(&trained, &pipeline::report_dir(dir))
                 .with_context(|| format!("writing the report into {}", dir.display()))?;
             Ok(gate_result)
         })?;
@@ -364,7 +305,7 @@ fn run_windows(
         score: Vec::with_capacity(starts.len()),
         loss: Vec::with_capacity(starts.len()),
     };
-    for chunk in starts.chunks(crate::infer::score::BATCH) {
+    for chunk in starts.chunks(super::score::BATCH) {
         let x = data::gather_batch_major(values, chunk, window);
         let o = backend.infer(x.view())?;
         let (Some(score), Some(rec)) = (o.score, o.reconstruction) else {

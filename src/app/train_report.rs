@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{s, Axis};
 
-use crate::app::train::Trained;
+use super::pipeline::Trained;
 use crate::report::svg::{self, LineChart, Series};
 use crate::train::composite;
 

@@ -21,7 +21,8 @@
 //! offset), `YYYY-MM-DD HH:MM:SS` with optional fractional seconds (also
 //! with `T`; no offset means UTC — NAB's layout), `YYYY-MM-DD` (midnight
 //! UTC) and integers as above. [`parse_rfc3339`] accepts RFC 3339 only: the
-//! daemon's wire format insists on an explicit zone.
+//! daemon's wire format insists on an explicit zone. [`parse_instant`]
+//! also reads a duration back from now (`7d`), for command-line ranges.
 //!
 //! ## Output
 //!
@@ -82,6 +83,36 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 /// RFC 3339 UTC, e.g. `2013-12-02T21:15:00Z`; milliseconds shown only when
 /// non-zero. A value outside chrono's range (beyond ±262,000 years) is
+/// A point in time as a command-line flag gives it (`--since`, `--until`):
+/// a duration back from `now_ms` (`7d`, `12h`, `30m`, `45s`), any text form
+/// [`parse_timestamp`] reads, or epoch milliseconds.
+pub fn parse_instant(s: &str, now_ms: i64) -> Result<i64, InstantError> {
+    let s = s.trim();
+    let units = [
+        ('d', 86_400_000i64),
+        ('h', 3_600_000),
+        ('m', 60_000),
+        ('s', 1000),
+    ];
+    for (u, ms) in units {
+        if let Some(n) = s.strip_suffix(u).and_then(|n| n.parse::<i64>().ok()) {
+            return n
+                .checked_mul(ms)
+                .and_then(|back| now_ms.checked_sub(back))
+                .ok_or_else(|| InstantError(s.to_string()));
+        }
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    parse_timestamp(s).ok_or_else(|| InstantError(s.to_string()))
+}
+
+/// Text that [`parse_instant`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected a duration back from now (7d, 12h, 30m, 45s), a timestamp (2026-01-31T12:00:00Z) or epoch milliseconds")]
+pub struct InstantError(pub String);
+
 /// printed as `<n> ms`.
 pub fn format_timestamp(ms: i64) -> String {
     match DateTime::<Utc>::from_timestamp_millis(ms) {
@@ -262,5 +293,23 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp(&format_timestamp(ms)), Some(ms));
         }
+    }
+
+    #[test]
+    fn times_are_durations_timestamps_or_milliseconds() {
+        let now = 10 * 86_400_000;
+        assert_eq!(parse_instant("7d", now), Ok(3 * 86_400_000));
+        assert_eq!(parse_instant("90m", now), Ok(now - 90 * 60_000));
+        assert_eq!(parse_instant("1700000000000", now), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_instant("1970-01-02T00:00:00Z", now),
+            Ok(86_400_000),
+            "RFC 3339"
+        );
+        assert!(parse_instant("yesterday", now)
+            .unwrap_err()
+            .to_string()
+            .contains("7d"));
+        assert!(parse_instant("99999999999999999d", now).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! Inference with ONNX Runtime: finding and loading the runtime library
-//! ([`runtime`]), and running an exported model on windows of a series
+//! ([`runtime`]), and running an exported model on batches of windows
 //! ([`onnx`]).
 //!
 //! The rest of the crate talks to models through the [`Backend`] trait, so
@@ -8,7 +8,6 @@
 
 pub mod onnx;
 pub mod runtime;
-pub mod score;
 
 #[cfg(test)]
 pub(crate) mod test_models;

@@ -196,8 +196,8 @@ impl OnnxBackend {
     /// [`OnnxBackend::run`], then ONNX Runtime frees the chunks of its
     /// memory arena that hold nothing (`memory.enable_memory_arena_shrinkage`).
     /// The arena otherwise keeps every chunk it grew to, doubling each time
-    /// (about 30 MB for two inference threads at batch 64; README, *Daemon
-    /// memory*); the next run takes what it needs again from the allocator.
+    /// (docs/performance.md has what that costs); the next run takes what
+    /// it needs again from the allocator.
     pub fn run_and_release(&mut self, window: ArrayView3<'_, f32>) -> Result<Outputs, InferError> {
         self.run_inner(window, true)
     }

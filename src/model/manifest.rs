@@ -4,9 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ModelSpec;
+use super::{Fallback, ModelSpec, ThresholdRule};
 use crate::data::Scaler;
-use crate::train::calibrate::{Fallback, ThresholdRule};
 
 /// Bumped when a field changes meaning or is added (manifests refuse
 /// unknown fields); readers refuse newer formats and read older ones.

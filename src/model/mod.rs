@@ -8,11 +8,13 @@ pub mod params;
 pub mod real;
 pub mod spec;
 pub mod store;
+pub mod threshold;
 
 pub use bundle::{Bundle, BundleError};
 pub use manifest::Manifest;
 pub use params::Params;
 pub use spec::{Activation, DecoderInput, Mode, ModelSpec, SpecError};
+pub use threshold::{Fallback, ThresholdRule};
 
 /// Types generated from `proto/onnx.proto` (see `build.rs`).
 #[allow(clippy::all, missing_docs)]

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use ndarray::Array3;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use super::error::PipelineError;
 use super::ingest::Job;
-use super::PipelineError;
 use crate::infer::{Backend, InferError};
 use crate::model::Manifest;
 use crate::telemetry::Metrics;
@@ -377,8 +377,8 @@ impl Worker {
             // down or stops holds what its keys need, not the peak of its
             // largest batch. Not under a backlog: there the queue is empty
             // at most batches too (the batch permits are few), and the next
-            // batch would grow the arena again, page by page (tried: 5–10 %
-            // slower with one inference thread). At most once every
+            // batch would grow the arena again, page by page, which costs
+            // throughput (docs/performance.md). At most once every
             // `RELEASE_INTERVAL`, for the same reason, as a daemon that
             // keeps up finds the queue empty at nearly every batch.
             let release = release_memory(last, b, self.max_batch, released_at.map(|t| t.elapsed()));

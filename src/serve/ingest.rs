@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::kafka::ConsumerEvent;
+use crate::kafka::consumer::ConsumerEvent;
 use crate::stream::batcher::Batcher;
 use crate::stream::codec::{self, Decoded, Format};
 use crate::stream::dead_letter::DeadLetterHeaders;
@@ -139,9 +139,9 @@ pub struct Ingest {
     /// At most one is in flight: a group coordinator answers a member's
     /// requests in order on one connection, so commits sent faster than it
     /// answers them queue up ahead of the heartbeats, and the member's
-    /// session expires with the coordinator busy on stale commits (seen on
-    /// tansu 0.6: commits every 200 ms taking 1–3 s each, no heartbeat
-    /// answered for 30 s, an endless rebalance).
+    /// session expires with the coordinator busy on stale commits: on a
+    /// broker slower to answer a commit than the commit interval, an
+    /// endless rebalance.
     commit_in_flight: bool,
     metrics: Metrics,
     /// Whether some partition is assigned (for readiness).

@@ -30,7 +30,7 @@
 //! the committed offsets, so the new buffers fill from the points still
 //! uncommitted; nothing is lost).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,8 +38,9 @@ use ndarray::Array3;
 use tokio::task::JoinHandle;
 
 use super::backend::{BackendFactory, ModelSlot, Served};
+use crate::infer::InferError;
 use crate::model::store::ModelSource;
-use crate::model::{Bundle, Manifest};
+use crate::model::{Bundle, BundleError, Manifest};
 use crate::telemetry::Metrics;
 
 /// Makes a backend factory for a model's ONNX bytes (ONNX Runtime in the
@@ -73,7 +74,53 @@ pub enum Checked {
 /// A version that cannot replace the live one, and why.
 pub struct Refused {
     dir: PathBuf,
-    reason: String,
+    reason: ReloadError,
+}
+
+/// Why a version cannot replace the live one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{}: {source}", .dir.display())]
+    Incompatible { dir: PathBuf, source: Incompatible },
+    #[error("{}: {source}", .dir.display())]
+    Load { dir: PathBuf, source: InferError },
+    #[error("{}: warm-up batch: {source}", .dir.display())]
+    WarmUp { dir: PathBuf, source: WarmUpError },
+}
+
+/// How a new version's input contract differs from the live one's.
+#[derive(Debug, thiserror::Error)]
+pub enum Incompatible {
+    #[error("the model has no reconstruction decoder, so no anomaly score")]
+    NoScore,
+    #[error("window {window} × {features} features, the live model has {live_window} × {live_features}: a new window length or feature set needs a restart")]
+    Shape {
+        window: usize,
+        features: usize,
+        live_window: usize,
+        live_features: usize,
+    },
+    #[error("features {new:?}, the live model reads {live:?}: the input topics carry the live model's features")]
+    Features { new: Vec<String>, live: Vec<String> },
+}
+
+/// What the warm-up batch of a new version found wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum WarmUpError {
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error("the model gave no {0}")]
+    Missing(&'static str),
+    #[error("{name} has {got} values, expected {expected}")]
+    Length {
+        name: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    #[error("{0} is not finite")]
+    NonFinite(&'static str),
 }
 
 pub type Check = JoinHandle<Result<Checked, Refused>>;
@@ -228,69 +275,79 @@ impl Hangup {
 
 /// Opens, checks and warms up the bundle in `dir` (blocking).
 fn check(dir: PathBuf, live: &Served, loader: &Loader) -> Result<Checked, Refused> {
-    let refuse = |reason: String| Refused {
-        dir: dir.clone(),
-        reason,
-    };
-    let bundle = Bundle::open(&dir).map_err(|e| refuse(e.to_string()))?;
+    match new_version(&dir, live, loader) {
+        Ok(checked) => Ok(checked),
+        Err(reason) => Err(Refused { dir, reason }),
+    }
+}
+
+fn new_version(dir: &Path, live: &Served, loader: &Loader) -> Result<Checked, ReloadError> {
+    let bundle = Bundle::open(dir)?;
     let (m, l) = (&bundle.manifest, &live.manifest);
     if m.model_version == l.model_version && m.onnx.sha256 == l.onnx.sha256 {
-        return Ok(Checked::Unchanged(dir));
+        return Ok(Checked::Unchanged(dir.to_path_buf()));
     }
-    compatible(m, l).map_err(|reason| refuse(format!("{}: {reason}", dir.display())))?;
+    compatible(m, l).map_err(|source| ReloadError::Incompatible {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let factory = loader(Arc::new(bundle.onnx));
-    let mut backend = factory().map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
-    warm_up(backend.as_mut(), m)
-        .map_err(|reason| refuse(format!("{}: {reason}", dir.display())))?;
+    let mut backend = factory().map_err(|source| ReloadError::Load {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    warm_up(backend.as_mut(), m).map_err(|source| ReloadError::WarmUp {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     Ok(Checked::New(Candidate {
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         factory,
         served: Served::new(bundle.manifest),
     }))
 }
 
 /// The new model must read the same windows as the live one.
-fn compatible(new: &Manifest, live: &Manifest) -> Result<(), String> {
+fn compatible(new: &Manifest, live: &Manifest) -> Result<(), Incompatible> {
     let (n, l) = (&new.spec, &live.spec);
     if !n.mode.has_reconstruction() {
-        return Err("the model has no reconstruction decoder, so no anomaly score".into());
+        return Err(Incompatible::NoScore);
     }
     if (n.window, n.features) != (l.window, l.features) {
-        return Err(format!(
-            "window {} × {} features, the live model has {} × {}: a new window length or feature set needs a restart",
-            n.window, n.features, l.window, l.features
-        ));
+        return Err(Incompatible::Shape {
+            window: n.window,
+            features: n.features,
+            live_window: l.window,
+            live_features: l.features,
+        });
     }
     if new.feature_names != live.feature_names {
-        return Err(format!(
-            "features {:?}, the live model reads {:?}: the input topics carry the live model's features",
-            new.feature_names, live.feature_names
-        ));
+        return Err(Incompatible::Features {
+            new: new.feature_names.clone(),
+            live: live.feature_names.clone(),
+        });
     }
     Ok(())
 }
 
 /// Runs two windows of plausible values (the middle of the training range)
 /// and checks every output is there, finite and of the right shape.
-fn warm_up(backend: &mut dyn crate::infer::Backend, m: &Manifest) -> Result<(), String> {
+fn warm_up(backend: &mut dyn crate::infer::Backend, m: &Manifest) -> Result<(), WarmUpError> {
     let (t, f) = (m.spec.window, m.spec.features);
     let s = &m.scaler;
     let x = Array3::from_shape_fn((2, t, f), |(b, i, j)| {
         let wave = 0.5 + 0.25 * ((i + 7 * b) as f32 * 0.3).sin();
         s.offset.get(j).copied().unwrap_or(0.0) + s.scale.get(j).copied().unwrap_or(1.0) * wave
     });
-    let out = backend
-        .infer(x.view())
-        .map_err(|e| format!("warm-up batch: {e}"))?;
-    let finite = |name: &str, v: Option<&[f32]>, len: usize| match v {
-        None => Err(format!("warm-up batch: the model gave no {name}")),
-        Some(v) if v.len() != len => Err(format!(
-            "warm-up batch: {name} has {} values, expected {len}",
-            v.len()
-        )),
-        Some(v) if v.iter().any(|x| !x.is_finite()) => {
-            Err(format!("warm-up batch: {name} is not finite"))
-        }
+    let out = backend.infer(x.view())?;
+    let finite = |name: &'static str, v: Option<&[f32]>, len: usize| match v {
+        None => Err(WarmUpError::Missing(name)),
+        Some(v) if v.len() != len => Err(WarmUpError::Length {
+            name,
+            got: v.len(),
+            expected: len,
+        }),
+        Some(v) if v.iter().any(|x| !x.is_finite()) => Err(WarmUpError::NonFinite(name)),
         Some(_) => Ok(()),
     };
     let score = out

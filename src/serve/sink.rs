@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{Histogram, IntCounter};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -24,11 +24,22 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::backend::{ScoredBatch, ScoredMsg, Served};
-use super::{now_ms, Ack, PipelineError};
+use super::error::PipelineError;
 use crate::config::KafkaSettings;
 use crate::score::{Scorer, WindowScore};
 use crate::stream::offsets::Hold;
 use crate::telemetry::Metrics;
+
+/// Holds to release: every output of their message(s) is acknowledged.
+pub struct Ack(pub Vec<Hold>);
+
+/// Wall-clock epoch ms, for end-to-end latency against Kafka timestamps.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// Puts numbered batches (1, 2, 3, …) back in order: several inference
 /// threads finish them out of order, but outputs must keep each key's

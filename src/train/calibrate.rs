@@ -8,35 +8,7 @@
 //! score lies, while a generalized Pareto tail fitted to the largest scores
 //! can.
 
-use serde::{Deserialize, Serialize};
-
-/// How the threshold is derived from validation scores.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "rule", rename_all = "snake_case")]
-pub enum ThresholdRule {
-    /// The empirical `q` quantile of the scores, `q` in (0, 1].
-    Quantile { q: f64 },
-    /// mean + k·std (population std), `k` ≥ 0.
-    MeanStd { k: f64 },
-    /// Peaks over threshold: fit a generalized Pareto distribution to the
-    /// scores above the `initial_quantile` quantile and put the threshold
-    /// where the fitted probability of a normal window scoring higher is
-    /// `risk`.
-    Pot { initial_quantile: f64, risk: f64 },
-}
-
-impl Default for ThresholdRule {
-    /// POT from the 0.98 quantile with risk 1e-3: a normal window scores
-    /// above the threshold about once in a thousand. 0.98 keeps the tail
-    /// fit on scores that are really extreme while leaving 20 excesses per
-    /// 1,000 validation windows, above [`MIN_EXCESSES`].
-    fn default() -> Self {
-        ThresholdRule::Pot {
-            initial_quantile: 0.98,
-            risk: 1e-3,
-        }
-    }
-}
+use crate::model::{Fallback, ThresholdRule};
 
 /// Fewest excesses POT fits a tail to: below this the shape estimate is
 /// mostly noise and the extrapolated threshold can land anywhere.
@@ -75,18 +47,6 @@ pub enum CalibrationError {
     RiskTooHigh { risk: f64, fraction: f64 },
     #[error("POT tail fit failed: {reason}")]
     FitFailed { reason: &'static str },
-}
-
-/// The rule that set a threshold when the configured one could not: POT
-/// with too few validation windows above its initial quantile to fit a
-/// tail, or a tail fit that failed. Recorded in the manifest so a reader
-/// knows the threshold is not the configured extrapolation.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Fallback {
-    /// The rule that set the threshold.
-    pub rule: ThresholdRule,
-    /// Why the configured rule was not applied.
-    pub reason: String,
 }
 
 /// A calibrated threshold and, when the configured rule could not be

@@ -1,20 +1,53 @@
 //! `lstm-ae demo`: the whole daemon on one machine with nothing installed
 //! but ONNX Runtime. An embedded Kafka (librdkafka's mock cluster, which
 //! speaks the real protocol on 127.0.0.1) gets a labelled NAB series
-//! replayed into its input topic; the same pipeline as `serve` scores it;
-//! anomalies are printed as they are published, beside the labelled windows.
+//! replayed into its input topic as `produce` replays one; the same daemon
+//! as `serve` scores it; anomalies are printed as they are published,
+//! beside the labelled windows.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::Message;
 
+use super::produce;
+use crate::cli::DemoArgs;
 use crate::config::Settings;
-use crate::data::{self, CsvOptions, TimestampOrder};
+use crate::data;
+use crate::kafka::{self, Client};
+use crate::serve::{Daemon, DaemonConfig};
 use crate::telemetry::Metrics;
+
+/// `lstm-ae demo`: the settings with the demo's model and metrics address,
+/// the replay, and a summary line.
+pub fn run(a: DemoArgs) -> Result<()> {
+    let mut s = Settings::load(a.config.as_deref())?;
+    s.serve.model = a.model.to_string_lossy().into_owned();
+    s.serve.metrics_listen = a.metrics_listen;
+    s.validate()?;
+    crate::telemetry::logging::init(s.log.format, &s.log.level);
+    let opts = DemoOptions {
+        labels: a.labels.exists().then_some(a.labels),
+        data: a.data,
+        speed: a.speed,
+        settings: s,
+    };
+    let d = super::process::runtime()?.block_on(replay(opts))?;
+    println!(
+        "summary: {} rows → {} windows scored, {} anomalies published, labelled windows caught: {} of {}, {:.0} windows/s",
+        d.rows,
+        d.windows,
+        d.anomalies,
+        d.labelled_caught,
+        d.labelled,
+        d.windows as f64 / d.seconds.max(1e-9)
+    );
+    Ok(())
+}
 
 /// What to replay and how fast.
 pub struct DemoOptions {
@@ -36,24 +69,17 @@ pub struct DemoSummary {
     pub seconds: f64,
 }
 
-fn labelled_windows(
-    labels: &std::path::Path,
-    data: &std::path::Path,
-) -> anyhow::Result<Vec<(i64, i64)>> {
+fn labelled_windows(labels: &std::path::Path, data: &std::path::Path) -> Result<Vec<(i64, i64)>> {
     let all = data::labels::load_windows(labels)?;
     Ok(data::labels::windows_for(&all, data)
         .map(|(_, w)| w.to_vec())
         .unwrap_or_default())
 }
 
-pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
-    let series = data::load_csv(
-        &opts.data,
-        &CsvOptions {
-            timestamp_order: TimestampOrder::Unchecked,
-            ..CsvOptions::default()
-        },
-    )?;
+/// Replays the series through the daemon on an embedded Kafka and
+/// prints the anomalies as they are published.
+pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
+    let series = produce::load(&opts.data)?;
     let labelled = match &opts.labels {
         Some(l) => labelled_windows(l, &opts.data)?,
         None => vec![],
@@ -90,22 +116,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let pipeline = {
         let metrics = metrics.clone();
-        tokio::spawn(super::run::serve_with(
-            settings.clone(),
-            metrics,
-            async {
-                let _ = stop_rx.await;
-            },
-            |addr| println!("metrics: http://{addr}/metrics"),
-        ))
+        tokio::spawn(
+            Daemon::new(DaemonConfig::from(&settings))
+                .metrics(metrics)
+                .on_listen(|addr| println!("metrics: http://{addr}/metrics"))
+                .run(async {
+                    let _ = stop_rx.await;
+                }),
+        )
     };
 
     // Print anomalies as they are published.
-    let printer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "lstm-ae-demo-printer")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+    let printer: StreamConsumer = kafka::config(&settings.kafka, Client::Printer).create()?;
     printer.subscribe(&[settings.kafka.anomalies_topic.as_str()])?;
     let labelled_for_printer = labelled.clone();
     let (stop_printer, mut printer_stop) = tokio::sync::oneshot::channel::<()>();
@@ -159,39 +181,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     });
 
     // Replay the series as points.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("linger.ms", "5")
-        .create()?;
-    let key = opts
-        .data
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "series".into());
+    let producer: FutureProducer = kafka::config(&settings.kafka, Client::Replay).create()?;
+    let key = produce::series_key(&opts.data, None);
     let started = Instant::now();
-    let mut sends = vec![];
-    for r in 0..series.rows() {
-        let body = serde_json::json!({"key": key, "ts": series.timestamps[r], "values": series.values.row(r).to_vec()}).to_string();
-        sends.push(
-            producer
-                .send_result(FutureRecord::to(&input).key(&key).payload(&body))
-                .map_err(|(e, _)| e)?,
-        );
-        if opts.speed > 0.0 {
-            let due = Duration::from_secs_f64((r + 1) as f64 / opts.speed);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        if sends.len() >= 10_000 {
-            for s in sends.drain(..) {
-                s.await?.map_err(|(e, _)| e)?;
-            }
-        }
-    }
-    for s in sends {
-        s.await?.map_err(|(e, _)| e)?;
-    }
+    produce::send(
+        &producer,
+        &input,
+        &key,
+        &produce::points(&series, &key),
+        opts.speed,
+    )
+    .await?;
     // Done when every row was consumed and every window acknowledged.
     let consumed = metrics
         .messages_consumed

@@ -1,4 +1,4 @@
-//! Offline scoring (`lstm-ae score`): every window of a CSV through a
+//! `lstm-ae score`, offline scoring: every window of a CSV through a
 //! bundle's model in ONNX Runtime, one score per row (the window ending at
 //! that row), normalised by the bundle's threshold, and the series' anomaly
 //! likelihood (`[postprocess]`). The decision is the daemon's own
@@ -8,12 +8,135 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+
+use crate::cli::ScoreArgs;
+use crate::config::Settings;
 use crate::data::{self, CsvOptions, DataError, Series};
-use crate::infer::{Backend, InferError};
+use crate::infer::{Backend, InferError, OnnxBackend};
 use crate::model::Bundle;
 use crate::score::{
     AnomalyRule, PostprocessConfig, PostprocessError, Scorer, ScorerConfig, WindowScore,
 };
+
+/// `lstm-ae score`: scores the file, writes the scored CSV and its charts,
+/// prints the anomalous stretches (and, with `--labels`, which labelled
+/// windows they caught).
+pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
+    let s = Settings::load(a.config.as_deref())?;
+    let bundle = Bundle::open(&a.model)?;
+    let series = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
+    let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
+    let rule = Rule {
+        rule: s.anomalies.rule,
+        likelihood_threshold: s.anomalies.likelihood_threshold,
+    };
+    let scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
+    let out = a.out.unwrap_or_else(|| {
+        let stem = a
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        a.file.with_file_name(format!("{stem}.scored.csv"))
+    });
+    write_csv(&scored, &out).with_context(|| format!("writing {}", out.display()))?;
+    let title = a
+        .file
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (series_svg, score_svg) = charts(&scored, &title);
+    let svg_path = out.with_extension("svg");
+    let score_path = out.with_extension("score.svg");
+    std::fs::write(&svg_path, series_svg)
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    std::fs::write(&score_path, score_svg)
+        .with_context(|| format!("writing {}", score_path.display()))?;
+    let windows = scored.scores.iter().flatten().count();
+    let anomalous = (0..scored.scores.len())
+        .filter(|&r| scored.is_anomaly(r) == Some(true))
+        .count();
+    let stretches = scored.anomalous_stretches();
+    let rule = match s.anomalies.rule {
+        AnomalyRule::Threshold => format!("score ≥ threshold {:.5}", scored.threshold),
+        AnomalyRule::Likelihood => format!("likelihood ≥ {}", s.anomalies.likelihood_threshold),
+    };
+    println!(
+        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretches ({rule})",
+        a.file.display(),
+        bundle.manifest.model_id,
+        bundle.manifest.model_version,
+        stretches.len(),
+    );
+    for (from, to) in stretches.iter().take(20) {
+        let peak = match s.anomalies.rule {
+            AnomalyRule::Threshold => {
+                let p = (*from..=*to)
+                    .filter_map(|r| scored.normalized(r))
+                    .fold(0.0f32, f32::max);
+                format!("peak {p:.2}× threshold")
+            }
+            AnomalyRule::Likelihood => {
+                let p = (*from..=*to)
+                    .filter_map(|r| scored.likelihood[r])
+                    .fold(0.0f64, f64::max);
+                format!("peak likelihood {p:.3}")
+            }
+        };
+        println!(
+            "  {} .. {}  {peak}",
+            crate::data::format_timestamp(scored.series.timestamps[*from]),
+            crate::data::format_timestamp(scored.series.timestamps[*to]),
+        );
+    }
+    if stretches.len() > 20 {
+        println!("  … {} more in {}", stretches.len() - 20, out.display());
+    }
+    if let Some(labels) = &a.labels {
+        print_labelled(&scored, &a.file, labels)?;
+    }
+    println!(
+        "wrote {}, {}, {}",
+        out.display(),
+        svg_path.display(),
+        score_path.display()
+    );
+    Ok(())
+}
+
+/// Prints each labelled window of `file` and whether a detection fell in it.
+fn print_labelled(scored: &Scored, file: &Path, labels: &Path) -> anyhow::Result<()> {
+    let all = crate::data::labels::load_windows(labels)?;
+    let Some((_, windows)) = crate::data::labels::windows_for(&all, file) else {
+        println!(
+            "labels: {} has no entry for {}",
+            labels.display(),
+            file.display()
+        );
+        return Ok(());
+    };
+    let ts = &scored.series.timestamps;
+    let mut caught = 0;
+    for &(a, b) in windows {
+        let hit =
+            (0..ts.len()).find(|&r| ts[r] >= a && ts[r] <= b && scored.is_anomaly(r) == Some(true));
+        if hit.is_some() {
+            caught += 1;
+        }
+        println!(
+            "  labelled {} .. {}: {}",
+            crate::data::format_timestamp(a),
+            crate::data::format_timestamp(b),
+            match hit {
+                Some(r) => format!("detected at {}", crate::data::format_timestamp(ts[r])),
+                None => "missed".into(),
+            }
+        );
+    }
+    println!("labelled windows detected: {caught} of {}", windows.len());
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {

@@ -14,6 +14,10 @@
 //!
 //! Only the `points` format is read: a `windows` message carries no row
 //! timestamps, so its rows cannot be placed in a series.
+//!
+//! The reader is built like every other client ([`super::config`],
+//! [`Client::HistoryReader`]): a cluster secured by `[kafka.common]` and the
+//! SASL password is read with them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 
+use super::clients::{config, Client};
 use crate::config::KafkaSettings;
 use crate::data::Series;
 use crate::model::manifest::PartitionRange;
@@ -61,11 +66,18 @@ pub struct OffsetRange {
     pub to: Option<i64>,
 }
 
+/// An `--offsets` range that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("--offsets {0:?}: expected [TOPIC:]PARTITION=FROM..TO, e.g. 0=1000..5000 or lstm-ae.points:1=..900")]
+    Syntax(String),
+    #[error("--offsets {spec:?}: the range {from}..{to} is empty")]
+    Empty { spec: String, from: i64, to: i64 },
+}
+
 /// Parses `[TOPIC:]PARTITION=FROM..TO` (either end may be left out).
-pub fn parse_offsets(spec: &str) -> Result<OffsetRange, String> {
-    let bad = || {
-        format!("--offsets {spec:?}: expected [TOPIC:]PARTITION=FROM..TO, e.g. 0=1000..5000 or lstm-ae.points:1=..900")
-    };
+pub fn parse_offsets(spec: &str) -> Result<OffsetRange, OffsetsError> {
+    let bad = || OffsetsError::Syntax(spec.to_string());
     let (part, range) = spec.split_once('=').ok_or_else(bad)?;
     let (topic, partition) = match part.rsplit_once(':') {
         Some((t, p)) => (Some(t.to_string()), p),
@@ -73,7 +85,7 @@ pub fn parse_offsets(spec: &str) -> Result<OffsetRange, String> {
     };
     let partition: i32 = partition.trim().parse().map_err(|_| bad())?;
     let (from, to) = range.split_once("..").ok_or_else(bad)?;
-    let end = |e: &str| -> Result<Option<i64>, String> {
+    let end = |e: &str| -> Result<Option<i64>, OffsetsError> {
         match e.trim() {
             "" => Ok(None),
             v => v
@@ -87,7 +99,11 @@ pub fn parse_offsets(spec: &str) -> Result<OffsetRange, String> {
     let (from, to) = (end(from)?, end(to)?);
     if let (Some(f), Some(t)) = (from, to) {
         if f >= t {
-            return Err(format!("--offsets {spec:?}: the range {f}..{t} is empty"));
+            return Err(OffsetsError::Empty {
+                spec: spec.to_string(),
+                from: f,
+                to: t,
+            });
         }
     }
     Ok(OffsetRange {
@@ -173,23 +189,7 @@ pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryErro
             });
         }
     }
-    let mut cfg = ClientConfig::new();
-    for (k, v) in &kafka.consumer {
-        cfg.set(k, v);
-    }
-    // After the passthrough, so no setting can turn group behaviour back on.
-    // librdkafka's assign needs *a* group id; a private one that never
-    // subscribes and never commits leaves the daemon's group alone.
-    cfg.remove("group.instance.id");
-    cfg.set(
-        "group.id",
-        format!("lstm-ae-retrain-{}", std::process::id()),
-    )
-    .set("bootstrap.servers", &kafka.brokers)
-    .set("enable.auto.commit", "false")
-    .set("enable.auto.offset.store", "false")
-    .set("enable.partition.eof", "false");
-    let consumer: BaseConsumer = cfg.create()?;
+    let consumer: BaseConsumer = config(kafka, Client::HistoryReader).create()?;
     let started = Instant::now();
     let meta_timeout = Duration::from_secs(10);
     let mut assign = TopicPartitionList::new();
@@ -395,29 +395,6 @@ fn offset_for_time(
     }
 }
 
-/// `7d`, `12h`, `30m`, `45s` before `now_ms`, an RFC 3339 / NAB timestamp,
-/// or epoch milliseconds.
-pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
-    let s = s.trim();
-    let units = [
-        ('d', 86_400_000i64),
-        ('h', 3_600_000),
-        ('m', 60_000),
-        ('s', 1000),
-    ];
-    for (u, ms) in units {
-        if let Some(n) = s.strip_suffix(u).and_then(|n| n.parse::<i64>().ok()) {
-            return Ok(now_ms - n * ms);
-        }
-    }
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    crate::data::parse_timestamp(s).ok_or_else(|| {
-        format!("{s:?}: expected a duration back from now (7d, 12h, 30m, 45s), a timestamp (2026-01-31T12:00:00Z) or epoch milliseconds")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,19 +432,5 @@ mod tests {
         let q = Keys::Glob("m?c*t".into());
         assert!(q.matches("machine_t") && !q.matches("mct"));
         assert!(Keys::One("a".into()).matches("a") && !Keys::One("a".into()).matches("ab"));
-    }
-
-    #[test]
-    fn times_are_durations_timestamps_or_milliseconds() {
-        let now = 10 * 86_400_000;
-        assert_eq!(parse_time("7d", now), Ok(3 * 86_400_000));
-        assert_eq!(parse_time("90m", now), Ok(now - 90 * 60_000));
-        assert_eq!(parse_time("1700000000000", now), Ok(1_700_000_000_000));
-        assert_eq!(
-            parse_time("1970-01-02T00:00:00Z", now),
-            Ok(86_400_000),
-            "RFC 3339"
-        );
-        assert!(parse_time("yesterday", now).unwrap_err().contains("7d"));
     }
 }
