@@ -110,6 +110,13 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.likelihood_keys_rescaled.clone()),
         Box::new(m.build_info.clone()),
         Box::new(m.ready.clone()),
+        Box::new(m.remote_write_samples_sent.clone()),
+        Box::new(m.remote_write_samples_failed.clone()),
+        Box::new(m.remote_write_samples_dropped.clone()),
+        Box::new(m.remote_write_retries.clone()),
+        Box::new(m.remote_write_queue_samples.clone()),
+        Box::new(m.remote_write_queue_capacity.clone()),
+        Box::new(m.remote_write_request_duration.clone()),
     ];
     let mut out = BTreeMap::new();
     for c in &collectors {
@@ -155,7 +162,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 35);
+    assert_eq!(cat.len(), 42);
 }
 
 /// Metric selectors in a PromQL expression: (metric name, the text of its

@@ -59,6 +59,7 @@ pub mod demo;
 pub mod ingest;
 pub mod kafka;
 mod reload;
+pub mod remote_write;
 pub mod run;
 mod sink;
 

@@ -47,6 +47,13 @@ pub struct Metrics {
     pub likelihood_keys_rescaled: IntCounter,
     pub build_info: GaugeVec,
     pub ready: Gauge,
+    pub remote_write_samples_sent: IntCounter,
+    pub remote_write_samples_failed: IntCounter,
+    pub remote_write_samples_dropped: IntCounterVec,
+    pub remote_write_retries: IntCounter,
+    pub remote_write_queue_samples: IntGauge,
+    pub remote_write_queue_capacity: IntGauge,
+    pub remote_write_request_duration: Histogram,
 }
 
 /// Registers a collector built from a static definition: either step can
@@ -324,6 +331,47 @@ impl Metrics {
             ),
             build_info,
             ready,
+            remote_write_samples_sent: counter(
+                &r,
+                "lstm_ae_remote_write_samples_sent_total",
+                "Samples the remote-write receiver accepted.",
+            ),
+            remote_write_samples_failed: counter(
+                &r,
+                "lstm_ae_remote_write_samples_failed_total",
+                "Samples the remote-write receiver refused with a status that is not retried (4xx but 429); lost.",
+            ),
+            remote_write_samples_dropped: counter_vec(
+                &r,
+                "lstm_ae_remote_write_samples_dropped_total",
+                "Samples never sent, by reason (queue_full: remote_write.queue_capacity_samples reached; shutdown: still queued or retried when the daemon stopped).",
+                &["reason"],
+            ),
+            remote_write_retries: counter(
+                &r,
+                "lstm_ae_remote_write_retries_total",
+                "Remote-write requests retried after a connection error, a timeout, a 5xx or a 429.",
+            ),
+            remote_write_queue_samples: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_remote_write_queue_samples",
+                    "Samples queued for remote write, not yet in a request.",
+                ),
+            ),
+            remote_write_queue_capacity: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_remote_write_queue_capacity_samples",
+                    "remote_write.queue_capacity_samples: samples queued at most (for alerts on the queue length).",
+                ),
+            ),
+            remote_write_request_duration: histogram(
+                &r,
+                "lstm_ae_remote_write_request_duration_seconds",
+                "Time of one remote-write request, to the receiver's answer or the timeout.",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
             registry: r,
         };
         // Known label values exist from the start at 0, so dashboards and
@@ -337,6 +385,9 @@ impl Metrics {
         }
         for result in ["ok", "refused"] {
             m.model_reloads.with_label_values(&[result]);
+        }
+        for reason in ["queue_full", "shutdown"] {
+            m.remote_write_samples_dropped.with_label_values(&[reason]);
         }
         m
     }
