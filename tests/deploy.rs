@@ -110,6 +110,15 @@ fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.likelihood_keys_rescaled.clone()),
         Box::new(m.build_info.clone()),
         Box::new(m.ready.clone()),
+        Box::new(m.series_normalized_score.clone()),
+        Box::new(m.series_anomalous.clone()),
+        Box::new(m.series_threshold.clone()),
+        Box::new(m.series_value.clone()),
+        Box::new(m.series_expected_value.clone()),
+        Box::new(m.series_last_anomaly.clone()),
+        Box::new(m.series_metrics_keys.clone()),
+        Box::new(m.series_metrics_keys_evicted.clone()),
+        Box::new(m.series_metrics_windows_filtered.clone()),
         Box::new(m.remote_write_samples_sent.clone()),
         Box::new(m.remote_write_samples_failed.clone()),
         Box::new(m.remote_write_samples_dropped.clone()),
@@ -162,7 +171,7 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 42);
+    assert_eq!(cat.len(), 51);
 }
 
 /// Metric selectors in a PromQL expression: (metric name, the text of its
@@ -436,6 +445,16 @@ fn dashboard_queries_use_the_daemons_metrics() {
             let base = base_metric(&cat, &name)
                 .unwrap_or_else(|| panic!("{what}: {name} is not a metric of the daemon"));
             used.insert(base.to_string());
+        }
+    }
+    // The per-series gauges (a key as a label) have their own dashboard,
+    // checked by tests/remote_write.rs.
+    let series: Value = serde_json::from_str(&read("deploy/grafana/lstm-ae-series.json")).unwrap();
+    for (_, _, expr, _) in dashboard_queries(&series) {
+        for (name, _) in selectors(&expr) {
+            if let Some(base) = base_metric(&cat, &name) {
+                used.insert(base.to_string());
+            }
         }
     }
     // Every metric of the daemon has a panel.

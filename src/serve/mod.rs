@@ -61,6 +61,7 @@ pub mod kafka;
 mod reload;
 pub mod remote_write;
 pub mod run;
+pub mod series;
 mod sink;
 
 use std::collections::HashMap;
