@@ -59,7 +59,9 @@ pub mod demo;
 pub mod ingest;
 pub mod kafka;
 mod reload;
+pub mod remote_write;
 pub mod run;
+pub mod series;
 mod sink;
 
 use std::collections::HashMap;
