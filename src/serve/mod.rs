@@ -64,6 +64,8 @@ mod error;
 pub mod ingest;
 mod model;
 mod reload;
+pub mod remote_write;
+pub mod series;
 mod sink;
 
 use std::future::Future;

@@ -83,4 +83,5 @@ pub mod docker;
 pub mod models;
 pub mod procs;
 pub mod prometheus;
+pub mod receivers;
 pub mod tools;
