@@ -134,6 +134,27 @@ impl<V> RecentKeys<V> {
         self.keys.remove(key).map(|e| e.state)
     }
 
+    /// Drops every key for which `drop_it` holds, handing each and its
+    /// state to `dropped`; not counted as an eviction (the owner decided).
+    /// Visits every key: for rare events (a partition revoked).
+    pub fn remove_where(
+        &mut self,
+        mut drop_it: impl FnMut(&str, &V) -> bool,
+        mut dropped: impl FnMut(&str, V),
+    ) {
+        let gone: Vec<Box<str>> = self
+            .keys
+            .iter()
+            .filter(|(k, e)| drop_it(k, &e.state))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(e) = self.keys.remove(&k) {
+                dropped(&k, e.state);
+            }
+        }
+    }
+
     /// Every key's state, in no promised order.
     pub fn states_mut(&mut self) -> impl Iterator<Item = &mut V> {
         self.keys.values_mut().map(|e| &mut e.state)
@@ -236,6 +257,20 @@ mod tests {
         assert_eq!(keys(&r), ["a", "c"]);
         r.expire(u64::MAX);
         assert_eq!(r.len(), 2, "no TTL: nothing expires");
+        assert_eq!(r.take_evictions(), KeyEvictions::default());
+    }
+
+    #[test]
+    fn remove_where_drops_the_chosen_keys_keeps_the_order_and_counts_nothing() {
+        let mut r = RecentKeys::new(10, u64::MAX);
+        for (i, k) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            r.touch(k, i as u64, || i as u32);
+        }
+        let mut out = vec![];
+        r.remove_where(|_, v| v % 2 == 1, |k, v| out.push((k.to_string(), v)));
+        out.sort();
+        assert_eq!(out, [("b".to_string(), 1), ("d".to_string(), 3)]);
+        assert_eq!(keys(&r), ["a", "c"]);
         assert_eq!(r.take_evictions(), KeyEvictions::default());
     }
 }

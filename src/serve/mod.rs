@@ -66,6 +66,7 @@ mod model;
 mod reload;
 pub mod remote_write;
 pub mod series;
+mod series_outputs;
 mod sink;
 
 use std::future::Future;

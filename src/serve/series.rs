@@ -32,15 +32,15 @@
 //! A key is written as it is: keys are non-empty UTF-8 (the codec refuses
 //! others), and any UTF-8 is a valid Prometheus label value (the text format
 //! escapes `\`, `"` and line breaks; remote writes carry bytes). An empty
-//! key would be an absent label in Prometheus, so one is left out. An empty
-//! feature name is written as its column number (`0`, `1`, …).
-
-use std::borrow::Cow;
+//! key would be an absent label in Prometheus, so one is left out. A
+//! feature is named as in the records (`stream::records::feature_name`: an
+//! unnamed one is `f<column>`).
 
 use serde::{Deserialize, Serialize};
 
 use super::remote_write::proto::{Label, Sample, TimeSeries};
 use crate::score::RecentKeys;
+use crate::stream::records::feature_name;
 use crate::telemetry::metrics::series_names;
 use crate::telemetry::Metrics;
 
@@ -125,19 +125,24 @@ pub struct WindowFacts<'a> {
     pub features: &'a [String],
     /// The window's last point, one value per feature, input units.
     pub values: &'a [f32],
-    /// The model's expected value for that point, per feature, input units.
+    /// The model's expected value for that point, per feature, input units
+    /// (`score::WindowScore::expected`).
     pub expected: &'a [f32],
 }
 
+/// A value as written: non-finite becomes the largest `f32`, as in the
+/// records, so a series never holds NaN.
+fn finite(x: f32) -> f64 {
+    if x.is_finite() {
+        f64::from(x)
+    } else {
+        f64::from(f32::MAX)
+    }
+}
+
 impl WindowFacts<'_> {
-    /// The normalised score as written: non-finite becomes the largest
-    /// `f32`, as in the records, so a series never holds NaN.
     fn score(&self) -> f64 {
-        if self.normalized_score.is_finite() {
-            f64::from(self.normalized_score)
-        } else {
-            f64::from(f32::MAX)
-        }
+        finite(self.normalized_score)
     }
 
     fn anomalous_value(&self) -> f64 {
@@ -153,29 +158,26 @@ impl WindowFacts<'_> {
     }
 
     /// (feature label, value, expected value) per feature.
-    fn per_feature(&self) -> impl Iterator<Item = (Cow<'_, str>, f64, f64)> + '_ {
-        self.features
+    fn per_feature(&self) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, f64, f64)> + '_ {
+        self.values
             .iter()
-            .zip(self.values.iter().zip(self.expected))
+            .zip(self.expected)
             .enumerate()
-            .map(|(i, (name, (v, e)))| (feature_label(i, name), f64::from(*v), f64::from(*e)))
+            .map(|(i, (v, e))| (feature_name(self.features, i), finite(*v), finite(*e)))
     }
 }
 
-/// A feature's label value: its name, or its column number if unnamed.
-fn feature_label(i: usize, name: &str) -> Cow<'_, str> {
-    if name.is_empty() {
-        Cow::Owned(i.to_string())
-    } else {
-        Cow::Borrowed(name)
-    }
-}
+/// An input partition, `(topic, partition)`.
+pub type Partition = (String, i32);
 
 /// Per-key bookkeeping of the gauges.
 #[derive(Debug, Default)]
 struct KeyGauges {
     /// The key has a last-anomaly gauge to remove with it.
     had_anomaly: bool,
+    /// The input partition of its latest window, if known: the key's
+    /// series leave when this daemon loses that partition.
+    partition: Option<Partition>,
 }
 
 /// The `lstm_ae_series_*` gauges of at most `max_keys` recently scored
@@ -215,6 +217,17 @@ impl SeriesGauges {
     /// Sets the key's gauges from a scored window at processing time
     /// `now_ms` (monotonic), first removing keys quiet past the TTL.
     pub fn record(&mut self, w: &WindowFacts<'_>, now_ms: u64) {
+        self.record_from(w, None, now_ms);
+    }
+
+    /// [`SeriesGauges::record`] of a window from input `partition`
+    /// (`(topic, partition)`), for [`SeriesGauges::remove_partitions`].
+    pub fn record_from(
+        &mut self,
+        w: &WindowFacts<'_>,
+        partition: Option<(&str, i32)>,
+        now_ms: u64,
+    ) {
         self.expire(now_ms);
         let admitted = !w.key.is_empty()
             && (self.filter.is_empty() || self.filter.iter().any(|p| p.matches(w.key)));
@@ -257,6 +270,11 @@ impl SeriesGauges {
                 .with_label_values(&[key])
                 .set(w.end_seconds());
         }
+        let from = |(t, p): (&str, i32)| (t.to_string(), p);
+        match (&state.partition, partition) {
+            (Some((t, p)), Some((t2, p2))) if t == t2 && *p == p2 => {}
+            (_, new) => state.partition = new.map(from),
+        }
         self.count();
     }
 
@@ -284,23 +302,38 @@ impl SeriesGauges {
         self.count();
     }
 
+    /// Removes the series of every key whose latest window came from one
+    /// of `partitions` (this daemon no longer reads them: the key's next
+    /// windows are another daemon's); not counted as an eviction.
+    pub fn remove_partitions(&mut self, partitions: &std::collections::HashSet<Partition>) {
+        if partitions.is_empty() {
+            return;
+        }
+        let SeriesGauges {
+            keys,
+            features,
+            metrics,
+            ..
+        } = self;
+        keys.remove_where(
+            |_, s| s.partition.as_ref().is_some_and(|p| partitions.contains(p)),
+            |key, old| remove_series(metrics, features, key, &old),
+        );
+        self.count();
+    }
+
     /// A window scored by a model with other feature names (a reload)
     /// replaces every key's per-feature series: each key gets the new ones
     /// with its next window.
     fn adopt_features(&mut self, w: &WindowFacts<'_>) {
-        let same = self.features.len() == w.features.len()
-            && w.features
-                .iter()
-                .enumerate()
-                .all(|(i, n)| feature_label(i, n) == self.features[i].as_str());
+        let n = w.values.len().min(w.expected.len());
+        let same = self.features.len() == n
+            && (0..n).all(|i| feature_name(w.features, i) == self.features[i].as_str());
         if !same {
             self.metrics.series_value.reset();
             self.metrics.series_expected_value.reset();
-            self.features = w
-                .features
-                .iter()
-                .enumerate()
-                .map(|(i, n)| feature_label(i, n).into_owned())
+            self.features = (0..n)
+                .map(|i| feature_name(w.features, i).into_owned())
                 .collect();
         }
     }
@@ -585,6 +618,40 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_of_a_lost_partition_lose_their_series_and_the_others_keep_theirs() {
+        let m = Metrics::new();
+        let mut g = SeriesGauges::new(&settings(10, u64::MAX, &[]), &m).unwrap();
+        let f = features();
+        let w = |k| facts(k, &f, &[1.0, 2.0], &[1.0, 2.0], true);
+        g.record_from(&w("a"), Some(("in", 0)), 0);
+        g.record_from(&w("b"), Some(("in", 1)), 0);
+        g.record_from(&w("c"), Some(("other", 0)), 0);
+        g.record(&w("d"), 0);
+        // A key's partition is that of its latest window.
+        g.record_from(&w("e"), Some(("in", 1)), 0);
+        g.record_from(&w("e"), Some(("in", 2)), 1);
+        let lost = std::collections::HashSet::from([("in".to_string(), 1), ("in".to_string(), 2)]);
+        g.remove_partitions(&lost);
+        assert_eq!(
+            keys_exported(&m),
+            BTreeSet::from(["a", "c", "d"].map(String::from))
+        );
+        // Every series of a removed key is gone, its last anomaly included;
+        // a removal is not an eviction.
+        assert_eq!(exported(&m).len(), 3 * (3 + 2 * 2 + 1));
+        assert_eq!(g.len(), 3);
+        assert_eq!(m.series_metrics_keys.get(), 3);
+        for reason in ["expired", "capacity"] {
+            assert_eq!(
+                m.series_metrics_keys_evicted
+                    .with_label_values(&[reason])
+                    .get(),
+                0
+            );
+        }
+    }
+
+    #[test]
     fn only_keys_matching_a_glob_get_gauges_and_the_others_are_counted() {
         let m = Metrics::new();
         let mut g = SeriesGauges::new(&settings(10, u64::MAX, &["pump-*", "fan-?"]), &m).unwrap();
@@ -616,8 +683,9 @@ mod tests {
             })
             .collect();
         // b keeps its key-level gauges; its old per-feature ones are gone
-        // until its next window. An unnamed feature is its column number.
-        let want: BTreeSet<(String, String)> = [("a", "pressure"), ("a", "1")]
+        // until its next window. An unnamed feature is named as in the
+        // records: f and its column number.
+        let want: BTreeSet<(String, String)> = [("a", "pressure"), ("a", "f1")]
             .into_iter()
             .map(|(k, f)| (k.to_string(), f.to_string()))
             .collect();

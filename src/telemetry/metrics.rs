@@ -35,7 +35,7 @@ pub struct Metrics {
     pub likelihood_keys: IntGauge,
     pub offsets_committed: IntCounter,
     pub commit_failures: IntCounter,
-    pub series_keys_evicted: IntCounterVec,
+    pub window_keys_evicted: IntCounterVec,
     pub buffered_points_dropped: IntCounter,
     pub storm_keys: IntGauge,
     pub storm_keys_evicted: IntCounterVec,
@@ -283,9 +283,9 @@ impl Metrics {
                 "lstm_ae_commit_failures_total",
                 "Offset commits the broker refused or that failed; each is retried until it succeeds.",
             ),
-            series_keys_evicted: counter_vec(
+            window_keys_evicted: counter_vec(
                 &r,
-                "lstm_ae_series_keys_evicted_total",
+                "lstm_ae_window_keys_evicted_total",
                 "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked).",
                 &["reason"],
             ),
@@ -399,19 +399,19 @@ impl Metrics {
             series_metrics_keys: register(
                 &r,
                 IntGauge::new(
-                    "lstm_ae_series_metrics_keys",
+                    "lstm_ae_per_series_keys",
                     "Series keys with lstm_ae_series_* gauges (bounded by series_metrics.max_keys).",
                 ),
             ),
             series_metrics_keys_evicted: counter_vec(
                 &r,
-                "lstm_ae_series_metrics_keys_evicted_total",
+                "lstm_ae_per_series_keys_evicted_total",
                 "Series keys whose lstm_ae_series_* gauges were removed, by reason (expired: quiet past series_metrics.ttl_ms; capacity: series_metrics.max_keys).",
                 &["reason"],
             ),
             series_metrics_windows_filtered: counter(
                 &r,
-                "lstm_ae_series_metrics_windows_filtered_total",
+                "lstm_ae_per_series_windows_filtered_total",
                 "Scored windows left out of the lstm_ae_series_* gauges: their key matches none of series_metrics.keys.",
             ),
             remote_write_samples_sent: counter(
@@ -460,7 +460,7 @@ impl Metrics {
         // Known label values exist from the start at 0, so dashboards and
         // alerts see a series (and a rate of 0) before the first eviction.
         for reason in ["expired", "capacity", "revoked"] {
-            m.series_keys_evicted.with_label_values(&[reason]);
+            m.window_keys_evicted.with_label_values(&[reason]);
         }
         for reason in ["expired", "capacity"] {
             m.storm_keys_evicted.with_label_values(&[reason]);
@@ -570,5 +570,15 @@ mod tests {
         assert!(names.iter().all(|n| n
             .strip_prefix("lstm_ae_")
             .is_some_and(|n| n.starts_with("series_"))));
+        // The family is the per-series data only: a selector of
+        // `lstm_ae_series_.*` gets keyed series and nothing else.
+        let family: std::collections::BTreeSet<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .filter(|n| n.starts_with("lstm_ae_series_"))
+            .collect();
+        assert_eq!(family, names);
     }
 }

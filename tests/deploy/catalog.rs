@@ -52,7 +52,7 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.likelihood_keys.clone()),
         Box::new(m.offsets_committed.clone()),
         Box::new(m.commit_failures.clone()),
-        Box::new(m.series_keys_evicted.clone()),
+        Box::new(m.window_keys_evicted.clone()),
         Box::new(m.buffered_points_dropped.clone()),
         Box::new(m.storm_keys.clone()),
         Box::new(m.storm_keys_evicted.clone()),
