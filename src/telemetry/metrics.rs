@@ -577,7 +577,10 @@ mod tests {
             .gather()
             .iter()
             .map(|f| f.name().to_string())
-            .filter(|n| n.starts_with("lstm_ae_series_"))
+            .filter(|n| {
+                n.strip_prefix("lstm_ae_")
+                    .is_some_and(|n| n.starts_with("series_"))
+            })
             .collect();
         assert_eq!(family, names);
     }
