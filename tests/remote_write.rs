@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::receivers::{Receiver, Recorder, Stored, Tls};
+use common::series_dashboard::{
+    dashboard, json, metric_names, panel, promql, queries, root, substitute, variable,
+};
 use lstm_ae::serve::remote_write::proto::WriteRequest;
 use lstm_ae::serve::remote_write::{RemoteWriteSettings, RemoteWriter};
 use lstm_ae::serve::series::{remote_write_series, WindowFacts};
 use lstm_ae::telemetry::Metrics;
 use prost::Message as _;
-use serde_json::Value;
 
 // ---------------------------------------------------------------------------
 // Windows with known facts
@@ -805,72 +807,6 @@ fn per_window(ws: &[Window], f: &[String]) -> u64 {
 // ---------------------------------------------------------------------------
 // The series dashboard
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn json(rel: &str) -> Value {
-    let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn dashboard() -> Value {
-    json("deploy/grafana/lstm-ae-series.json")
-}
-
-fn variable<'a>(d: &'a Value, name: &str) -> &'a Value {
-    d["templating"]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("no ${name} variable"))
-}
-
-fn panel<'a>(d: &'a Value, title: &str) -> &'a Value {
-    d["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["title"] == title)
-        .unwrap_or_else(|| panic!("no panel {title:?}"))
-}
-
-/// (where, PromQL) of every query: panel targets, variables, annotations.
-fn queries(d: &Value) -> Vec<(String, String)> {
-    let mut out = vec![];
-    for p in d["panels"].as_array().unwrap() {
-        for t in p["targets"].as_array().into_iter().flatten() {
-            out.push((
-                format!("{} / {}", p["title"], t["refId"]),
-                t["expr"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    for v in d["templating"]["list"].as_array().unwrap() {
-        if v["type"] == "query" {
-            out.push((
-                format!("${}", v["name"].as_str().unwrap()),
-                v["query"]["query"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    for a in d["annotations"]["list"].as_array().unwrap() {
-        if let Some(e) = a["expr"].as_str() {
-            out.push((format!("annotation {}", a["name"]), e.to_string()));
-        }
-    }
-    out
-}
-
-/// Metric names in a PromQL expression: identifiers starting `lstm_ae_`.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("lstm_ae_"))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn the_series_dashboard_has_its_variables_panels_and_a_way_to_the_health_dashboard() {
     let d = dashboard();
@@ -963,15 +899,6 @@ fn the_series_dashboard_has_its_variables_panels_and_a_way_to_the_health_dashboa
     }
 }
 
-/// Grafana's variables in a query replaced by values Prometheus accepts.
-fn substitute(expr: &str, key: &str, feature: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
-        .replace("$__interval", "1m")
-        .replace("$__range", "1h")
-        .replace("$key", key)
-        .replace("$feature", feature)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_dashboard_query_returns_data_for_a_known_key_from_remote_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -990,15 +917,7 @@ async fn every_series_dashboard_query_returns_data_for_a_known_key_from_remote_w
     let at = Some(now_ms() as f64 / 1000.0);
     for (what, expr) in queries(&d) {
         for feature in &f {
-            // label_values(X, l) is Grafana's; Prometheus answers it as this.
-            let expr = match expr.strip_prefix("label_values(") {
-                Some(rest) => {
-                    let (selector, label) = rest.trim_end_matches(')').rsplit_once(',').unwrap();
-                    format!("count by ({}) ({selector})", label.trim())
-                }
-                None => expr.clone(),
-            };
-            let q = substitute(&expr, "pump-1", feature);
+            let q = substitute(&promql(&expr), "pump-1", feature);
             let result = prometheus.query_at(&q, at);
             assert!(!result.is_empty(), "{what}: {q} returned nothing");
         }

@@ -16,6 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::broker::{test_dir, Broker, Daemon};
+use common::receivers::{Receiver, Stored};
+use common::series_dashboard::{dashboard, panel, promql, queries, substitute};
 use lstm_ae::model::onnx::import_params;
 use lstm_ae::stream::records::format_ts_ms;
 use lstm_ae::train::composite;
@@ -86,6 +88,7 @@ fn windows_of(points: &Points) -> usize {
 struct ScoreRec {
     key: String,
     end_ms: i64,
+    normalized: f32,
     value: f32,
     expected: f32,
 }
@@ -112,6 +115,7 @@ fn score_records(broker: &Broker, topic: &str, points: &Points) -> Vec<ScoreRec>
                 end_ms: *ms_of
                     .get(end)
                     .unwrap_or_else(|| panic!("{end} is no point's time")),
+                normalized: v["normalized_score"].as_f64().unwrap() as f32,
                 value: lp[0]["value"].as_f64().unwrap() as f32,
                 expected: lp[0]["expected"].as_f64().unwrap() as f32,
             }
@@ -197,4 +201,131 @@ fn the_expected_value_is_the_trainers_reconstruction_of_the_windows_last_point()
         recs.len()
     );
     assert_eq!(rec.len_of(Axis(0)), T);
+}
+
+// ---------------------------------------------------------------------------
+// Remote writes to real receivers
+
+/// The `(key, end ms) → value` of one metric (and feature) in `stored`.
+fn samples_of(stored: &Stored, name: &str) -> BTreeMap<(String, i64), f64> {
+    stored
+        .iter()
+        .filter(|(labels, _)| labels.get("__name__").map(String::as_str) == Some(name))
+        .flat_map(|(labels, samples)| {
+            let key = labels["key"].clone();
+            if name != "lstm_ae_series_normalized_score" {
+                assert_eq!(labels.get("feature").map(String::as_str), Some(FEATURE));
+            }
+            samples.iter().map(move |&(ms, v)| ((key.clone(), ms), v))
+        })
+        .collect()
+}
+
+/// What the receiver holds equals the records: the same windows (key and
+/// end time), nothing more, and per window the score, value and expected
+/// value the record carries (f32 in the record, f64 in the receiver).
+fn assert_receiver_holds_the_records(what: &str, r: &Receiver, recs: &[ScoreRec], points: &Points) {
+    let from = points.values().flatten().map(|p| p.0).min().unwrap();
+    let to = points.values().flatten().map(|p| p.0).max().unwrap();
+    let selector = r#"{__name__=~"lstm_ae_series_(normalized_score|value|expected_value)"}"#;
+    let stored = r.wait_for(selector, from, to, 3 * recs.len());
+    let want_ids: BTreeSet<(String, i64)> =
+        recs.iter().map(|r| (r.key.clone(), r.end_ms)).collect();
+    for (name, field) in [
+        ("lstm_ae_series_normalized_score", 0),
+        ("lstm_ae_series_value", 1),
+        ("lstm_ae_series_expected_value", 2),
+    ] {
+        let got = samples_of(&stored, name);
+        let ids: BTreeSet<(String, i64)> = got.keys().cloned().collect();
+        assert_eq!(ids, want_ids, "{what}: {name}: the windows differ");
+        for rec in recs {
+            let want = [rec.normalized, rec.value, rec.expected][field];
+            let v = got[&(rec.key.clone(), rec.end_ms)];
+            assert_eq!(
+                v as f32, want,
+                "{what}: {name} of {} at {}: {v} stored, {want} in the record",
+                rec.key, rec.end_ms
+            );
+        }
+    }
+}
+
+#[test]
+fn prometheus_and_victoria_metrics_hold_the_scores_records_and_feed_the_series_dashboard() {
+    let dir = test_dir();
+    let (to_prom, to_vm) = ("lstm-ae.scores-p", "lstm-ae.scores-v");
+    let broker = broker_with_scores(dir.path(), &[to_prom, to_vm]);
+    let prometheus = Receiver::prometheus(dir.path());
+    let victoria = Receiver::victoria_metrics(dir.path());
+    // Current times: Prometheus refuses samples far older than its head.
+    let keys = ["pump-1", "pump-2", "pump-3"];
+    let points = series(&keys, T + 30, now_ms() - 1_000);
+    produce(&broker, &points);
+    let total = windows_of(&points);
+    let daemon = |name: &str, scores: &str, url: String| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let group = format!("lstm-ae-{name}");
+        Daemon::start(
+            &d,
+            &broker.brokers(),
+            None,
+            &[
+                ("LSTM_AE__KAFKA__GROUP_ID", group.as_str()),
+                ("LSTM_AE__KAFKA__SCORES_TOPIC", scores),
+                ("LSTM_AE__REMOTE_WRITE__URL", url.as_str()),
+                ("LSTM_AE__REMOTE_WRITE__FLUSH_INTERVAL_MS", "200"),
+            ],
+        )
+    };
+    let dp = daemon("p", to_prom, prometheus.write_url());
+    let dv = daemon("v", to_vm, victoria.write_url());
+    for d in [&dp, &dv] {
+        d.wait_until(120, "every window scored", |d| scored(d) >= total as f64);
+    }
+    for (what, r, d, topic) in [
+        ("Prometheus", &prometheus, &dp, to_prom),
+        ("VictoriaMetrics", &victoria, &dv, to_vm),
+    ] {
+        let recs = score_records(&broker, topic, &points);
+        assert_eq!(recs.len(), total, "{what}: records");
+        assert!(
+            recs.iter()
+                .any(|r| r.key == "pump-1" && r.normalized >= 1.0),
+            "{what}: the spike makes anomalous windows (the last-anomaly query needs one)"
+        );
+        assert_receiver_holds_the_records(what, r, &recs, &points);
+        assert_eq!(
+            d.metric("lstm_ae_remote_write_samples_failed_total")
+                + d.metric(r#"lstm_ae_remote_write_samples_dropped_total{reason="queue_full"}"#),
+            0.0,
+            "{what}: nothing refused or dropped"
+        );
+    }
+
+    // Every query of the series dashboard returns data for a known key
+    // from that Prometheus.
+    let d = dashboard();
+    let at = Some(now_ms() as f64 / 1000.0);
+    for (what, expr) in queries(&d) {
+        let q = substitute(&promql(&expr), "pump-1", FEATURE);
+        let result = prometheus.query_at(&q, at);
+        assert!(!result.is_empty(), "{what}: {q} returned nothing");
+    }
+    // The score panel reads pump-1's latest window.
+    let recs = score_records(&broker, to_prom, &points);
+    let last = recs
+        .iter()
+        .filter(|r| r.key == "pump-1")
+        .max_by_key(|r| r.end_ms)
+        .unwrap();
+    let expr = panel(&d, "Normalised score vs threshold")["targets"][0]["expr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = prometheus.query_at(&substitute(&expr, "pump-1", FEATURE), at);
+    assert_eq!(r.len(), 1, "{expr}: {r:?}");
+    let v: f64 = r[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert_eq!(v as f32, last.normalized);
 }

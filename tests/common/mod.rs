@@ -84,4 +84,5 @@ pub mod models;
 pub mod procs;
 pub mod prometheus;
 pub mod receivers;
+pub mod series_dashboard;
 pub mod tools;
