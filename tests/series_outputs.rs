@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::broker::{test_dir, Broker, Daemon};
 use common::receivers::{Receiver, Stored};
@@ -328,4 +328,94 @@ fn prometheus_and_victoria_metrics_hold_the_scores_records_and_feed_the_series_d
     assert_eq!(r.len(), 1, "{expr}: {r:?}");
     let v: f64 = r[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert_eq!(v as f32, last.normalized);
+}
+
+// ---------------------------------------------------------------------------
+// Gauges on /metrics
+
+/// The keys with a `lstm_ae_series_*` sample in a scrape, and the lines of
+/// that family.
+fn gauge_keys(body: &str) -> (BTreeSet<String>, usize) {
+    let lines: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("lstm_ae_series_"))
+        .collect();
+    let keys = lines
+        .iter()
+        .map(|l| {
+            let rest = &l[l.find("key=\"").expect("a key label") + 5..];
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+        .collect();
+    (keys, lines.len())
+}
+
+#[test]
+fn gauges_hold_max_keys_under_ten_times_as_many_keys_and_leave_with_an_expired_key() {
+    let dir = test_dir();
+    let broker = broker_with_scores(dir.path(), &[]);
+    let names: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
+    let keys: Vec<&str> = names.iter().map(String::as_str).collect();
+    let points = series(&keys, T + 2, now_ms());
+    produce(&broker, &points);
+    let total = windows_of(&points);
+    let max_keys = 5;
+    let d = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            ("LSTM_AE__SERIES_METRICS__ENABLED", "true"),
+            ("LSTM_AE__SERIES_METRICS__MAX_KEYS", "5"),
+            ("LSTM_AE__SERIES_METRICS__TTL_MS", "10000"),
+        ],
+    );
+    // Every scrape while the 50 keys are scored holds at most max_keys.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let body = d.get("/metrics").1;
+        let (seen, _) = gauge_keys(&body);
+        assert!(
+            seen.len() <= max_keys,
+            "{} keys exported: {seen:?}",
+            seen.len()
+        );
+        if common::procs::metric(&body, "lstm_ae_windows_scored_total") >= total as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every window scored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The keys take turns, so the last five scored are k45..k49, each with
+    // 3 + 2 × 1 series (and a last anomaly if it had one); every window of
+    // a key not among the five most recent pushed one out.
+    let body = d.get("/metrics").1;
+    let (seen, lines) = gauge_keys(&body);
+    let want: BTreeSet<String> = (45..50).map(|i| format!("k{i}")).collect();
+    assert_eq!(seen, want);
+    assert!((5 * 5..=5 * 6).contains(&lines), "{lines} series");
+    let metric = |s: &str| common::procs::metric(&body, s);
+    assert_eq!(metric("lstm_ae_per_series_keys"), max_keys as f64);
+    assert_eq!(
+        metric(r#"lstm_ae_per_series_keys_evicted_total{reason="capacity"}"#),
+        (total - max_keys) as f64
+    );
+    assert_eq!(
+        metric(r#"lstm_ae_per_series_keys_evicted_total{reason="expired"}"#),
+        0.0
+    );
+
+    // No window comes any more: after the TTL every series leaves /metrics.
+    d.wait_until(60, "the gauges expire", |d| {
+        gauge_keys(&d.get("/metrics").1).1 == 0
+    });
+    let body = d.get("/metrics").1;
+    assert_eq!(common::procs::metric(&body, "lstm_ae_per_series_keys"), 0.0);
+    assert_eq!(
+        common::procs::metric(
+            &body,
+            r#"lstm_ae_per_series_keys_evicted_total{reason="expired"}"#
+        ),
+        max_keys as f64
+    );
 }
