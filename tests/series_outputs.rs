@@ -13,6 +13,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::broker::{test_dir, Broker, Daemon};
@@ -22,6 +24,8 @@ use lstm_ae::model::onnx::import_params;
 use lstm_ae::stream::records::format_ts_ms;
 use lstm_ae::train::composite;
 use ndarray::{Array3, Axis};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
 
 const POINTS: &str = "lstm-ae.points";
 /// The default model's window.
@@ -418,4 +422,118 @@ fn gauges_hold_max_keys_under_ten_times_as_many_keys_and_leave_with_an_expired_k
         ),
         max_keys as f64
     );
+}
+
+// ---------------------------------------------------------------------------
+// A receiver down mid-stream
+
+/// Feeds points of `keys` at the current time, one per key every 100 ms,
+/// until `stop`; the values as [`value`] makes them.
+fn live_feed(
+    brokers: String,
+    keys: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let ts = now_ms();
+            for (k, key) in keys.iter().enumerate() {
+                let body = point_json(key, ts, value(k, i, false));
+                while p
+                    .send(BaseRecord::to(POINTS).key(key).payload(&body))
+                    .is_err()
+                {
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+            p.poll(Duration::ZERO);
+            i += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    })
+}
+
+#[test]
+fn a_receiver_down_for_30_s_costs_samples_only_and_writing_resumes_by_itself() {
+    let dir = test_dir();
+    let broker = broker_with_scores(dir.path(), &[]);
+    let mut prometheus = Receiver::prometheus(dir.path());
+    let capacity = 300.0;
+    let d = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            (
+                "LSTM_AE__REMOTE_WRITE__URL",
+                prometheus.write_url().as_str(),
+            ),
+            ("LSTM_AE__REMOTE_WRITE__QUEUE_CAPACITY_SAMPLES", "300"),
+            ("LSTM_AE__REMOTE_WRITE__MAX_SAMPLES_PER_SEND", "100"),
+            ("LSTM_AE__REMOTE_WRITE__FLUSH_INTERVAL_MS", "200"),
+            ("LSTM_AE__REMOTE_WRITE__TIMEOUT_MS", "2000"),
+            ("LSTM_AE__REMOTE_WRITE__MAX_BACKOFF_MS", "1000"),
+        ],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys: Vec<String> = ["pump-1", "pump-2", "pump-3"].map(String::from).into();
+    let feed = live_feed(broker.brokers(), keys, stop.clone());
+    let sent = |d: &Daemon| d.metric("lstm_ae_remote_write_samples_sent_total");
+    d.wait_until(90, "samples sent", |d| sent(d) > 0.0);
+
+    prometheus.stop();
+    let down_at = now_ms();
+    let before = d.get("/metrics").1;
+    let m0 = |s: &str| common::procs::metric(&before, s);
+    let (scored0, commits0) = (
+        m0("lstm_ae_windows_scored_total"),
+        m0("lstm_ae_offsets_committed_total"),
+    );
+    let mut max_queue: f64 = 0.0;
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let q = d.metric("lstm_ae_remote_write_queue_samples");
+        assert!(q <= capacity, "{q} samples queued, capacity {capacity}");
+        max_queue = max_queue.max(q);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let during = d.get("/metrics").1;
+    let m1 = |s: &str| common::procs::metric(&during, s);
+    // 30 s at 30 points a second: scoring and commits went on.
+    assert!(
+        m1("lstm_ae_windows_scored_total") - scored0 >= 300.0,
+        "scored {} → {}",
+        scored0,
+        m1("lstm_ae_windows_scored_total")
+    );
+    assert!(m1("lstm_ae_offsets_committed_total") - commits0 >= 10.0);
+    assert_eq!(m1("lstm_ae_remote_write_queue_capacity_samples"), capacity);
+    assert!(max_queue > 0.0);
+    let dropped = m1(r#"lstm_ae_remote_write_samples_dropped_total{reason="queue_full"}"#);
+    assert!(dropped > 0.0, "nothing dropped while the receiver was down");
+    assert!(m1("lstm_ae_remote_write_retries_total") > 0.0);
+    let sent_down = m1("lstm_ae_remote_write_samples_sent_total");
+
+    prometheus.restart();
+    let up_at = now_ms();
+    d.wait_until(60, "sending resumes", |d| sent(d) > sent_down);
+    // The receiver holds windows that ended after it came back.
+    let stored = prometheus.wait_for(
+        r#"lstm_ae_series_normalized_score{key="pump-1"}"#,
+        up_at,
+        now_ms() + 5_000,
+        1,
+    );
+    let after: usize = stored.values().map(Vec::len).sum();
+    assert!(after > 0, "no sample of pump-1 after the restart");
+    stop.store(true, Ordering::Relaxed);
+    feed.join().unwrap();
+    assert!(down_at < up_at);
 }
