@@ -537,3 +537,38 @@ fn a_receiver_down_for_30_s_costs_samples_only_and_writing_resumes_by_itself() {
     feed.join().unwrap();
     assert!(down_at < up_at);
 }
+
+// ---------------------------------------------------------------------------
+// Settings that cannot work
+
+#[test]
+fn a_credentials_file_that_cannot_be_read_stops_serve_at_start_naming_the_key() {
+    let dir = test_dir();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+    let missing = dir.path().join("no-such-token");
+    let port = common::procs::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let out = common::run(
+        &["serve"],
+        &[
+            // Nothing listens there: the daemon must stop before it matters.
+            ("LSTM_AE__KAFKA__BROKERS", "127.0.0.1:1"),
+            ("LSTM_AE__SERVE__MODEL", model.to_str().unwrap()),
+            ("LSTM_AE__SERVE__METRICS_LISTEN", &listen),
+            (
+                "LSTM_AE__REMOTE_WRITE__URL",
+                "http://127.0.0.1:1/api/v1/write",
+            ),
+            (
+                "LSTM_AE__REMOTE_WRITE__BEARER_TOKEN_FILE",
+                missing.to_str().unwrap(),
+            ),
+        ],
+    );
+    let err = common::text(&out.stderr);
+    assert!(!out.status.success(), "serve ran: {err}");
+    assert!(
+        err.contains("remote_write.bearer_token_file"),
+        "the error names the key: {err}"
+    );
+}
