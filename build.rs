@@ -1,9 +1,14 @@
-//! Generates the ONNX protobuf types from `proto/onnx.proto` with a pure-Rust
-//! protobuf compiler, so building needs no `protoc` on the machine.
+//! Generates the protobuf types of `proto/` with a pure-Rust protobuf
+//! compiler, so building needs no `protoc` on the machine: the ONNX model
+//! format (`onnx.proto`) and the Prometheus remote-write request
+//! (`remote.proto`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto/onnx.proto");
-    let descriptors = protox::compile(["proto/onnx.proto"], ["proto"])?;
+    let files = ["proto/onnx.proto", "proto/remote.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
     prost_build::Config::new().compile_fds(descriptors)?;
     Ok(())
 }

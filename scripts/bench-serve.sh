@@ -12,6 +12,7 @@
 #   BENCH_PERF=out/perf scripts/bench-serve.sh   # perf record per run
 #   BENCH_PYTHON=1 scripts/bench-serve.sh        # + the Python reference service
 #   BENCH_MODES=keys100k scripts/bench-serve.sh  # RSS at 100,000 live keys, both rules
+#   BENCH_MODES=series-keys scripts/bench-serve.sh  # per-series gauges: RSS and scrape size per key
 #
 # BENCH_PYTHON=1 runs benches/python_service.py (confluent-kafka +
 # onnxruntime, the same work) over the same backlog after each `points`

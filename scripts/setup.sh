@@ -47,14 +47,16 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zlib1g-dev)
 # What only the tests need. prometheus: the server and promtool, with which
 # tests/deploy/ checks deploy/prometheus/ and evaluates the dashboard's
-# queries (on a machine that runs systemd the package also enables its own
-# Prometheus service; when this script installed the package it disables that
-# service again). docker.io: the engine tests/container.rs builds and runs the
+# queries; victoria-metrics: the second remote-write receiver of
+# tests/remote_write.rs (on a machine that runs systemd each package also
+# enables its own service; when this script installed the package it disables
+# that service again: the tests start their own servers on free ports).
+# docker.io: the engine tests/container.rs builds and runs the
 # image with; debootstrap: makes its base image (no image registry is
 # reachable); docker-compose: validates docker-compose.yml; python3-venv:
 # the venv of python_tools (Debian's python3 needs it; another python may
 # bring its own).
-TEST_DEBIAN_PACKAGES=(prometheus docker.io debootstrap docker-compose)
+TEST_DEBIAN_PACKAGES=(prometheus victoria-metrics docker.io debootstrap docker-compose)
 
 MODE=install
 TEST=0
@@ -126,10 +128,12 @@ debian_packages() {
       return 0
     fi
     apt_install "${need[@]}"
-    if printf '%s\n' "${need[@]}" | grep -qx prometheus && [ -d /run/systemd/system ]; then
-      log "disabling the Prometheus service the prometheus package started (the tests start their own)"
-      as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
-    fi
+    for p in prometheus victoria-metrics; do
+      if printf '%s\n' "${need[@]}" | grep -qx "$p" && [ -d /run/systemd/system ]; then
+        log "disabling the $p service the $p package started (the tests start their own)"
+        as_root systemctl disable --now "$p" >/dev/null 2>&1 || true
+      fi
+    done
   fi
   READY+=("Debian packages")
 }

@@ -267,6 +267,11 @@ pub struct ProduceArgs {
     /// Messages per second; 0 = as fast as the broker takes them.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// Stamp each point with the time it is due (the replay's start + its
+    /// place / --rate), not the file's: a receiver that refuses old samples
+    /// (Prometheus remote write) then takes the outputs. Points, --rate 1 to 1000.
+    #[arg(long)]
+    pub retime: bool,
     /// Series key (default: the file name without extension).
     #[arg(long)]
     pub key: Option<String>,

@@ -511,6 +511,11 @@ pub struct Settings {
     /// How the daemon turns each key's raw window errors into anomaly
     /// scores: the same state machine and defaults as `lstm-ae eval nab`.
     pub postprocess: crate::score::PostprocessConfig,
+    /// Opt-in per-key gauges on `/metrics` (`lstm_ae_series_*`).
+    pub series_metrics: crate::serve::series::SeriesMetricsSettings,
+    /// The Prometheus remote-write sink of the per-key series; off while
+    /// `url` is empty.
+    pub remote_write: crate::serve::remote_write::RemoteWriteSettings,
 }
 
 impl Settings {
@@ -649,6 +654,12 @@ impl Settings {
         }
         if let Err(e) = self.postprocess.validate() {
             return bad(&format!("postprocess.{}", e.field), e.reason);
+        }
+        if let Err(e) = self.series_metrics.validate() {
+            return bad(&format!("series_metrics.{}", e.field), &e.reason);
+        }
+        if let Err(e) = self.remote_write.validate() {
+            return bad(&format!("remote_write.{}", e.field), &e.reason);
         }
         Ok(())
     }

@@ -21,8 +21,9 @@
 //! - [`cli`]: the subcommands and their flags, parsed; nothing more.
 //! - [`config`]: settings: built-in defaults < file < environment; validated.
 //! - [`serve`]: the Kafka daemon: ingest, inference threads, sink, hot
-//!   reload, drain; one entry point ([`serve::Daemon`]) taking its own slice
-//!   of the settings ([`serve::DaemonConfig`]).
+//!   reload, drain, the per-series outputs (gauges and the remote-write
+//!   client); one entry point ([`serve::Daemon`]) taking its own slice of
+//!   the settings ([`serve::DaemonConfig`]).
 //! - [`eval`]: benchmark evaluation (NAB scoring, the `eval nab` driver and
 //!   report; labelled-file metrics).
 //! - [`kafka`]: every Kafka client the project builds (the daemon's

@@ -189,3 +189,48 @@ fn produce_fails_clearly_when_the_broker_is_unreachable() {
     let err = common::text(&out.stderr);
     assert!(err.contains("delivering to t"), "{err}");
 }
+
+#[test]
+fn retime_stamps_each_point_with_the_time_it_is_due() {
+    let dir = common::broker::test_dir();
+    let broker = Broker::start(dir.path(), true);
+    let csv = dir.path().join("pump.csv");
+    let rows = write_csv(&csv);
+    broker.create_topic("points", 1);
+    let before = common::now_ms();
+    produce(
+        &broker,
+        "points",
+        &csv,
+        &["--format", "points", "--rate", "200", "--retime"],
+    );
+    let after = common::now_ms();
+    let got = decoded(
+        &broker.read_all("points", Duration::from_secs(2)),
+        Format::Points,
+        0,
+    );
+    assert_eq!(got.len(), ROWS);
+    let mut stamps = vec![];
+    for (d, (_, values)) in got.iter().zip(&rows) {
+        let Decoded::Point {
+            key,
+            ts_ms,
+            values: v,
+        } = d
+        else {
+            panic!("not a point: {d:?}");
+        };
+        assert_eq!((key.as_str(), v), ("pump-7", values), "the row's values");
+        stamps.push(*ts_ms);
+    }
+    // The replay's clock, not the file's 2026-01-01: one point every 5 ms
+    // (200 a second) from just after the start, none after the end.
+    assert!(
+        before < stamps[0] && stamps[ROWS - 1] <= after + 5,
+        "stamps {}..{} outside the run {before}..{after}",
+        stamps[0],
+        stamps[ROWS - 1]
+    );
+    assert!(stamps.windows(2).all(|w| w[1] - w[0] == 5), "{stamps:?}");
+}

@@ -89,7 +89,7 @@ impl Fake {
         }
         let (b, t, f) = x.dim();
         Ok(Outputs {
-            reconstruction: None,
+            reconstruction: Some(x.to_owned()),
             prediction: None,
             embedding: Some(Array2::zeros((b, 4))),
             score: Some(Array1::from_elem(b, 1e-6)),
@@ -720,7 +720,7 @@ async fn the_key_ttl_runs_on_the_monotonic_clock_not_the_wall_clock() {
     tokio::time::advance(Duration::from_millis(2 * 600_000)).await;
     let expired = d
         .metrics
-        .series_keys_evicted
+        .window_keys_evicted
         .with_label_values(&["expired"]);
     while expired.get() < 1 {
         assert!(

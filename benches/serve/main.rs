@@ -38,6 +38,15 @@
 //! growth of RSS from just after start-up (model loaded, no key yet)
 //! divided by the live keys.
 //!
+//! Per-series gauges (`series-keys` in `BENCH_MODES`): for each key count
+//! of `BENCH_SERIES_KEYS` (1000,10000), the same load of keys × (T + 1)
+//! points into one broker, drained by two daemons under the threshold rule:
+//! one with `series_metrics` off, one with it on for every key
+//! (`max_keys` = the key count). Once every window is produced: VmRSS of
+//! each, the size of one `/metrics` scrape and its `lstm_ae_series_*`
+//! samples; the cost per key is the difference between the two daemons
+//! divided by the keys.
+//!
 //! CPU seconds of the daemon, of the broker and of the whole machine come
 //! from /proc over the interval from the first to the last output, so the
 //! table says who used the two cores; per-thread CPU of the daemon follows.
@@ -225,11 +234,17 @@ fn bench() -> Res<()> {
     } else {
         memory::rss_runs(&o, t)?
     };
+    let series = if o.series_keys.is_empty() {
+        vec![]
+    } else {
+        memory::series_runs(&o, t)?
+    };
     if !results.is_empty() {
         report::throughput(&o, &results, nproc);
     }
     report::python(&python);
     report::rss(&rss);
+    report::series(&series);
     println!("load average at the end: {}", cpu::loadavg());
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! The memory runs: RSS_KEYS keys live at once in one daemon per anomaly
-//! rule, and what each holds per key.
+//! rule, and what each holds per key; and the cost of the per-series gauges
+//! (`series_metrics`) at SERIES_KEYS keys: RSS and scrape size with them on
+//! beside a daemon with them off.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,7 +18,8 @@ use super::report::mb;
 use super::{Proc, Res, ANOM_TOPIC, DLQ_TOPIC, EMB_TOPIC, POINTS_TOPIC};
 
 pub(crate) struct RssResult {
-    pub(crate) rule: &'static str,
+    /// The daemon's variant: its anomaly rule, or `series-off` / `series-on`.
+    pub(crate) label: String,
     pub(crate) keys: usize,
     pub(crate) points: usize,
     pub(crate) windows: f64,
@@ -31,11 +34,22 @@ pub(crate) struct RssResult {
     /// idle daemon gives back little unless its background thread is on.
     pub(crate) rss_settled: u64,
     pub(crate) secs: f64,
+    /// Bytes of one `/metrics` scrape once every key is live.
+    pub(crate) scrape_bytes: usize,
+    /// Of which `lstm_ae_series_*` samples (lines).
+    pub(crate) series_lines: usize,
+}
+
+/// One daemon of a memory run: its label and the TOML it adds to the
+/// common configuration.
+pub(crate) struct Variant {
+    pub(crate) label: String,
+    pub(crate) toml: String,
 }
 
 /// A daemon of the memory runs, with its RSS once ready and before any input.
 pub(crate) struct RssDaemon {
-    rule: &'static str,
+    label: String,
     proc: Proc,
     port: u16,
     rss_start: u64,
@@ -45,13 +59,57 @@ pub(crate) struct RssDaemon {
 /// The memory runs (module docs): one broker, one daemon per rule started
 /// before the input is loaded, so each one's start-up RSS has no key in it.
 pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
-    let points = o.rss_points.unwrap_or(t + 1);
-    let keys = o.rss_keys;
+    let variants: Vec<Variant> = o
+        .rss_rules
+        .iter()
+        .map(|rule| Variant {
+            label: rule.to_string(),
+            toml: format!("[anomalies]\nrule = \"{rule}\"\n"),
+        })
+        .collect();
+    load_and_measure(o, t, o.rss_keys, o.rss_points.unwrap_or(t + 1), &variants)
+}
+
+/// The cost of the per-series gauges: for each of SERIES_KEYS key counts,
+/// a daemon with `series_metrics` off and one with it on for every key
+/// (`max_keys` = the key count), under the threshold rule.
+pub(crate) fn series_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
+    let mut out = vec![];
+    for &keys in &o.series_keys {
+        let variants = [
+            Variant {
+                label: "series-off".into(),
+                toml: String::new(),
+            },
+            Variant {
+                label: "series-on".into(),
+                toml: format!("[series_metrics]\nenabled = true\nmax_keys = {keys}\n"),
+            },
+        ];
+        out.extend(load_and_measure(o, t, keys, t + 1, &variants)?);
+    }
+    Ok(out)
+}
+
+/// Loads `keys` × `points` points into a fresh broker while one daemon per
+/// variant drains them, and reads each daemon's memory and scrape once
+/// every key is live.
+fn load_and_measure(
+    o: &Opts,
+    t: usize,
+    keys: usize,
+    points: usize,
+    variants: &[Variant],
+) -> Res<Vec<RssResult>> {
     let expect = keys * (points + 1).saturating_sub(t);
     println!(
-        "== memory: {keys} keys × {points} points = {} points JSON, {expect} windows; rules {}",
+        "== memory: {keys} keys × {points} points = {} points JSON, {expect} windows; daemons {}",
         keys * points,
-        o.rss_rules.join(", ")
+        variants
+            .iter()
+            .map(|v| v.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let broker = Broker::start(dir.path(), false);
@@ -65,18 +123,20 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
     }
     let brokers = broker.brokers();
     let mut daemons = vec![];
-    for &rule in &o.rss_rules {
+    for v in variants {
+        let label = &v.label;
         let port = free_port()?;
         let text = format!(
             "[serve]\nmodel = {model:?}\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
-             [kafka]\ngroup_id = \"bench-rss-{rule}\"\nembeddings_topic = \"{EMB_TOPIC}\"\n\
+             [kafka]\ngroup_id = \"bench-rss-{label}\"\nembeddings_topic = \"{EMB_TOPIC}\"\n\
              anomalies_topic = \"{ANOM_TOPIC}\"\ndead_letter_topic = \"{DLQ_TOPIC}\"\n\n\
              [[kafka.inputs]]\ntopic = \"{POINTS_TOPIC}\"\nformat = \"points\"\n\n\
-             [anomalies]\nrule = \"{rule}\"\n\n{extra}\n",
+             {variant}\n{extra}\n",
             model = o.model.display().to_string(),
+            variant = v.toml,
             extra = std::env::var("BENCH_SERVE_TOML").unwrap_or_default(),
         );
-        let cfg = dir.path().join(format!("serve-{rule}.toml"));
+        let cfg = dir.path().join(format!("serve-{label}.toml"));
         std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
         let proc = Proc(
             Command::new(env!("CARGO_BIN_EXE_lstm-ae"))
@@ -93,7 +153,7 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
         );
         wait_for_port(port, "lstm-ae serve")?;
         daemons.push(RssDaemon {
-            rule,
+            label: label.clone(),
             proc,
             port,
             rss_start: 0,
@@ -104,7 +164,7 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
     for d in &mut daemons {
         while http_get(d.port, "/readyz")?.0 != 200 {
             if Instant::now() > deadline {
-                return Err(format!("the {} daemon never became ready", d.rule));
+                return Err(format!("the {} daemon never became ready", d.label));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -153,7 +213,7 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
                 if last.1.elapsed() > Duration::from_secs(120) {
                     return Err(format!(
                         "the {} daemon stalled at {n} of {expect} windows",
-                        d.rule
+                        d.label
                     ));
                 }
                 continue;
@@ -163,12 +223,12 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
             let (rss, hwm) = rss_bytes(d.proc.pid());
             if let Ok(dir) = std::env::var("BENCH_SMAPS") {
                 // Where the memory is, mapping by mapping, for a closer look.
-                let to = Path::new(&dir).join(format!("{}.smaps", d.rule));
+                let to = Path::new(&dir).join(format!("{}.smaps", d.label));
                 let _ = std::fs::create_dir_all(&dir);
                 let _ = std::fs::copy(format!("/proc/{}/smaps", d.proc.pid()), &to);
             }
             let r = RssResult {
-                rule: d.rule,
+                label: d.label.clone(),
                 keys,
                 points,
                 windows: n,
@@ -180,11 +240,17 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
                 hwm,
                 rss_settled: 0,
                 secs: started.elapsed().as_secs_f64(),
+                scrape_bytes: body.len(),
+                series_lines: body
+                    .lines()
+                    .filter(|l| l.starts_with("lstm_ae_series_"))
+                    .count(),
             };
             println!(
-                "-- anomalies.rule = {}: {:.0} windows after {:.0} s; live keys {:.0}, likelihood keys {:.0}, \
-                 storm keys {:.0}; VmRSS {:.1} MB (at start {:.1} MB), VmHWM {:.1} MB; {:.0} bytes per key",
-                r.rule,
+                "-- {}: {:.0} windows after {:.0} s; live keys {:.0}, likelihood keys {:.0}, \
+                 storm keys {:.0}; VmRSS {:.1} MB (at start {:.1} MB), VmHWM {:.1} MB; {:.0} bytes per key; \
+                 /metrics {} bytes, {} lstm_ae_series_* samples",
+                r.label,
                 r.windows,
                 r.secs,
                 r.live_keys,
@@ -193,7 +259,9 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
                 mb(r.rss),
                 mb(r.rss_start),
                 mb(r.hwm),
-                r.per_key()
+                r.per_key(),
+                r.scrape_bytes,
+                r.series_lines
             );
             d.done = Some(r);
         }
@@ -206,8 +274,8 @@ pub(crate) fn rss_runs(o: &Opts, t: usize) -> Res<Vec<RssResult>> {
         if let Some(r) = &mut d.done {
             r.rss_settled = rss_bytes(pid).0;
             println!(
-                "-- anomalies.rule = {}: VmRSS {:.1} MB after 15 s idle",
-                r.rule,
+                "-- {}: VmRSS {:.1} MB after 15 s idle",
+                r.label,
                 mb(r.rss_settled)
             );
         }

@@ -57,6 +57,8 @@ pub(crate) struct Opts {
     pub(crate) rss_keys: usize,
     /// Points per key of the memory runs; `None`: T + 1.
     pub(crate) rss_points: Option<usize>,
+    /// Key counts of the per-series gauge runs (`series-keys` mode).
+    pub(crate) series_keys: Vec<usize>,
     /// The interpreter that runs `benches/python_service.py` beside each
     /// `points` backlog run, if any.
     pub(crate) python: Option<String>,
@@ -84,6 +86,7 @@ impl Opts {
             .unwrap_or_else(|_| "points,binary,paced,paced-fetch10".into());
         let mut rss_rules = vec![];
         let mut throughput = vec![];
+        let mut series_runs = false;
         for m in modes.split(',') {
             match m.trim() {
                 "points" => throughput.push(Mode::Points),
@@ -93,10 +96,11 @@ impl Opts {
                 "keys100k" => rss_rules.extend(["threshold", "likelihood"]),
                 "keys100k-threshold" => rss_rules.push("threshold"),
                 "keys100k-likelihood" => rss_rules.push("likelihood"),
+                "series-keys" => series_runs = true,
                 o => {
                     return Err(format!(
                         "BENCH_MODES: unknown mode {o} (points, binary, paced, paced-fetch10, \
-                         keys100k, keys100k-threshold, keys100k-likelihood)"
+                         keys100k, keys100k-threshold, keys100k-likelihood, series-keys)"
                     ))
                 }
             }
@@ -104,6 +108,15 @@ impl Opts {
         let rss_points = match std::env::var("BENCH_RSS_POINTS") {
             Ok(_) => Some(env_or("BENCH_RSS_POINTS", 0)?),
             Err(_) => None,
+        };
+        let series_keys = if series_runs {
+            let list = std::env::var("BENCH_SERIES_KEYS").unwrap_or_else(|_| "1000,10000".into());
+            list.split(',')
+                .map(|s| s.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| format!("BENCH_SERIES_KEYS={list}: a list like 1000,10000"))?
+        } else {
+            vec![]
         };
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         Ok(Opts {
@@ -124,6 +137,7 @@ impl Opts {
             rss_rules,
             rss_keys: env_or("BENCH_RSS_KEYS", 100_000)?,
             rss_points,
+            series_keys,
             python: match std::env::var("BENCH_PYTHON").as_deref() {
                 Err(_) | Ok("") | Ok("0") => None,
                 Ok("1") => Some("python3".into()),

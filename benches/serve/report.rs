@@ -134,7 +134,7 @@ pub(crate) fn rss(results: &[RssResult]) {
     for r in results {
         println!(
             "| {} | {} × {} | {:.0} / {:.0} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.0} |",
-            r.rule,
+            r.label,
             r.keys,
             r.points,
             r.live_keys,
@@ -144,6 +144,48 @@ pub(crate) fn rss(results: &[RssResult]) {
             mb(r.hwm),
             mb(r.rss_settled),
             r.per_key()
+        );
+    }
+}
+
+/// The per-series gauge runs: each key count's daemon with the gauges on
+/// beside the one with them off.
+pub(crate) fn series(results: &[RssResult]) {
+    if results.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| keys | series_metrics | VmRSS MB | VmRSS MB 15 s idle | /metrics bytes | lstm_ae_series_* samples | RSS bytes per key over off | scrape bytes per key |"
+    );
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in results {
+        let off = results
+            .iter()
+            .find(|o| o.keys == r.keys && o.label == "series-off");
+        let (rss_per_key, scrape_per_key) = match off {
+            Some(off) if r.label == "series-on" => (
+                format!(
+                    "{:.0}",
+                    (r.rss_settled as f64 - off.rss_settled as f64) / r.keys as f64
+                ),
+                format!(
+                    "{:.0}",
+                    (r.scrape_bytes as f64 - off.scrape_bytes as f64) / r.keys as f64
+                ),
+            ),
+            _ => ("".into(), "".into()),
+        };
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            r.keys,
+            if r.label == "series-on" { "on" } else { "off" },
+            mb(r.rss),
+            mb(r.rss_settled),
+            r.scrape_bytes,
+            r.series_lines,
+            rss_per_key,
+            scrape_per_key
         );
     }
 }

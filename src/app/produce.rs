@@ -46,6 +46,7 @@ pub fn run(a: ProduceArgs) -> Result<()> {
         format,
         key: a.key,
         rate: a.rate,
+        retime: a.retime,
         window: a.window,
         stride: a.stride,
     };
@@ -70,6 +71,8 @@ pub struct ProduceOptions {
     pub key: Option<String>,
     /// Messages per second; 0 = as fast as the broker takes them.
     pub rate: f64,
+    /// Points stamped with the time each is due ([`retime`]), not the file's.
+    pub retime: bool,
     /// Window length T (`windows`, `binary_windows`).
     pub window: usize,
     /// Rows between window starts (`windows`, `binary_windows`).
@@ -86,7 +89,20 @@ pub struct ProduceSummary {
 
 /// The rows of the file and every message of the replay, in order.
 pub fn messages(opts: &ProduceOptions) -> Result<(usize, Vec<Vec<u8>>)> {
-    let series = load(&opts.file)?;
+    let mut series = load(&opts.file)?;
+    if opts.retime {
+        if opts.format != Format::Points {
+            bail!("--retime stamps points: use it with --format points");
+        }
+        if !(opts.rate >= 1.0 && opts.rate <= 1000.0) {
+            bail!("--retime needs --rate from 1 to 1000: a point is stamped with the millisecond it is due");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the system clock is before 1970")?
+            .as_millis() as i64;
+        retime(&mut series.timestamps, now, opts.rate);
+    }
     let key = series_key(&opts.file, opts.key.as_deref());
     let rows = series.rows();
     let f = series.values.ncols();
@@ -119,6 +135,15 @@ pub fn messages(opts: &ProduceOptions) -> Result<(usize, Vec<Vec<u8>>)> {
         }
     };
     Ok((rows, out))
+}
+
+/// Row `i` stamped at `start_ms` + (i + 1) / `rate` s, when [`send`] sends
+/// it: the replay's own clock instead of the file's. The file's order is
+/// kept; its spacing is not.
+pub fn retime(timestamps: &mut [i64], start_ms: i64, rate: f64) {
+    for (i, ts) in timestamps.iter_mut().enumerate() {
+        *ts = start_ms + ((i + 1) as f64 * 1000.0 / rate).floor() as i64;
+    }
 }
 
 /// The CSV's rows as they are: the daemon counts out-of-order points.
@@ -220,8 +245,38 @@ mod tests {
             format,
             key: None,
             rate: 0.0,
+            retime: false,
             window: 3,
             stride: 2,
+        }
+    }
+
+    #[test]
+    fn retimed_points_are_due_one_per_rate_interval_from_the_start() {
+        let mut ts = vec![1_000, 5_000, 2_000, 9_000];
+        retime(&mut ts, 1_700_000_000_000, 50.0);
+        assert_eq!(ts, [20, 40, 60, 80].map(|d| 1_700_000_000_000 + d).to_vec());
+        // At the highest rate the stamps still increase by a millisecond.
+        let mut ts = vec![0; 3];
+        retime(&mut ts, 0, 1000.0);
+        assert_eq!(ts, [1, 2, 3]);
+    }
+
+    #[test]
+    fn retime_refuses_windows_and_rates_it_cannot_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pump.csv");
+        std::fs::write(&file, "timestamp,a\n2026-01-01 00:00:00,1\n").unwrap();
+        let mut o = opts(file, Format::Windows);
+        o.retime = true;
+        o.rate = 50.0;
+        let e = messages(&o).unwrap_err().to_string();
+        assert!(e.contains("--format points"), "{e}");
+        o.format = Format::Points;
+        for rate in [0.0, 0.5, 2000.0] {
+            o.rate = rate;
+            let e = messages(&o).unwrap_err().to_string();
+            assert!(e.contains("--rate from 1 to 1000"), "{rate}: {e}");
         }
     }
 

@@ -307,6 +307,7 @@ pub fn score_series(
                 score: v,
                 squared_error: &[],
                 prediction: forecast.as_deref(),
+                expected: &[],
                 model_version: &version,
             };
             let d = scorer.decide(&w, 0);

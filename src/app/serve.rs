@@ -40,6 +40,8 @@ impl From<&Settings> for DaemonConfig {
             anomalies: s.anomalies.clone(),
             postprocess: s.postprocess.clone(),
             runtime: s.runtime.clone(),
+            series_metrics: s.series_metrics.clone(),
+            remote_write: s.remote_write.clone(),
         }
     }
 }

@@ -30,7 +30,8 @@ use super::{
 };
 use crate::model::Manifest;
 use crate::stream::records::{
-    format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, ScoreRecord, SourceRef,
+    feature_name, format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, PointValue,
+    ScoreRecord, SourceRef,
 };
 
 /// What makes a window anomalous.
@@ -100,8 +101,20 @@ pub struct WindowScore<'a> {
     pub squared_error: &'a [f32],
     /// `P × F` raw forecast of the next points, when the model predicts.
     pub prediction: Option<&'a [f32]>,
+    /// The model's expected value for the window's last point: its
+    /// reconstruction of that row, `F` raw values (the decoder's output
+    /// unscaled, in natural row order: with a reversed reconstruction, the
+    /// decoder's first step). Empty when not known.
+    pub expected: &'a [f32],
     /// The version of the model that scored it (every record carries it).
     pub model_version: &'a str,
+}
+
+impl WindowScore<'_> {
+    /// The window's last point, `F` raw values.
+    pub fn last_point(&self, features: usize) -> &[f32] {
+        &self.values[self.values.len().saturating_sub(features)..]
+    }
 }
 
 /// What the scorer decided about a window.
@@ -311,11 +324,10 @@ impl Scorer {
         let mut likelihood = None;
         if finite_score && self.likelihood.is_some() {
             let f = self.features;
-            let last = w.values.len().saturating_sub(f);
             let errors = WindowErrors {
                 reconstruction: f64::from(w.score),
                 timestamps: w.timestamps,
-                last_point: self.scaled(&w.values[last..]),
+                last_point: self.scaled(w.last_point(f)),
                 forecast: w.prediction.map(|p| self.scaled(p)),
                 values: w.values,
             };
@@ -368,8 +380,20 @@ impl Scorer {
         }
     }
 
-    /// The scores topic's record (the embedding record without the vector).
+    /// The scores topic's record: the embedding record without the vector,
+    /// with the last point and its expected value.
     pub fn score_record(&self, w: &WindowScore<'_>, d: &Decision) -> ScoreRecord {
+        let last_point = w
+            .last_point(self.features)
+            .iter()
+            .zip(w.expected)
+            .enumerate()
+            .map(|(i, (&value, &expected))| PointValue {
+                feature: feature_name(&self.feature_names, i).into_owned(),
+                value,
+                expected: finite(expected),
+            })
+            .collect();
         ScoreRecord {
             key: w.key.to_string(),
             window_start_ts: format_ts_ms(w.start_ts_ms),
@@ -378,6 +402,7 @@ impl Scorer {
             score: finite(w.score),
             normalized_score: finite(d.normalized),
             anomaly_likelihood: d.likelihood,
+            last_point,
         }
     }
 
@@ -563,6 +588,7 @@ mod tests {
                 score: 1.0,
                 squared_error: &se,
                 prediction: None,
+                expected: &[],
                 model_version: "1",
             };
             s.decide(&w, 0);
@@ -582,6 +608,7 @@ mod tests {
             let mut s = Scorer::new(ScorerConfig { rule, ..cfg(1, 0) }, &m).unwrap();
             let values = vec![3.4e38f32; t * f];
             let se = vec![f32::INFINITY; t * f];
+            let nan = vec![f32::NAN; f];
             let w = WindowScore {
                 key: "k",
                 start_ts_ms: 0,
@@ -591,6 +618,7 @@ mod tests {
                 score: f32::INFINITY,
                 squared_error: &se,
                 prediction: None,
+                expected: &nan,
                 model_version: "1",
             };
             let d = s.decide(&w, 0);
@@ -634,6 +662,7 @@ mod tests {
             score: 1.5 * m.threshold.value,
             squared_error: &se,
             prediction: None,
+            expected: &[],
             model_version: "1",
         };
         assert_eq!(s.decide(&w, 0).anomalous, Some(Reason::Threshold));
@@ -666,6 +695,7 @@ mod tests {
             score: 2.0 * m.threshold.value,
             squared_error: &se,
             prediction: None,
+            expected: &[],
             model_version: "1",
         };
         let d = s.decide(&w, 0);
@@ -686,5 +716,39 @@ mod tests {
             ..w
         };
         assert_eq!(s.decide(&calm, 0).anomalous, None);
+    }
+
+    #[test]
+    fn the_score_record_carries_the_last_point_and_its_expected_value_per_feature() {
+        let mut m = manifest();
+        m.spec.features = 2;
+        m.spec.window = 3;
+        m.feature_names = vec!["temp".into(), String::new()];
+        let mut s = Scorer::new(cfg(1, 0), &m).unwrap();
+        // Rows (1, 10), (2, 20), (3, 30): the last point is (3, 30).
+        let values = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0];
+        let expected = [2.75, 31.5];
+        let w = WindowScore {
+            key: "k",
+            start_ts_ms: 0,
+            end_ts_ms: 1,
+            timestamps: &[],
+            values: &values,
+            score: 0.5 * m.threshold.value,
+            squared_error: &[0.0; 6],
+            prediction: None,
+            expected: &expected,
+            model_version: "1",
+        };
+        let d = s.decide(&w, 0);
+        let v: serde_json::Value =
+            serde_json::from_slice(&s.score_record(&w, &d).to_json().unwrap()).unwrap();
+        assert_eq!(
+            v["last_point"],
+            serde_json::json!([
+                {"feature": "temp", "value": 3.0, "expected": 2.75},
+                {"feature": "f1", "value": 30.0, "expected": 31.5},
+            ])
+        );
     }
 }

@@ -11,7 +11,8 @@
 //! - [`keyed`]: one post-processor per series key with bounded memory, and
 //!   the prediction error of a window from earlier windows' forecasts;
 //! - [`recent`]: the bounded map of recently seen keys under the
-//!   likelihood's and the storm rule's per-key state.
+//!   likelihood's and the storm rule's per-key state (and the daemon's
+//!   per-series gauges, `serve::series`).
 
 pub mod decision;
 pub mod keyed;

@@ -1,6 +1,7 @@
 //! Per-key state for a bounded set of recently seen series keys: the map
-//! under the likelihood's state ([`super::KeyedLikelihood`]) and the storm
-//! rule's ([`super::Scorer`]).
+//! under the likelihood's state ([`super::KeyedLikelihood`]), the storm
+//! rule's ([`super::Scorer`]) and the keys of the per-series gauges
+//! (`crate::serve::series`, which removes a dropped key's gauges).
 //!
 //! Keys are kept in the order they were last touched, least recent first,
 //! with the links of that order inside the map's nodes (as the windower's
@@ -58,12 +59,20 @@ impl<V> RecentKeys<V> {
     /// Drops the keys idle for longer than the TTL at `now_ms`, from the
     /// front of the order.
     pub fn expire(&mut self, now_ms: u64) {
+        self.expire_with(now_ms, |_, _| {});
+    }
+
+    /// [`RecentKeys::expire`], handing each dropped key and its state to
+    /// `dropped` (for an owner that keeps something outside the map per key).
+    pub fn expire_with(&mut self, now_ms: u64, mut dropped: impl FnMut(&str, V)) {
         while self
             .keys
             .front()
             .is_some_and(|(_, e)| now_ms.saturating_sub(e.touched_ms) > self.ttl_ms)
         {
-            self.keys.pop_front();
+            if let Some((key, e)) = self.keys.pop_front() {
+                dropped(&key, e.state);
+            }
             self.evicted.expired_keys += 1;
         }
     }
@@ -72,6 +81,18 @@ impl<V> RecentKeys<V> {
     /// from `fresh()` and, beyond `max_keys`, makes room by dropping the
     /// least recently touched key. An existing key costs one hash lookup.
     pub fn touch(&mut self, key: &str, now_ms: u64, fresh: impl FnOnce() -> V) -> &mut V {
+        self.touch_with(key, now_ms, fresh, |_, _| {})
+    }
+
+    /// [`RecentKeys::touch`], handing the key dropped to make room, if any,
+    /// and its state to `dropped`.
+    pub fn touch_with(
+        &mut self,
+        key: &str,
+        now_ms: u64,
+        fresh: impl FnOnce() -> V,
+        dropped: impl FnOnce(&str, V),
+    ) -> &mut V {
         let is_new = match self.keys.raw_entry_mut().from_key(key) {
             RawEntryMut::Occupied(mut entry) => {
                 entry.to_back();
@@ -81,8 +102,11 @@ impl<V> RecentKeys<V> {
         };
         if is_new {
             // Room first: the vacant entry above borrows the map.
-            if self.keys.len() >= self.max_keys && self.keys.pop_front().is_some() {
-                self.evicted.capacity_keys += 1;
+            if self.keys.len() >= self.max_keys {
+                if let Some((old, e)) = self.keys.pop_front() {
+                    self.evicted.capacity_keys += 1;
+                    dropped(&old, e.state);
+                }
             }
             self.keys.insert(
                 key.into(),
@@ -108,6 +132,27 @@ impl<V> RecentKeys<V> {
 
     pub fn remove(&mut self, key: &str) -> Option<V> {
         self.keys.remove(key).map(|e| e.state)
+    }
+
+    /// Drops every key for which `drop_it` holds, handing each and its
+    /// state to `dropped`; not counted as an eviction (the owner decided).
+    /// Visits every key: for rare events (a partition revoked).
+    pub fn remove_where(
+        &mut self,
+        mut drop_it: impl FnMut(&str, &V) -> bool,
+        mut dropped: impl FnMut(&str, V),
+    ) {
+        let gone: Vec<Box<str>> = self
+            .keys
+            .iter()
+            .filter(|(k, e)| drop_it(k, &e.state))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(e) = self.keys.remove(&k) {
+                dropped(&k, e.state);
+            }
+        }
     }
 
     /// Every key's state, in no promised order.
@@ -176,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn dropped_keys_are_handed_over_with_their_state() {
+        let mut r = RecentKeys::new(2, 100);
+        let mut out = vec![];
+        r.touch_with("a", 0, || 1, |k, v| out.push((k.to_string(), v)));
+        r.touch_with("b", 10, || 2, |k, v| out.push((k.to_string(), v)));
+        assert!(out.is_empty());
+        r.touch_with("c", 20, || 3, |k, v| out.push((k.to_string(), v)));
+        assert_eq!(out, [("a".to_string(), 1)], "room made by the oldest");
+        r.expire_with(115, |k, v| out.push((k.to_string(), v)));
+        assert_eq!(
+            out[1..],
+            [("b".to_string(), 2)],
+            "b idle 105 ms: past the TTL"
+        );
+        assert_eq!(keys(&r), ["c"]);
+        assert_eq!(
+            r.take_evictions(),
+            KeyEvictions {
+                expired_keys: 1,
+                capacity_keys: 1
+            }
+        );
+    }
+
+    #[test]
     fn get_and_remove_leave_the_order_of_the_others() {
         let mut r = RecentKeys::new(10, u64::MAX);
         for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
@@ -187,6 +257,20 @@ mod tests {
         assert_eq!(keys(&r), ["a", "c"]);
         r.expire(u64::MAX);
         assert_eq!(r.len(), 2, "no TTL: nothing expires");
+        assert_eq!(r.take_evictions(), KeyEvictions::default());
+    }
+
+    #[test]
+    fn remove_where_drops_the_chosen_keys_keeps_the_order_and_counts_nothing() {
+        let mut r = RecentKeys::new(10, u64::MAX);
+        for (i, k) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            r.touch(k, i as u64, || i as u32);
+        }
+        let mut out = vec![];
+        r.remove_where(|_, v| v % 2 == 1, |k, v| out.push((k.to_string(), v)));
+        out.sort();
+        assert_eq!(out, [("b".to_string(), 1), ("d".to_string(), 3)]);
+        assert_eq!(keys(&r), ["a", "c"]);
         assert_eq!(r.take_evictions(), KeyEvictions::default());
     }
 }

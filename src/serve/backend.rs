@@ -71,6 +71,9 @@ pub struct Scored {
     pub squared_error: Vec<f32>,
     /// `P × F` raw forecast of the next points, when the model predicts.
     pub prediction: Option<Vec<f32>>,
+    /// `F` raw values: the model's reconstruction of the window's last
+    /// point (`WindowScore::expected`).
+    pub expected: Vec<f32>,
     /// The model that scored it.
     pub model: Arc<Served>,
 }
@@ -403,7 +406,10 @@ impl Worker {
             let se = out
                 .squared_error
                 .ok_or(PipelineError::MissingOutput("squared_error"))?;
-            if score.len() < b || emb.nrows() < b || se.shape()[0] < b {
+            let rec = out
+                .reconstruction
+                .ok_or(PipelineError::MissingOutput("reconstruction"))?;
+            if score.len() < b || emb.nrows() < b || se.shape()[0] < b || rec.shape()[0] < b {
                 return Err(PipelineError::MissingOutput("one row per window"));
             }
             let mut windows = Vec::with_capacity(b);
@@ -416,6 +422,15 @@ impl Worker {
                         .prediction
                         .as_ref()
                         .map(|p| p.index_axis(ndarray::Axis(0), i).iter().copied().collect()),
+                    // The reconstruction is in natural row order (the export
+                    // undoes a reversed decoder), so the last row is the
+                    // last point's.
+                    expected: rec
+                        .index_axis(ndarray::Axis(0), i)
+                        .outer_iter()
+                        .last()
+                        .map(|row| row.to_vec())
+                        .unwrap_or_default(),
                     model: live.served.clone(),
                     job,
                 });

@@ -21,6 +21,9 @@ use super::error::{PipelineError, ServeError};
 use super::ingest::{self, DeadLetter, Ingest, IngestConfig, Job, MessageView};
 use super::model::Model;
 use super::reload;
+use super::remote_write::{RemoteWriteSettings, RemoteWriter};
+use super::series::SeriesMetricsSettings;
+use super::series_outputs::SeriesOutputs;
 use super::sink::{self, Ack};
 use crate::config::{
     AnomalySettings, KafkaSettings, RuntimeSettings, ServeSettings, WindowingSettings,
@@ -49,6 +52,10 @@ pub struct DaemonConfig {
     pub postprocess: PostprocessConfig,
     /// ONNX Runtime, for the model of `serve.model`.
     pub runtime: RuntimeSettings,
+    /// The opt-in per-series gauges on `/metrics`.
+    pub series_metrics: SeriesMetricsSettings,
+    /// The remote-write sink of the per-series samples (off without a URL).
+    pub remote_write: RemoteWriteSettings,
 }
 
 /// What a run did, for the demo's summary and the logs.
@@ -160,6 +167,14 @@ pub(super) async fn run(
         m,
     )
     .map_err(PipelineError::from)?;
+    // Last before the stages run: nothing can fail after the remote writer starts.
+    let series = SeriesOutputs::start(
+        &config.series_metrics,
+        &config.remote_write,
+        ingest.revoked(),
+        &metrics,
+    )?;
+    let remote_writer = series.writer();
     let clock = Instant::now();
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
     let sink = tokio::spawn(
@@ -171,6 +186,7 @@ pub(super) async fn run(
             acks: ack_tx.clone(),
             metrics: metrics.clone(),
             clock,
+            series,
         }
         .run(scored_rx),
     );
@@ -196,6 +212,7 @@ pub(super) async fn run(
         pending_at_drain: None,
         reloader,
         hangup: reload::Hangup::new(),
+        remote_writer,
     };
     let failure = pipeline.consume(shutdown).await;
     pipeline.drain(failure).await
@@ -227,6 +244,8 @@ struct Pipeline {
     /// Hot reload of new model versions (none: a fixed model).
     reloader: Option<reload::Reloader>,
     hangup: reload::Hangup,
+    /// Sends the per-series samples; shut down by the drain.
+    remote_writer: Option<RemoteWriter>,
 }
 
 /// Work the loop could not hand on yet for want of a permit; while there is
@@ -577,6 +596,12 @@ impl Pipeline {
             }
         }
         self.sink.abort();
+        // No window comes any more: the remote writer sends what it holds,
+        // by the deadline, while the offsets are committed.
+        let remote_write_drained = self.remote_writer.take().map(|w| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::spawn(async move { w.shutdown(left).await })
+        });
         self.dead_letters.abort_all();
         if failure.is_none() {
             self.final_commit(deadline).await;
@@ -586,6 +611,10 @@ impl Pipeline {
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = self.producer.flush(Timeout::After(left));
         self.inference.join(deadline).await;
+        if let Some(done) = remote_write_drained {
+            // It ends by the deadline by itself; a panic there is logged by it.
+            let _ = tokio::time::timeout_at(deadline, done).await;
+        }
         self.summary.drained = drained;
         match failure {
             Some(e) => Err(ServeError::Pipeline(e)),

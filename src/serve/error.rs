@@ -62,4 +62,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    SeriesMetrics(#[from] super::series::SeriesSettingsError),
+    #[error(transparent)]
+    RemoteWrite(#[from] super::remote_write::RemoteWriteError),
 }

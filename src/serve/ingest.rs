@@ -16,7 +16,7 @@
 //! the daemon started): key TTLs and batch deadlines never jump with the
 //! wall clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::kafka::consumer::ConsumerEvent;
@@ -146,6 +146,7 @@ pub struct Ingest {
     metrics: Metrics,
     /// Whether some partition is assigned (for readiness).
     assigned: bool,
+    revoked: Revoked,
 }
 
 impl Ingest {
@@ -164,8 +165,14 @@ impl Ingest {
             commit_in_flight: false,
             metrics,
             assigned: false,
+            revoked: Revoked::default(),
             cfg,
         })
+    }
+
+    /// The partitions revoked from this daemon, as the rebalances go.
+    pub fn revoked(&self) -> Revoked {
+        self.revoked.clone()
     }
 
     /// Whether partitions are assigned (after the last applied event).
@@ -185,6 +192,9 @@ impl Ingest {
             match e {
                 ConsumerEvent::Assigned(parts) => {
                     tracing::info!(partitions = ?parts, "partitions assigned");
+                    for (topic, p) in &parts {
+                        self.revoked.assign(topic, *p);
+                    }
                     if !parts.is_empty() {
                         self.assigned = true;
                     }
@@ -217,6 +227,7 @@ impl Ingest {
         self.confirmed.remove(&id);
         let ev = self.windower.forget_partition(id);
         self.count_evictions(&ev);
+        self.revoked.revoke(topic, p);
         self.metrics
             .live_series_keys
             .set(self.windower.live_keys() as i64);
@@ -239,7 +250,7 @@ impl Ingest {
             ("revoked", ev.revoked_keys),
         ] {
             if n > 0 {
-                m.series_keys_evicted
+                m.window_keys_evicted
                     .with_label_values(&[reason])
                     .inc_by(n as u64);
             }
@@ -464,6 +475,49 @@ fn spaced(start: i64, end: i64, t: usize) -> Vec<i64> {
         .collect()
 }
 
+/// Input partitions revoked from this daemon and not assigned to it again:
+/// for the stages that keep something per partition beyond the ingest
+/// stage (the per-series gauges, `super::series_outputs`), which read it
+/// when they get to it. Cheap to clone; bounded by the inputs' partitions.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked(Arc<Mutex<RevokedState>>);
+
+#[derive(Debug, Default)]
+struct RevokedState {
+    /// Raised by every change.
+    generation: u64,
+    partitions: HashSet<(String, i32)>,
+}
+
+impl Revoked {
+    fn state(&self) -> std::sync::MutexGuard<'_, RevokedState> {
+        // Each change is one insert or remove: a panic elsewhere while
+        // holding the lock cannot leave it half done.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn revoke(&self, topic: &str, partition: i32) {
+        let mut s = self.state();
+        if s.partitions.insert((topic.to_string(), partition)) {
+            s.generation += 1;
+        }
+    }
+
+    fn assign(&self, topic: &str, partition: i32) {
+        let mut s = self.state();
+        if s.partitions.remove(&(topic.to_string(), partition)) {
+            s.generation += 1;
+        }
+    }
+
+    /// The partitions revoked now and the generation they are of, if that
+    /// is not `generation` (0 before any change).
+    pub fn changed_since(&self, generation: u64) -> Option<(u64, HashSet<(String, i32)>)> {
+        let s = self.state();
+        (s.generation != generation).then(|| (s.generation, s.partitions.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,9 +675,32 @@ mod tests {
         // max_keys = 2: c evicts a.
         i.on_message(&msg(0, 2, &point("c", 1)), 0);
         i.evict_idle(5_000);
-        let evicted = |r: &str| metrics.series_keys_evicted.with_label_values(&[r]).get();
+        let evicted = |r: &str| metrics.window_keys_evicted.with_label_values(&[r]).get();
         assert_eq!((evicted("capacity"), evicted("expired")), (1, 2));
         assert_eq!(metrics.buffered_points_dropped.get(), 3);
+    }
+
+    #[test]
+    fn revoked_partitions_are_shared_until_they_are_assigned_again() {
+        let (mut i, events, _) = ingest();
+        let revoked = i.revoked();
+        assert_eq!(revoked.changed_since(0), None);
+        let push = |e| events.lock().unwrap().push(e);
+        push(ConsumerEvent::Revoked(vec![
+            ("in".into(), 0),
+            ("in".into(), 1),
+        ]));
+        i.apply_events();
+        let (g1, parts) = revoked.changed_since(0).unwrap();
+        assert_eq!(
+            parts,
+            HashSet::from([("in".to_string(), 0), ("in".to_string(), 1)])
+        );
+        assert_eq!(revoked.changed_since(g1), None, "nothing new");
+        push(ConsumerEvent::Assigned(vec![("in".into(), 1)]));
+        i.apply_events();
+        let (_, parts) = revoked.changed_since(g1).unwrap();
+        assert_eq!(parts, HashSet::from([("in".to_string(), 0)]));
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //!          offsets ◄──────────────────────── acks (holds released on delivery) ────────┘
 //! ```
 //!
+//! The sink also hands each scored window's facts to the per-series
+//! outputs (`series_outputs.rs`: the `lstm_ae_series_*` gauges of
+//! [`series`] and the [`remote_write`] client), neither of which ever makes
+//! it wait.
+//!
 //! [`Daemon`] is the one way in: the settings it reads ([`DaemonConfig`]),
 //! optionally a model of the caller's ([`Model`]: a fake backend in tests),
 //! then `run` until a shutdown future resolves. `daemon.rs` wires the
@@ -64,6 +69,9 @@ mod error;
 pub mod ingest;
 mod model;
 mod reload;
+pub mod remote_write;
+pub mod series;
+mod series_outputs;
 mod sink;
 
 use std::future::Future;

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use super::backend::{ScoredBatch, ScoredMsg, Served};
 use super::error::PipelineError;
+use super::series_outputs::SeriesOutputs;
 use crate::config::KafkaSettings;
 use crate::score::{Scorer, WindowScore};
 use crate::stream::offsets::Hold;
@@ -219,6 +220,8 @@ pub struct Sink {
     pub metrics: Metrics,
     /// Processing time for the scorer's key TTLs (monotonic).
     pub clock: tokio::time::Instant,
+    /// Per-series gauges and remote writes of each scored window.
+    pub series: SeriesOutputs,
 }
 
 impl Sink {
@@ -228,11 +231,16 @@ impl Sink {
         let mut deliveries: JoinSet<Result<(), PipelineError>> = JoinSet::new();
         let mut order = InOrder::default();
         let topics = Arc::new(TopicMetrics::new(&self.metrics, &self.kafka));
+        // The gauges' upkeep also runs while no window comes.
+        let mut series_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 // A failed delivery stops the daemon even when no batch comes.
                 Some(done) = deliveries.join_next(), if !deliveries.is_empty() => {
                     done.map_err(PipelineError::SinkTask)??;
+                }
+                _ = series_tick.tick(), if self.series.has_gauges() => {
+                    self.series.tick(self.clock.elapsed().as_millis() as u64);
                 }
                 msg = scored.recv() => {
                     let Some(msg) = msg else { break };
@@ -266,6 +274,7 @@ impl Sink {
         } = batch;
         let m = &self.metrics;
         let now = self.clock.elapsed().as_millis() as u64;
+        self.series.tick(now);
         let mut out = Vec::with_capacity(windows.len());
         for s in windows {
             if !Arc::ptr_eq(&s.model, &self.model) {
@@ -284,9 +293,20 @@ impl Sink {
                 score: s.score,
                 squared_error: &s.squared_error,
                 prediction: s.prediction.as_deref(),
+                expected: &s.expected,
                 model_version: &s.model.version,
             };
             let d = self.scorer.decide(&w, now);
+            let manifest = &s.model.manifest;
+            self.series.window(
+                &w,
+                &d,
+                self.scorer.threshold(),
+                &manifest.feature_names,
+                manifest.spec.features,
+                (&job.source.topic, job.source.partition),
+                now,
+            );
             m.windows_scored.inc();
             if d.normalized.is_finite() {
                 m.normalized_score.observe(f64::from(d.normalized));

@@ -2,6 +2,8 @@
 //! one timestamp shape they use, and the contributors that say where in a
 //! window an anomaly lies. Their field names are a contract with consumers.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::time;
@@ -13,6 +15,16 @@ use crate::data::time;
 /// back to the decimal number of milliseconds.
 pub fn format_ts_ms(ms: i64) -> String {
     time::format_timestamp_millis(ms)
+}
+
+/// Feature `i`'s name in every output (records, per-series gauges and
+/// samples): the model's name for it, or `f<i>` when it has none (missing or
+/// empty), so a feature is always named and named alike everywhere.
+pub fn feature_name(names: &[String], i: usize) -> Cow<'_, str> {
+    match names.get(i) {
+        Some(n) if !n.is_empty() => Cow::Borrowed(n),
+        _ => Cow::Owned(format!("f{i}")),
+    }
 }
 
 /// One record on the embeddings topic: the encoder's vector for a window.
@@ -111,6 +123,21 @@ pub struct ScoreRecord {
     /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_likelihood: Option<f64>,
+    /// The window's last point and the model's expected value for it, per
+    /// feature in the model's order.
+    pub last_point: Vec<PointValue>,
+}
+
+/// One feature of a window's last point: what came in and what the model
+/// expected (its reconstruction of that point), both in input units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointValue {
+    /// Feature name from the manifest ([`feature_name`]).
+    pub feature: String,
+    pub value: f32,
+    /// The reconstruction decoder's output for the point, unscaled (see
+    /// `WindowScore::expected`); a non-finite one reads `3.4028235e38`.
+    pub expected: f32,
 }
 
 impl ScoreRecord {
@@ -140,8 +167,8 @@ impl AnomalyRecord {
 ///
 /// An anomaly is only actionable if it says *where*: which time step and
 /// which sensor. Non-finite errors are skipped (they say nothing useful);
-/// a feature without a name is called `f<index>`, a step without a
-/// timestamp gets an empty `ts`. Only the first `t·f` entries are read.
+/// a feature is named by [`feature_name`], a step without a timestamp gets
+/// an empty `ts`. Only the first `t·f` entries are read.
 pub fn top_contributors(
     squared_error: &[f32],
     t: usize,
@@ -176,10 +203,7 @@ pub fn top_contributors(
                     .get(step)
                     .map(|&ms| format_ts_ms(ms))
                     .unwrap_or_default(),
-                feature: feature_names
-                    .get(feat)
-                    .cloned()
-                    .unwrap_or_else(|| format!("f{feat}")),
+                feature: feature_name(feature_names, feat).into_owned(),
                 squared_error: squared_error[i],
             }
         })

@@ -1,7 +1,9 @@
 //! Every Prometheus metric of the daemon, defined in this one place.
 //!
 //! Names follow `lstm_ae_<name>_<unit>[_total]`, base units; labels are
-//! low-cardinality only (topic, partition, reason) — never a series key.
+//! low-cardinality only (topic, partition, reason) — a series key is a label
+//! only in the opt-in, capped `lstm_ae_series_*` gauges (`key`, `feature`;
+//! kept by `serve::series`), whose names remote writes use as well.
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -33,7 +35,7 @@ pub struct Metrics {
     pub likelihood_keys: IntGauge,
     pub offsets_committed: IntCounter,
     pub commit_failures: IntCounter,
-    pub series_keys_evicted: IntCounterVec,
+    pub window_keys_evicted: IntCounterVec,
     pub buffered_points_dropped: IntCounter,
     pub storm_keys: IntGauge,
     pub storm_keys_evicted: IntCounterVec,
@@ -47,6 +49,40 @@ pub struct Metrics {
     pub likelihood_keys_rescaled: IntCounter,
     pub build_info: GaugeVec,
     pub ready: Gauge,
+    pub series_normalized_score: GaugeVec,
+    pub series_anomalous: GaugeVec,
+    pub series_threshold: GaugeVec,
+    pub series_value: GaugeVec,
+    pub series_expected_value: GaugeVec,
+    pub series_last_anomaly: GaugeVec,
+    pub series_metrics_keys: IntGauge,
+    pub series_metrics_keys_evicted: IntCounterVec,
+    pub series_metrics_windows_filtered: IntCounter,
+    pub remote_write_samples_sent: IntCounter,
+    pub remote_write_samples_failed: IntCounter,
+    pub remote_write_samples_dropped: IntCounterVec,
+    pub remote_write_retries: IntCounter,
+    pub remote_write_queue_samples: IntGauge,
+    pub remote_write_queue_capacity: IntGauge,
+    pub remote_write_request_duration: Histogram,
+}
+
+/// Names of the per-series gauges, shared by `/metrics` and remote writes so
+/// one dashboard reads both. Labels: `key` (the series key), and `feature`
+/// (the model's feature name) on the per-feature ones.
+pub mod series_names {
+    /// The window's score divided by the threshold (1 = anomaly boundary).
+    pub const NORMALIZED_SCORE: &str = "lstm_ae_series_normalized_score";
+    /// 1 when the window is anomalous, else 0.
+    pub const ANOMALOUS: &str = "lstm_ae_series_anomalous";
+    /// The threshold the window's raw score was divided by.
+    pub const THRESHOLD: &str = "lstm_ae_series_threshold";
+    /// The last point of the window, per feature, in the input's units.
+    pub const VALUE: &str = "lstm_ae_series_value";
+    /// The model's reconstruction of that point, per feature, input units.
+    pub const EXPECTED_VALUE: &str = "lstm_ae_series_expected_value";
+    /// End time of the key's latest anomalous window, Unix seconds.
+    pub const LAST_ANOMALY: &str = "lstm_ae_series_last_anomaly_timestamp_seconds";
 }
 
 /// Registers a collector built from a static definition: either step can
@@ -247,9 +283,9 @@ impl Metrics {
                 "lstm_ae_commit_failures_total",
                 "Offset commits the broker refused or that failed; each is retried until it succeeds.",
             ),
-            series_keys_evicted: counter_vec(
+            window_keys_evicted: counter_vec(
                 &r,
-                "lstm_ae_series_keys_evicted_total",
+                "lstm_ae_window_keys_evicted_total",
                 "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked).",
                 &["reason"],
             ),
@@ -324,12 +360,107 @@ impl Metrics {
             ),
             build_info,
             ready,
+            series_normalized_score: gauge_vec(
+                &r,
+                series_names::NORMALIZED_SCORE,
+                "Per series key (series_metrics): the latest window's score / threshold; 1 = anomaly boundary.",
+                &["key"],
+            ),
+            series_anomalous: gauge_vec(
+                &r,
+                series_names::ANOMALOUS,
+                "Per series key (series_metrics): 1 if the latest window is anomalous, else 0.",
+                &["key"],
+            ),
+            series_threshold: gauge_vec(
+                &r,
+                series_names::THRESHOLD,
+                "Per series key (series_metrics): the threshold the latest window's raw score was divided by.",
+                &["key"],
+            ),
+            series_value: gauge_vec(
+                &r,
+                series_names::VALUE,
+                "Per series key and feature (series_metrics): the latest window's last point, input units.",
+                &["key", "feature"],
+            ),
+            series_expected_value: gauge_vec(
+                &r,
+                series_names::EXPECTED_VALUE,
+                "Per series key and feature (series_metrics): the model's reconstruction of the latest window's last point, input units.",
+                &["key", "feature"],
+            ),
+            series_last_anomaly: gauge_vec(
+                &r,
+                series_names::LAST_ANOMALY,
+                "Per series key (series_metrics): end time of the key's latest anomalous window, Unix seconds.",
+                &["key"],
+            ),
+            series_metrics_keys: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_per_series_keys",
+                    "Series keys with lstm_ae_series_* gauges (bounded by series_metrics.max_keys).",
+                ),
+            ),
+            series_metrics_keys_evicted: counter_vec(
+                &r,
+                "lstm_ae_per_series_keys_evicted_total",
+                "Series keys whose lstm_ae_series_* gauges were removed, by reason (expired: quiet past series_metrics.ttl_ms; capacity: series_metrics.max_keys).",
+                &["reason"],
+            ),
+            series_metrics_windows_filtered: counter(
+                &r,
+                "lstm_ae_per_series_windows_filtered_total",
+                "Scored windows left out of the lstm_ae_series_* gauges: their key matches none of series_metrics.keys.",
+            ),
+            remote_write_samples_sent: counter(
+                &r,
+                "lstm_ae_remote_write_samples_sent_total",
+                "Samples the remote-write receiver accepted.",
+            ),
+            remote_write_samples_failed: counter(
+                &r,
+                "lstm_ae_remote_write_samples_failed_total",
+                "Samples the remote-write receiver refused with a status that is not retried (4xx but 429); lost.",
+            ),
+            remote_write_samples_dropped: counter_vec(
+                &r,
+                "lstm_ae_remote_write_samples_dropped_total",
+                "Samples never sent, by reason (queue_full: remote_write.queue_capacity_samples reached; shutdown: still queued or retried when the daemon stopped).",
+                &["reason"],
+            ),
+            remote_write_retries: counter(
+                &r,
+                "lstm_ae_remote_write_retries_total",
+                "Remote-write requests retried after a connection error, a timeout, a 5xx or a 429.",
+            ),
+            remote_write_queue_samples: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_remote_write_queue_samples",
+                    "Samples queued for remote write, not yet in a request.",
+                ),
+            ),
+            remote_write_queue_capacity: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_remote_write_queue_capacity_samples",
+                    "remote_write.queue_capacity_samples: samples queued at most (for alerts on the queue length).",
+                ),
+            ),
+            remote_write_request_duration: histogram(
+                &r,
+                "lstm_ae_remote_write_request_duration_seconds",
+                "Time of one remote-write request, to the receiver's answer or the timeout.",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
             registry: r,
         };
         // Known label values exist from the start at 0, so dashboards and
         // alerts see a series (and a rate of 0) before the first eviction.
         for reason in ["expired", "capacity", "revoked"] {
-            m.series_keys_evicted.with_label_values(&[reason]);
+            m.window_keys_evicted.with_label_values(&[reason]);
         }
         for reason in ["expired", "capacity"] {
             m.storm_keys_evicted.with_label_values(&[reason]);
@@ -337,6 +468,12 @@ impl Metrics {
         }
         for result in ["ok", "refused"] {
             m.model_reloads.with_label_values(&[result]);
+        }
+        for reason in ["expired", "capacity"] {
+            m.series_metrics_keys_evicted.with_label_values(&[reason]);
+        }
+        for reason in ["queue_full", "shutdown"] {
+            m.remote_write_samples_dropped.with_label_values(&[reason]);
         }
         m
     }
@@ -395,5 +532,56 @@ mod tests {
             text.contains("lstm_ae_build_info{version=\"")
                 && text.contains("lstm_ae_messages_consumed_total{topic=\"in\"} 1")
         );
+    }
+
+    #[test]
+    fn a_series_key_is_a_label_only_of_the_series_gauges_which_remote_writes_share() {
+        let m = Metrics::new();
+        for g in [
+            &m.series_normalized_score,
+            &m.series_anomalous,
+            &m.series_threshold,
+            &m.series_last_anomaly,
+        ] {
+            g.with_label_values(&["pump-1"]).set(1.0);
+        }
+        for g in [&m.series_value, &m.series_expected_value] {
+            g.with_label_values(&["pump-1", "temp"]).set(1.0);
+        }
+        let mut with_key = std::collections::BTreeSet::new();
+        for f in m.registry.gather() {
+            for metric in f.get_metric() {
+                if metric.get_label().iter().any(|l| l.name() == "key") {
+                    with_key.insert(f.name().to_string());
+                }
+            }
+        }
+        let names: std::collections::BTreeSet<String> = [
+            series_names::NORMALIZED_SCORE,
+            series_names::ANOMALOUS,
+            series_names::THRESHOLD,
+            series_names::VALUE,
+            series_names::EXPECTED_VALUE,
+            series_names::LAST_ANOMALY,
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(with_key, names);
+        assert!(names.iter().all(|n| n
+            .strip_prefix("lstm_ae_")
+            .is_some_and(|n| n.starts_with("series_"))));
+        // The family is the per-series data only: a selector of
+        // `lstm_ae_series_.*` gets keyed series and nothing else.
+        let family: std::collections::BTreeSet<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .filter(|n| {
+                n.strip_prefix("lstm_ae_")
+                    .is_some_and(|n| n.starts_with("series_"))
+            })
+            .collect();
+        assert_eq!(family, names);
     }
 }

@@ -83,4 +83,6 @@ pub mod docker;
 pub mod models;
 pub mod procs;
 pub mod prometheus;
+pub mod receivers;
+pub mod series_dashboard;
 pub mod tools;

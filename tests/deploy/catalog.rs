@@ -52,7 +52,7 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.likelihood_keys.clone()),
         Box::new(m.offsets_committed.clone()),
         Box::new(m.commit_failures.clone()),
-        Box::new(m.series_keys_evicted.clone()),
+        Box::new(m.window_keys_evicted.clone()),
         Box::new(m.buffered_points_dropped.clone()),
         Box::new(m.storm_keys.clone()),
         Box::new(m.storm_keys_evicted.clone()),
@@ -66,6 +66,22 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.likelihood_keys_rescaled.clone()),
         Box::new(m.build_info.clone()),
         Box::new(m.ready.clone()),
+        Box::new(m.series_normalized_score.clone()),
+        Box::new(m.series_anomalous.clone()),
+        Box::new(m.series_threshold.clone()),
+        Box::new(m.series_value.clone()),
+        Box::new(m.series_expected_value.clone()),
+        Box::new(m.series_last_anomaly.clone()),
+        Box::new(m.series_metrics_keys.clone()),
+        Box::new(m.series_metrics_keys_evicted.clone()),
+        Box::new(m.series_metrics_windows_filtered.clone()),
+        Box::new(m.remote_write_samples_sent.clone()),
+        Box::new(m.remote_write_samples_failed.clone()),
+        Box::new(m.remote_write_samples_dropped.clone()),
+        Box::new(m.remote_write_retries.clone()),
+        Box::new(m.remote_write_queue_samples.clone()),
+        Box::new(m.remote_write_queue_capacity.clone()),
+        Box::new(m.remote_write_request_duration.clone()),
     ];
     let mut out = BTreeMap::new();
     for c in &collectors {
@@ -111,5 +127,5 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 35);
+    assert_eq!(cat.len(), 51);
 }
