@@ -59,3 +59,85 @@ fn a_predict_only_model_writes_a_bundle_that_reads_back() {
     assert!(err.contains("predict-only"), "{err}");
     assert!(err.contains("--mode composite"), "{err}");
 }
+
+/// A sensor that is flat through training is common. Every validation
+/// score is then (close to) 0: the threshold is the documented floor, the
+/// bundle loads and scores, a later departure from the constant is
+/// flagged, and the POT warning says the scores are tied rather than
+/// suggesting a quantile that would not help.
+#[test]
+fn a_flat_series_trains_a_bundle_that_loads_and_flags_a_departure() {
+    let dir = tempfile::tempdir().unwrap();
+    let flat = dir.path().join("flat.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for r in 0..600 {
+        csv.push_str(&format!("{},5.0\n", 1_767_225_600 + 60 * r));
+    }
+    std::fs::write(&flat, &csv).unwrap();
+    let bundle = dir.path().join("flat");
+    let out = run(
+        &[
+            "train",
+            "--data",
+            s(&flat),
+            "--out",
+            s(&bundle),
+            "--window",
+            "16",
+            "--hidden",
+            "4",
+            "--horizon",
+            "2",
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let t = &manifest(&bundle)["threshold"];
+    // lstm_ae::train::calibrate::THRESHOLD_FLOOR, as docs/configuration.md states it.
+    assert_eq!(t["value"].as_f64().map(|v| v as f32), Some(1e-4), "{t}");
+    assert!(!err.contains("lower initial_quantile"), "{err}");
+    assert!(err.contains("tied"), "{err}");
+    assert!(err.contains("floor"), "{err}");
+
+    // The same constant scores below the threshold; a step of 3 is flagged.
+    let mut csv = String::from("timestamp,value\n");
+    for r in 0..100 {
+        let v = if (60..64).contains(&r) { 8.0 } else { 5.0 };
+        csv.push_str(&format!("{},{v}\n", 1_767_225_600 + 60 * r));
+    }
+    let probe = dir.path().join("probe.csv");
+    std::fs::write(&probe, csv).unwrap();
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&probe),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "is_anomaly")
+        .expect("an is_anomaly column");
+    let flagged: Vec<usize> = scored
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter(|(_, l)| l.split(',').nth(col) == Some("true"))
+        .map(|(i, _)| i)
+        .collect();
+    // Each row is scored by the window of 16 ending at it: the windows
+    // holding a stepped row (60..=63) end at rows 60..=78; no other is.
+    assert_eq!(flagged, (60..=78).collect::<Vec<_>>(), "{scored}");
+}
