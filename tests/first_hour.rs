@@ -141,3 +141,147 @@ fn a_flat_series_trains_a_bundle_that_loads_and_flags_a_departure() {
     // holding a stepped row (60..=63) end at rows 60..=78; no other is.
     assert_eq!(flagged, (60..=78).collect::<Vec<_>>(), "{scored}");
 }
+
+/// Bad input, one row each: what is written (a settings file, or a CSV),
+/// and what the one error line must name so the user knows the fix.
+struct Bad {
+    what: &'static str,
+    toml: &'static str,
+    csv: Option<&'static str>,
+    /// `LSTM_AE__…` variables set.
+    env: &'static [(&'static str, &'static str)],
+    /// Each must appear in stderr.
+    names: &'static [&'static str],
+    /// None may appear in stderr (jargon, a wrong suggestion).
+    not: &'static [&'static str],
+}
+
+const BAD: &[Bad] = &[
+    Bad {
+        what: "a fractional epoch count is refused, not rounded",
+        toml: "[training]\nepochs = 2.5\n",
+        csv: None,
+        env: &[],
+        names: &["training.epochs", "2.5", "whole number"],
+        not: &[],
+    },
+    Bad {
+        what: "a negative count is refused in plain words",
+        toml: "[training]\nepochs = -1\n",
+        csv: None,
+        env: &[],
+        names: &["training.epochs", "-1", "whole number"],
+        not: &["64 bit"],
+    },
+    Bad {
+        what: "a key of another rule inside an inline table is refused",
+        toml: "calibration = { rule = \"pot\", q = 0.99 }\n",
+        csv: None,
+        env: &[],
+        names: &["calibration", "`q`", "initial_quantile", "risk"],
+        not: &[],
+    },
+    Bad {
+        what: "a misspelt enumerated value lists the valid ones",
+        toml: "[data]\nfill = \"prev\"\n",
+        csv: None,
+        env: &[],
+        names: &["data.fill", "prev", "error", "previous", "linear"],
+        not: &["variant constructor", "FillRule"],
+    },
+    Bad {
+        what: "a misspelt model mode lists the valid ones",
+        toml: "[model]\nmode = \"recon\"\n",
+        csv: None,
+        env: &[],
+        names: &["model.mode", "recon", "reconstruct", "predict", "composite"],
+        not: &["variant constructor"],
+    },
+    Bad {
+        what: "a misspelt two-valued setting names both",
+        toml: "[model]\nactivation = \"sigmoid\"\n",
+        csv: None,
+        env: &[],
+        names: &["model.activation", "sigmoid", "`tanh` or `relu`"],
+        not: &["variant constructor"],
+    },
+    Bad {
+        what: "a fractional value from the environment is refused too",
+        toml: "",
+        csv: None,
+        env: &[("LSTM_AE__TRAINING__BATCH_SIZE", "2.5")],
+        names: &["training.batch_size", "2.5", "whole number"],
+        not: &[],
+    },
+    Bad {
+        what: "two columns of the same name are refused by train as by score",
+        toml: "",
+        csv: Some("timestamp,value,value\n"),
+        env: &[],
+        names: &["'value'", "twice", "data.feature_columns"],
+        not: &[],
+    },
+];
+
+#[test]
+fn bad_input_stops_with_one_error_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let sine = dir.path().join("sine.csv");
+    sine_csv(&sine, 300, None);
+    let mut failures = vec![];
+    for (i, bad) in BAD.iter().enumerate() {
+        let config = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, bad.toml).unwrap();
+        let data = match bad.csv {
+            None => sine.clone(),
+            Some(header) => {
+                // The header given, then 300 rows of a timestamp and as many
+                // numbers as the header has other columns.
+                let columns = header.trim_end().split(',').count();
+                let mut body = String::from(header);
+                for r in 0..300 {
+                    body.push_str(&(1_767_225_600 + 60 * r).to_string());
+                    for c in 1..columns {
+                        body.push_str(&format!(",{}", (r * c) % 7));
+                    }
+                    body.push('\n');
+                }
+                let path = dir.path().join(format!("bad{i}.csv"));
+                std::fs::write(&path, body).unwrap();
+                path
+            }
+        };
+        let bundle = dir.path().join(format!("bundle{i}"));
+        let out = run(
+            &[
+                "train",
+                "--data",
+                s(&data),
+                "--out",
+                s(&bundle),
+                "--config",
+                s(&config),
+                "--window",
+                "8",
+                "--hidden",
+                "2",
+                "--quiet",
+            ],
+            bad.env,
+        );
+        let err = text(&out.stderr);
+        let missing: Vec<_> = bad.names.iter().filter(|n| !err.contains(*n)).collect();
+        let jargon: Vec<_> = bad.not.iter().filter(|n| err.contains(*n)).collect();
+        if out.status.code() != Some(1) || !missing.is_empty() || !jargon.is_empty() {
+            failures.push(format!(
+                "{}: exit {:?}, missing {missing:?}, unwanted {jargon:?}:\n{err}",
+                bad.what,
+                out.status.code()
+            ));
+        }
+        if bundle.exists() && out.status.code() == Some(1) {
+            failures.push(format!("{}: a bundle was written", bad.what));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -387,6 +387,21 @@ fn resolve_columns(
             cols
         }
     };
+    // Two columns of one name: which one a name means is a guess, and a
+    // bundle's feature names must pick its columns out unambiguously.
+    for &c in std::iter::once(&ts_col).chain(&feature_cols) {
+        if let Some(other) = (0..header.len()).find(|&o| o != c && header[o] == header[c]) {
+            let (a, b) = (c.min(other) + 1, c.max(other) + 1);
+            return Err(DataError::BadColumns {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the header names column '{}' twice (columns {a} and {b}): rename one, \
+                     or pick the feature columns with data.feature_columns",
+                    header[c]
+                ),
+            });
+        }
+    }
     if feature_cols.is_empty() {
         return Err(DataError::BadColumns {
             path: path.to_path_buf(),
