@@ -221,6 +221,15 @@ const BAD: &[Bad] = &[
         names: &["'value'", "twice", "data.feature_columns"],
         not: &[],
     },
+    Bad {
+        what: "a file without a header row is refused, not trained on",
+        toml: "",
+        // The "header" is a data row: an epoch-seconds timestamp and a value.
+        csv: Some("1767225540,3\n"),
+        env: &[],
+        names: &["line 1", "1767225540,3", "header row", "timestamp,value"],
+        not: &[],
+    },
 ];
 
 #[test]

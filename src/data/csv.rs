@@ -171,6 +171,19 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
         Some(r) => r.map_err(csv_err)?,
     };
     let header: Vec<String> = header.iter().map(str::to_string).collect();
+    // A file without a header row would silently lose its first row to the
+    // column names; numbers where the feature names belong mean data.
+    let number = |h: &String| h.parse::<f64>().is_ok();
+    if header.iter().skip(1).all(number) && (header.len() > 1 || number(&header[0])) {
+        return Err(DataError::BadColumns {
+            path: path.to_path_buf(),
+            reason: format!(
+                "line 1, '{}', is data, not a header row: add a first line naming the columns, \
+                 e.g. timestamp,value (docs/guide.md, *Your CSV*)",
+                header.join(",")
+            ),
+        });
+    }
     let (ts_col, feature_cols) = resolve_columns(path, &header, opts)?;
     let feature_names: Vec<String> = feature_cols.iter().map(|&c| header[c].clone()).collect();
 
