@@ -230,6 +230,30 @@ const BAD: &[Bad] = &[
         names: &["line 1", "1767225540,3", "header row", "timestamp,value"],
         not: &[],
     },
+    Bad {
+        what: "a semicolon-separated file is told about the separator",
+        toml: "",
+        csv: Some("timestamp;value\n"),
+        env: &[],
+        names: &["';'", "separat"],
+        not: &[],
+    },
+    Bad {
+        what: "a hole in the data says how to set data.fill",
+        toml: "",
+        csv: Some("timestamp,value,spare\n"),
+        env: &[],
+        names: &["data.fill", "LSTM_AE__DATA__FILL", "[data]"],
+        not: &[],
+    },
+    Bad {
+        what: "a file shorter than one window names the flag",
+        toml: "[data]\nmax_rows = 5\n",
+        csv: None,
+        env: &[],
+        names: &["--window", "model.window"],
+        not: &[],
+    },
 ];
 
 #[test]
@@ -251,7 +275,12 @@ fn bad_input_stops_with_one_error_naming_the_fix() {
                 for r in 0..300 {
                     body.push_str(&(1_767_225_600 + 60 * r).to_string());
                     for c in 1..columns {
-                        body.push_str(&format!(",{}", (r * c) % 7));
+                        // A column named `spare` has a hole in row 10.
+                        let hole = header.split(',').nth(c) == Some("spare\n") && r == 10;
+                        match hole {
+                            true => body.push(','),
+                            false => body.push_str(&format!(",{}", (r * c) % 7)),
+                        }
                     }
                     body.push('\n');
                 }

@@ -263,7 +263,9 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                         FillRule::Error => return Err(bad_cell_hint(
                             col,
                             problem,
-                            "; set data.fill = \"previous\" or \"linear\" to fill missing values",
+                            "; set data.fill = \"previous\" or \"linear\" to fill missing values \
+                             (`[data]` then `fill = \"linear\"` in the --config file, or \
+                             LSTM_AE__DATA__FILL=linear)",
                         )),
                         FillRule::Previous => match last_good[feature] {
                             Some(v) => {
@@ -416,10 +418,25 @@ fn resolve_columns(
         }
     }
     if feature_cols.is_empty() {
+        // Only commas separate fields: a `;` or tab in the lone column name
+        // is the likely cause.
+        let separator = [';', '\t', '|']
+            .into_iter()
+            .find(|c| header[ts_col].contains(*c))
+            .map(|c| {
+                format!(
+                    "; the fields look separated by {:?}, but only commas separate fields: \
+                     convert the file (e.g. tr {:?} ',', when no field holds a comma)",
+                    c.to_string(),
+                    c.to_string()
+                )
+                .replace('"', "'")
+            })
+            .unwrap_or_default();
         return Err(DataError::BadColumns {
             path: path.to_path_buf(),
             reason: format!(
-                "no feature columns: the header has only the timestamp column '{}'",
+                "no feature columns: the header has only the timestamp column '{}'{separator}",
                 header[ts_col]
             ),
         });
