@@ -254,6 +254,14 @@ const BAD: &[Bad] = &[
         names: &["--window", "model.window"],
         not: &[],
     },
+    Bad {
+        what: "a text column names the setting that leaves it out",
+        toml: "",
+        csv: Some("timestamp,host,value\n"),
+        env: &[],
+        names: &["'host'", "not a number", "data.feature_columns"],
+        not: &[],
+    },
 ];
 
 #[test]
@@ -277,9 +285,12 @@ fn bad_input_stops_with_one_error_naming_the_fix() {
                     for c in 1..columns {
                         // A column named `spare` has a hole in row 10.
                         let hole = header.split(',').nth(c) == Some("spare\n") && r == 10;
-                        match hole {
-                            true => body.push(','),
-                            false => body.push_str(&format!(",{}", (r * c) % 7)),
+                        // A column named `host` holds text.
+                        let host = header.split(',').nth(c) == Some("host");
+                        match (hole, host) {
+                            (true, _) => body.push(','),
+                            (_, true) => body.push_str(",web-1"),
+                            _ => body.push_str(&format!(",{}", (r * c) % 7)),
                         }
                     }
                     body.push('\n');

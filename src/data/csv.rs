@@ -297,6 +297,16 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                         }
                     }
                 }
+                // Every column but the timestamp is a feature by default: a
+                // text column (a host name) needs the numeric ones listed.
+                Err(problem @ CellProblem::NotANumber) if opts.feature_columns.is_none() => {
+                    return Err(bad_cell_hint(
+                        col,
+                        problem,
+                        "; to leave a text column out, list the numeric columns in \
+                         data.feature_columns (e.g. LSTM_AE__DATA__FEATURE_COLUMNS=cpu,memory)",
+                    ))
+                }
                 Err(problem) => return Err(bad_cell(col, problem)),
             }
         }
