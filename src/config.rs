@@ -529,33 +529,67 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let mut b =
-            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
-        if let Some(f) = file {
-            if !f.exists() {
+        let file = match file {
+            Some(f) if !f.exists() => {
                 return Err(ConfigError::Invalid {
                     key: "--config".into(),
                     reason: format!("{} does not exist", f.display()),
-                });
+                })
             }
-            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
-        }
+            Some(f) => Some(config::File::from(f).format(config::FileFormat::Toml)),
+            None => None,
+        };
         let env: std::collections::HashMap<String, String> = env.into_iter().collect();
         let vars: std::collections::HashMap<String, String> = env
             .iter()
             .filter(|(k, _)| k.starts_with("LSTM_AE__"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        b = b.add_source(
-            config::Environment::with_prefix("LSTM_AE")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("data.feature_columns")
-                .source(Some(vars)),
-        );
-        let mut s: Settings = b.build()?.try_deserialize()?;
+        let env_source = config::Environment::with_prefix("LSTM_AE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("data.feature_columns")
+            .source(Some(vars));
+        let user_sources = |mut b: config::ConfigBuilder<config::builder::DefaultState>| {
+            if let Some(f) = &file {
+                b = b.add_source(f.clone());
+            }
+            b.add_source(env_source.clone())
+        };
+        // What the file and the environment set, as plain JSON.
+        let user: Option<serde_json::Value> = user_sources(config::Config::builder())
+            .build()
+            .ok()
+            .and_then(|c| c.try_deserialize().ok());
+        let defaults = serde_json::to_value(Settings::default())
+            .map_err(|e| config::ConfigError::Foreign(Box::new(e)))?;
+        // A calibration rule other than the default takes only its own keys:
+        // the default rule's keys merged under it would be unknown fields.
+        let mut base = defaults.clone();
+        let rule = user.as_ref().and_then(|u| {
+            u.get("calibration")?
+                .get("rule")?
+                .as_str()
+                .map(String::from)
+        });
+        if rule.is_some_and(|r| r != Settings::default().calibration.name()) {
+            if let Some(o) = base.as_object_mut() {
+                o.remove("calibration");
+            }
+        }
+        let built =
+            user_sources(config::Config::builder().add_source(config::Config::try_from(&base)?))
+                .build()?;
+        // The merged settings as plain JSON, to refuse what the config
+        // crate's own conversion would round.
+        if let Ok(merged) = built.clone().try_deserialize::<serde_json::Value>() {
+            whole_numbers(&defaults, &merged, &mut String::new())?;
+        }
+        let mut s: Settings = built
+            .try_deserialize()
+            .map_err(|e| plain_error(e, Some(&defaults)))?;
         s.kafka.resolve(&env)?;
         s.validate()?;
         Ok(s)
@@ -757,12 +791,161 @@ impl Settings {
     }
 }
 
+/// Refuses a fractional value (`epochs = 2.5`) for a setting whose default
+/// is a whole number, which the config crate would silently round.
+fn whole_numbers(
+    default: &serde_json::Value,
+    merged: &serde_json::Value,
+    key: &mut String,
+) -> Result<(), ConfigError> {
+    use serde_json::Value;
+    match (default, merged) {
+        (Value::Object(d), Value::Object(m)) => {
+            for (k, dv) in d {
+                if let Some(mv) = m.get(k) {
+                    let len = key.len();
+                    if !key.is_empty() {
+                        key.push('.');
+                    }
+                    key.push_str(k);
+                    whole_numbers(dv, mv, key)?;
+                    key.truncate(len);
+                }
+            }
+        }
+        (Value::Number(d), Value::Number(m)) if !d.is_f64() => {
+            if let Some(v) = m.as_f64().filter(|v| m.is_f64() && v.fract() != 0.0) {
+                return Err(ConfigError::Invalid {
+                    key: key.clone(),
+                    reason: format!("{v} is not a whole number"),
+                });
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The config crate's conversion errors in plain words, naming the key:
+/// a wrong type says what the key takes, a misspelt enumerated value lists
+/// the valid ones (which the config crate leaves out). Other errors pass
+/// through.
+fn plain_error(e: config::ConfigError, defaults: Option<&serde_json::Value>) -> ConfigError {
+    let in_origin = |origin: &Option<String>| {
+        origin
+            .as_ref()
+            .map(|o| format!(" (in {o})"))
+            .unwrap_or_default()
+    };
+    match &e {
+        config::ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key: Some(key),
+        } => {
+            let found = unexpected.to_string();
+            // `64-bit integer `-1``: the value is between the backticks.
+            let value = found
+                .split('`')
+                .nth(1)
+                .map(|v| format!("`{v}`"))
+                .unwrap_or(found);
+            let takes = if expected.contains("unsigned") {
+                "a whole number, 0 or more"
+            } else if expected.contains("integer") {
+                "a whole number"
+            } else if expected.contains("float") {
+                "a number"
+            } else if expected.contains("bool") {
+                "true or false"
+            } else if expected.contains("string") {
+                "a string (in quotes)"
+            } else {
+                expected
+            };
+            ConfigError::Invalid {
+                key: key.clone(),
+                reason: format!("{value} is not {takes}{}", in_origin(origin)),
+            }
+        }
+        config::ConfigError::At {
+            error,
+            origin,
+            key: Some(key),
+        } => match (error.as_ref(), defaults) {
+            (config::ConfigError::Message(m), Some(defaults))
+                if m.contains("does not have variant constructor") =>
+            {
+                let value = m.rsplit(' ').next().unwrap_or_default();
+                ConfigError::Invalid {
+                    key: key.clone(),
+                    reason: format!(
+                        "`{value}` is not one of {}{}",
+                        valid_values(defaults, key, value)
+                            .unwrap_or_else(|| "the valid values (docs/configuration.md)".into()),
+                        in_origin(origin)
+                    ),
+                }
+            }
+            _ => ConfigError::Load(e),
+        },
+        _ => ConfigError::Load(e),
+    }
+}
+
+/// The valid values of the enumerated setting at `key`, as serde lists them
+/// when `value` is put there in the defaults: "`error`, `previous`, `linear`"
+/// or "`tanh` or `relu`".
+fn valid_values(defaults: &serde_json::Value, key: &str, value: &str) -> Option<String> {
+    let mut settings = defaults.clone();
+    let mut at = &mut settings;
+    for part in key.split('.') {
+        at = at.get_mut(part)?;
+    }
+    *at = serde_json::Value::String(value.into());
+    let err = serde_json::from_value::<Settings>(settings)
+        .err()?
+        .to_string();
+    // "unknown variant `x`, expected one of `a`, `b`" (or "expected `a` or `b`").
+    let (_, list) = err
+        .split_once("unknown variant")?
+        .1
+        .split_once(", expected ")?;
+    Some(list.trim_start_matches("one of ").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn no_env() -> Vec<(String, String)> {
         vec![]
+    }
+
+    #[test]
+    fn a_calibration_table_takes_only_its_rules_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let load = |toml: &str| {
+            std::fs::write(&f, toml).unwrap();
+            Settings::load_with_env(Some(&f), no_env())
+        };
+        // Without `rule`, the keys given override the default rule's.
+        let s = load("[calibration]\nrisk = 0.01\n").unwrap();
+        let ThresholdRule::Pot { risk, .. } = s.calibration else {
+            panic!("{:?}", s.calibration)
+        };
+        assert_eq!(risk, 0.01);
+        let s = load("calibration = { rule = \"mean_std\", k = 3.0 }\n").unwrap();
+        assert_eq!(s.calibration, ThresholdRule::MeanStd { k: 3.0 });
+        for bad in [
+            "calibration = { rule = \"pot\", q = 0.99 }\n",
+            "calibration = { rule = \"quantile\", q = 0.99, risk = 0.01 }\n",
+        ] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains("unknown field"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub enum ScoreError {
         window: usize,
         model: String,
     },
-    #[error("model {0} is a predict-only bundle: it has no reconstruction decoder, so no anomaly score; train with model.mode = \"composite\" or \"reconstruct\" to score")]
+    #[error("model {0} is a predict-only bundle: it has no reconstruction decoder, so no anomaly score; train it with --mode composite or --mode reconstruct (model.mode) to score")]
     NoScore(String),
     #[error("the model returned no `score` output")]
     MissingScore,

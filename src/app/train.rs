@@ -61,8 +61,20 @@ fn train_and_report(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> 
     let report = super::train_report::write(&trained, &pipeline::report_dir(out))
         .with_context(|| format!("writing the report into {}", out.display()))?;
     let m = &trained.bundle.manifest;
+    let threshold = if m.spec.mode.has_reconstruction() {
+        format!(
+            "threshold {:.5} ({} rule)",
+            m.threshold.value,
+            match &m.threshold.fallback {
+                None => m.threshold.rule.name().to_string(),
+                Some(f) => format!("{}, fallback", f.rule.name()),
+            }
+        )
+    } else {
+        "no threshold (a predict-only model has no anomaly score)".to_string()
+    };
     println!(
-        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, threshold {:.5} ({} rule), {:.1} s, {:.2} s per epoch",
+        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, {threshold}, {:.1} s, {:.2} s per epoch",
         out.display(),
         m.model_id,
         m.model_version,
@@ -70,11 +82,6 @@ fn train_and_report(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> 
         m.training.epochs_run,
         m.training.stopped,
         m.training.best_validation_loss.total,
-        m.threshold.value,
-        match &m.threshold.fallback {
-            None => m.threshold.rule.name().to_string(),
-            Some(f) => format!("{}, fallback", f.rule.name()),
-        },
         m.training.seconds,
         m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
     );

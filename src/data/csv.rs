@@ -171,6 +171,19 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
         Some(r) => r.map_err(csv_err)?,
     };
     let header: Vec<String> = header.iter().map(str::to_string).collect();
+    // A file without a header row would silently lose its first row to the
+    // column names; numbers where the feature names belong mean data.
+    let number = |h: &String| h.parse::<f64>().is_ok();
+    if header.iter().skip(1).all(number) && (header.len() > 1 || number(&header[0])) {
+        return Err(DataError::BadColumns {
+            path: path.to_path_buf(),
+            reason: format!(
+                "line 1, '{}', is data, not a header row: add a first line naming the columns, \
+                 e.g. timestamp,value (docs/guide.md, *Your CSV*)",
+                header.join(",")
+            ),
+        });
+    }
     let (ts_col, feature_cols) = resolve_columns(path, &header, opts)?;
     let feature_names: Vec<String> = feature_cols.iter().map(|&c| header[c].clone()).collect();
 
@@ -250,7 +263,9 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                         FillRule::Error => return Err(bad_cell_hint(
                             col,
                             problem,
-                            "; set data.fill = \"previous\" or \"linear\" to fill missing values",
+                            "; set data.fill = \"previous\" or \"linear\" to fill missing values \
+                             (`[data]` then `fill = \"linear\"` in the --config file, or \
+                             LSTM_AE__DATA__FILL=linear)",
                         )),
                         FillRule::Previous => match last_good[feature] {
                             Some(v) => {
@@ -281,6 +296,16 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                             });
                         }
                     }
+                }
+                // Every column but the timestamp is a feature by default: a
+                // text column (a host name) needs the numeric ones listed.
+                Err(problem @ CellProblem::NotANumber) if opts.feature_columns.is_none() => {
+                    return Err(bad_cell_hint(
+                        col,
+                        problem,
+                        "; to leave a text column out, list the numeric columns in \
+                         data.feature_columns (e.g. LSTM_AE__DATA__FEATURE_COLUMNS=cpu,memory)",
+                    ))
                 }
                 Err(problem) => return Err(bad_cell(col, problem)),
             }
@@ -387,11 +412,41 @@ fn resolve_columns(
             cols
         }
     };
+    // Two columns of one name: which one a name means is a guess, and a
+    // bundle's feature names must pick its columns out unambiguously.
+    for &c in std::iter::once(&ts_col).chain(&feature_cols) {
+        if let Some(other) = (0..header.len()).find(|&o| o != c && header[o] == header[c]) {
+            let (a, b) = (c.min(other) + 1, c.max(other) + 1);
+            return Err(DataError::BadColumns {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the header names column '{}' twice (columns {a} and {b}): rename one, \
+                     or pick the feature columns with data.feature_columns",
+                    header[c]
+                ),
+            });
+        }
+    }
     if feature_cols.is_empty() {
+        // Only commas separate fields: a `;` or tab in the lone column name
+        // is the likely cause.
+        let separator = [';', '\t', '|']
+            .into_iter()
+            .find(|c| header[ts_col].contains(*c))
+            .map(|c| {
+                format!(
+                    "; the fields look separated by {:?}, but only commas separate fields: \
+                     convert the file (e.g. tr {:?} ',', when no field holds a comma)",
+                    c.to_string(),
+                    c.to_string()
+                )
+                .replace('"', "'")
+            })
+            .unwrap_or_default();
         return Err(DataError::BadColumns {
             path: path.to_path_buf(),
             reason: format!(
-                "no feature columns: the header has only the timestamp column '{}'",
+                "no feature columns: the header has only the timestamp column '{}'{separator}",
                 header[ts_col]
             ),
         });

@@ -130,7 +130,7 @@ pub enum DataError {
     },
     #[error("{}: no data rows after the header", path.display())]
     NoRows { path: PathBuf },
-    #[error("the series has {rows} rows, a window needs T + P = {window} + {horizon} = {} rows; use a shorter model.window or model.horizon", window + horizon)]
+    #[error("the series has {rows} rows, a window needs T + P = {window} + {horizon} = {} rows; use a shorter --window or --horizon (model.window, model.horizon)", window + horizon)]
     TooShort {
         rows: usize,
         window: usize,

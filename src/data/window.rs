@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the series has 5 rows, a window needs T + P = 4 + 2 = 6 rows; \
-             use a shorter model.window or model.horizon"
+             use a shorter --window or --horizon (model.window, model.horizon)"
         );
         // 11 rows, 10% validation, windows of 6: the split row 10 leaves the
         // part [10, 11) too short, and no split leaves a window on each side.

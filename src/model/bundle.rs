@@ -164,7 +164,10 @@ impl Bundle {
                 spec.features
             )));
         }
-        if !(m.threshold.value.is_finite() && m.threshold.value > 0.0) {
+        // A predict-only model has no score to threshold (its value is
+        // infinite, `null` in the manifest).
+        let scored = spec.mode.has_reconstruction();
+        if scored && !(m.threshold.value.is_finite() && m.threshold.value > 0.0) {
             return Err(self.mismatch(format!(
                 "threshold {} is not a positive number",
                 m.threshold.value

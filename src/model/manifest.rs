@@ -19,12 +19,32 @@ pub const FORMAT_VERSION: u32 = 2;
 pub struct Threshold {
     pub rule: ThresholdRule,
     /// Score at which a window is anomalous; `normalized = score / value`.
+    /// A predict-only model has no score and so no threshold: infinite
+    /// here, `null` in the JSON (which has no infinity).
+    #[serde(with = "threshold_value")]
     pub value: f32,
     /// Set when `rule` could not be applied to the validation scores (POT
     /// with too few of them): the rule that set `value` instead, and why.
     /// Absent in manifests written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+}
+
+/// A threshold value in JSON: a number, or `null` for none (infinite).
+mod threshold_value {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f32(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::INFINITY))
+    }
 }
 
 /// Summary of the validation windows' scores the threshold came from.

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// How the threshold is derived from validation scores.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "rule", rename_all = "snake_case")]
+// A key of another rule (`{ rule = "pot", q = 0.99 }`) is an error, not
+// silently dropped.
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ThresholdRule {
     /// The empirical `q` quantile of the scores, `q` in (0, 1].
     Quantile { q: f64 },

@@ -14,6 +14,15 @@ use crate::model::{Fallback, ThresholdRule};
 /// mostly noise and the extrapolated threshold can land anywhere.
 pub const MIN_EXCESSES: usize = 10;
 
+/// Lowest threshold a rule may set, in squared scaled units (a window's
+/// score is its mean squared reconstruction error after scaling). On a
+/// series that was flat through validation every score is about 0 and
+/// every rule would put the threshold there, flagging float noise; with
+/// the floor a window is flagged only when its root-mean-square error
+/// reaches 0.01 (standard deviations of the training data, or raw units
+/// for a feature that was constant). docs/configuration.md, *Threshold*.
+pub const THRESHOLD_FLOOR: f32 = 1e-4;
+
 /// Why no threshold could be calibrated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CalibrationError {
@@ -101,6 +110,22 @@ pub fn calibrate_or_fall_back(
         }
         (Err(e), _) => Err(e),
     }
+    .map(floored)
+}
+
+/// Raises a threshold below [`THRESHOLD_FLOOR`] to it, with one warning.
+fn floored(mut c: Calibrated) -> Calibrated {
+    if c.value < THRESHOLD_FLOOR {
+        tracing::warn!(
+            threshold = c.value,
+            floor = THRESHOLD_FLOOR,
+            "the validation scores put the threshold at {}, below the floor: the threshold is \
+             the floor {THRESHOLD_FLOOR} (is the series flat through the validation rows?)",
+            c.value
+        );
+        c.value = THRESHOLD_FLOOR;
+    }
+    c
 }
 
 /// Calibrates a threshold on `scores` (validation windows' anomaly scores).
@@ -164,7 +189,17 @@ fn pot(sorted: &[f64], initial_quantile: f64, risk: f64) -> Result<f64, Calibrat
     if n_t < MIN_EXCESSES {
         // The quantile that leaves MIN_EXCESSES scores above it, if any.
         let max_q = 1.0 - (MIN_EXCESSES as f64 + 1.0) / n as f64;
-        let hint = if max_q > 0.0 {
+        // Tied scores (a flat series scores every window alike) can leave
+        // too few excesses over that quantile too: say so rather than
+        // suggest it.
+        let at_max_q = quantile(sorted, max_q.max(0.0));
+        let tied = sorted.iter().filter(|&&s| s == at_max_q).count();
+        let hint = if sorted.iter().filter(|&&s| s > at_max_q).count() < MIN_EXCESSES && tied > 1 {
+            format!(
+                "{tied} of the {n} scores are tied at {at_max_q}, so no initial_quantile \
+                 leaves {MIN_EXCESSES} above it (is the series flat through the validation rows?)"
+            )
+        } else if max_q > 0.0 {
             format!(
                 "lower initial_quantile to at most {:.4}, or calibrate on more windows",
                 (max_q * 1e4).floor() / 1e4
@@ -551,6 +586,29 @@ mod tests {
         let c = calibrate_or_fall_back(&[0.25], &ThresholdRule::default()).unwrap();
         assert_eq!(c.value, 0.25);
         assert!(c.fallback.is_some());
+    }
+
+    #[test]
+    fn tied_scores_get_the_floor_and_no_quantile_suggestion() {
+        let zeros = vec![0.0f32; 300];
+        for rule in [
+            ThresholdRule::default(),
+            ThresholdRule::Quantile { q: 0.99 },
+            ThresholdRule::MeanStd { k: 4.0 },
+        ] {
+            let c = calibrate_or_fall_back(&zeros, &rule).unwrap();
+            assert_eq!(c.value, THRESHOLD_FLOOR, "{rule:?}");
+        }
+        let err = calibrate(&zeros, &ThresholdRule::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("300 of the 300 scores are tied at 0"),
+            "{text}"
+        );
+        assert!(!text.contains("lower initial_quantile"), "{text}");
+        // A threshold above the floor is left alone.
+        let c = calibrate_or_fall_back(&[0.5; 20], &ThresholdRule::Quantile { q: 0.5 }).unwrap();
+        assert_eq!(c.value, 0.5);
     }
 
     #[test]

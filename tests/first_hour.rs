@@ -1,0 +1,336 @@
+//! The first hour with your own data: `lstm-ae` run as a newcomer would,
+//! on the kinds of CSV people have. Each input either trains a model that
+//! loads and scores, or stops with one error naming the flag or setting
+//! that fixes it.
+
+mod common;
+
+use std::path::Path;
+
+use common::{run, sine_csv, text};
+
+fn manifest(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A predict-only model has no reconstruction score, hence no threshold:
+/// its bundle records none, reads back, and `score` says why it cannot
+/// score rather than failing on the manifest.
+#[test]
+fn a_predict_only_model_writes_a_bundle_that_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sine.csv");
+    sine_csv(&data, 600, None);
+    let bundle = dir.path().join("predict");
+    let out = run(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&bundle),
+            "--mode",
+            "predict",
+            "--window",
+            "16",
+            "--hidden",
+            "4",
+            "--horizon",
+            "2",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(manifest(&bundle)["threshold"]["value"].is_null());
+
+    let out = run(&["inspect", s(&bundle)], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = run(&["score", "--model", s(&bundle), s(&data)], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("predict-only"), "{err}");
+    assert!(err.contains("--mode composite"), "{err}");
+}
+
+/// A sensor that is flat through training is common. Every validation
+/// score is then (close to) 0: the threshold is the documented floor, the
+/// bundle loads and scores, a later departure from the constant is
+/// flagged, and the POT warning says the scores are tied rather than
+/// suggesting a quantile that would not help.
+#[test]
+fn a_flat_series_trains_a_bundle_that_loads_and_flags_a_departure() {
+    let dir = tempfile::tempdir().unwrap();
+    let flat = dir.path().join("flat.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for r in 0..600 {
+        csv.push_str(&format!("{},5.0\n", 1_767_225_600 + 60 * r));
+    }
+    std::fs::write(&flat, &csv).unwrap();
+    let bundle = dir.path().join("flat");
+    let out = run(
+        &[
+            "train",
+            "--data",
+            s(&flat),
+            "--out",
+            s(&bundle),
+            "--window",
+            "16",
+            "--hidden",
+            "4",
+            "--horizon",
+            "2",
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let t = &manifest(&bundle)["threshold"];
+    // lstm_ae::train::calibrate::THRESHOLD_FLOOR, as docs/configuration.md states it.
+    assert_eq!(t["value"].as_f64().map(|v| v as f32), Some(1e-4), "{t}");
+    assert!(!err.contains("lower initial_quantile"), "{err}");
+    assert!(err.contains("tied"), "{err}");
+    assert!(err.contains("floor"), "{err}");
+
+    // The same constant scores below the threshold; a step of 3 is flagged.
+    let mut csv = String::from("timestamp,value\n");
+    for r in 0..100 {
+        let v = if (60..64).contains(&r) { 8.0 } else { 5.0 };
+        csv.push_str(&format!("{},{v}\n", 1_767_225_600 + 60 * r));
+    }
+    let probe = dir.path().join("probe.csv");
+    std::fs::write(&probe, csv).unwrap();
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&probe),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "is_anomaly")
+        .expect("an is_anomaly column");
+    let flagged: Vec<usize> = scored
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter(|(_, l)| l.split(',').nth(col) == Some("true"))
+        .map(|(i, _)| i)
+        .collect();
+    // Each row is scored by the window of 16 ending at it: the windows
+    // holding a stepped row (60..=63) end at rows 60..=78; no other is.
+    assert_eq!(flagged, (60..=78).collect::<Vec<_>>(), "{scored}");
+}
+
+/// Bad input, one row each: what is written (a settings file, or a CSV),
+/// and what the one error line must name so the user knows the fix.
+struct Bad {
+    what: &'static str,
+    toml: &'static str,
+    csv: Option<&'static str>,
+    /// `LSTM_AE__…` variables set.
+    env: &'static [(&'static str, &'static str)],
+    /// Each must appear in stderr.
+    names: &'static [&'static str],
+    /// None may appear in stderr (jargon, a wrong suggestion).
+    not: &'static [&'static str],
+}
+
+const BAD: &[Bad] = &[
+    Bad {
+        what: "a fractional epoch count is refused, not rounded",
+        toml: "[training]\nepochs = 2.5\n",
+        csv: None,
+        env: &[],
+        names: &["training.epochs", "2.5", "whole number"],
+        not: &[],
+    },
+    Bad {
+        what: "a negative count is refused in plain words",
+        toml: "[training]\nepochs = -1\n",
+        csv: None,
+        env: &[],
+        names: &["training.epochs", "-1", "whole number"],
+        not: &["64 bit"],
+    },
+    Bad {
+        what: "a key of another rule inside an inline table is refused",
+        toml: "calibration = { rule = \"pot\", q = 0.99 }\n",
+        csv: None,
+        env: &[],
+        names: &["calibration", "`q`", "initial_quantile", "risk"],
+        not: &[],
+    },
+    Bad {
+        what: "a misspelt enumerated value lists the valid ones",
+        toml: "[data]\nfill = \"prev\"\n",
+        csv: None,
+        env: &[],
+        names: &["data.fill", "prev", "error", "previous", "linear"],
+        not: &["variant constructor", "FillRule"],
+    },
+    Bad {
+        what: "a misspelt model mode lists the valid ones",
+        toml: "[model]\nmode = \"recon\"\n",
+        csv: None,
+        env: &[],
+        names: &["model.mode", "recon", "reconstruct", "predict", "composite"],
+        not: &["variant constructor"],
+    },
+    Bad {
+        what: "a misspelt two-valued setting names both",
+        toml: "[model]\nactivation = \"sigmoid\"\n",
+        csv: None,
+        env: &[],
+        names: &["model.activation", "sigmoid", "`tanh` or `relu`"],
+        not: &["variant constructor"],
+    },
+    Bad {
+        what: "a fractional value from the environment is refused too",
+        toml: "",
+        csv: None,
+        env: &[("LSTM_AE__TRAINING__BATCH_SIZE", "2.5")],
+        names: &["training.batch_size", "2.5", "whole number"],
+        not: &[],
+    },
+    Bad {
+        what: "two columns of the same name are refused by train as by score",
+        toml: "",
+        csv: Some("timestamp,value,value\n"),
+        env: &[],
+        names: &["'value'", "twice", "data.feature_columns"],
+        not: &[],
+    },
+    Bad {
+        what: "a file without a header row is refused, not trained on",
+        toml: "",
+        // The "header" is a data row: an epoch-seconds timestamp and a value.
+        csv: Some("1767225540,3\n"),
+        env: &[],
+        names: &["line 1", "1767225540,3", "header row", "timestamp,value"],
+        not: &[],
+    },
+    Bad {
+        what: "a semicolon-separated file is told about the separator",
+        toml: "",
+        csv: Some("timestamp;value\n"),
+        env: &[],
+        names: &["';'", "separat"],
+        not: &[],
+    },
+    Bad {
+        what: "a hole in the data says how to set data.fill",
+        toml: "",
+        csv: Some("timestamp,value,spare\n"),
+        env: &[],
+        names: &["data.fill", "LSTM_AE__DATA__FILL", "[data]"],
+        not: &[],
+    },
+    Bad {
+        what: "a file shorter than one window names the flag",
+        toml: "[data]\nmax_rows = 5\n",
+        csv: None,
+        env: &[],
+        names: &["--window", "model.window"],
+        not: &[],
+    },
+    Bad {
+        what: "a text column names the setting that leaves it out",
+        toml: "",
+        csv: Some("timestamp,host,value\n"),
+        env: &[],
+        names: &["'host'", "not a number", "data.feature_columns"],
+        not: &[],
+    },
+];
+
+#[test]
+fn bad_input_stops_with_one_error_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let sine = dir.path().join("sine.csv");
+    sine_csv(&sine, 300, None);
+    let mut failures = vec![];
+    for (i, bad) in BAD.iter().enumerate() {
+        let config = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, bad.toml).unwrap();
+        let data = match bad.csv {
+            None => sine.clone(),
+            Some(header) => {
+                // The header given, then 300 rows of a timestamp and as many
+                // numbers as the header has other columns.
+                let columns = header.trim_end().split(',').count();
+                let mut body = String::from(header);
+                for r in 0..300 {
+                    body.push_str(&(1_767_225_600 + 60 * r).to_string());
+                    for c in 1..columns {
+                        // A column named `spare` has a hole in row 10.
+                        let hole = header.split(',').nth(c) == Some("spare\n") && r == 10;
+                        // A column named `host` holds text.
+                        let host = header.split(',').nth(c) == Some("host");
+                        match (hole, host) {
+                            (true, _) => body.push(','),
+                            (_, true) => body.push_str(",web-1"),
+                            _ => body.push_str(&format!(",{}", (r * c) % 7)),
+                        }
+                    }
+                    body.push('\n');
+                }
+                let path = dir.path().join(format!("bad{i}.csv"));
+                std::fs::write(&path, body).unwrap();
+                path
+            }
+        };
+        let bundle = dir.path().join(format!("bundle{i}"));
+        let out = run(
+            &[
+                "train",
+                "--data",
+                s(&data),
+                "--out",
+                s(&bundle),
+                "--config",
+                s(&config),
+                "--window",
+                "8",
+                "--hidden",
+                "2",
+                "--quiet",
+            ],
+            bad.env,
+        );
+        let err = text(&out.stderr);
+        let missing: Vec<_> = bad.names.iter().filter(|n| !err.contains(*n)).collect();
+        let jargon: Vec<_> = bad.not.iter().filter(|n| err.contains(*n)).collect();
+        if out.status.code() != Some(1) || !missing.is_empty() || !jargon.is_empty() {
+            failures.push(format!(
+                "{}: exit {:?}, missing {missing:?}, unwanted {jargon:?}:\n{err}",
+                bad.what,
+                out.status.code()
+            ));
+        }
+        if bundle.exists() && out.status.code() == Some(1) {
+            failures.push(format!("{}: a bundle was written", bad.what));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
