@@ -47,6 +47,7 @@ pub struct Metrics {
     pub likelihood_keys_rescaled: IntCounter,
     pub build_info: GaugeVec,
     pub ready: Gauge,
+    pub http_connections: IntGauge,
 }
 
 /// Registers a collector built from a static definition: either step can
@@ -321,6 +322,13 @@ impl Metrics {
                 &r,
                 "lstm_ae_likelihood_keys_rescaled_total",
                 "Per-key likelihood histories carried over to a new model version (rescaled by the ratio of the thresholds).",
+            ),
+            http_connections: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_http_connections",
+                    "Open connections to /metrics, /healthz and /readyz (bounded: further clients wait).",
+                ),
             ),
             build_info,
             ready,
