@@ -12,6 +12,19 @@ use crate::data::{CsvOptions, FillRule, ScalerKind, TimestampOrder};
 use crate::model::{ModelSpec, ThresholdRule};
 use crate::train::TrainOptions;
 
+/// Largest `serve.max_batch` accepted.
+pub const MAX_BATCH_LIMIT: usize = 65_536;
+/// Largest `serve.max_batches_in_flight` accepted.
+pub const MAX_BATCHES_IN_FLIGHT_LIMIT: usize = 4_096;
+
+/// Whether librdkafka reads a boolean property as true: it takes `true`
+/// and `t` in any case, and `1`. Surrounding spaces are ignored here: better
+/// refuse a value librdkafka would reject anyway than let one through.
+fn librdkafka_true(v: &str) -> bool {
+    let v = v.trim();
+    v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("t") || v == "1"
+}
+
 /// Settings could not be loaded or are invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -649,11 +662,28 @@ impl Settings {
                 return bad(key, "must not be empty");
             }
         }
-        if self.serve.max_batch == 0 {
-            return bad("serve.max_batch", "must be at least 1");
+        // Upper bounds: both size buffers allocated up front (a batch's
+        // windows, the channel and permits between stages), so a typo of a
+        // few digits must be an error here, not an allocation panic later.
+        for (key, v, max) in [
+            ("serve.max_batch", self.serve.max_batch, MAX_BATCH_LIMIT),
+            (
+                "serve.max_batches_in_flight",
+                self.serve.max_batches_in_flight,
+                MAX_BATCHES_IN_FLIGHT_LIMIT,
+            ),
+        ] {
+            if v == 0 || v > max {
+                return bad(key, &format!("{v} is outside 1..={max}"));
+            }
         }
-        if self.serve.max_batches_in_flight == 0 {
-            return bad("serve.max_batches_in_flight", "must be at least 1");
+        if self.serve.inference_stall_ms == 0 {
+            // Every call would count as stalled: /readyz would flap.
+            return bad("serve.inference_stall_ms", "must be at least 1");
+        }
+        if self.kafka.max_message_bytes == 0 {
+            // Every message would be dead-lettered as oversized.
+            return bad("kafka.max_message_bytes", "must be at least 1");
         }
         if self.windowing.stride == 0 {
             return bad("windowing.stride", "must be at least 1");
@@ -763,7 +793,7 @@ impl Settings {
         // The daemon commits only what is acknowledged; librdkafka's own
         // commits would pass points still buffered in windows.
         for key in ["enable.auto.commit", "enable.auto.offset.store"] {
-            if k.consumer_property(key).map(str::trim) == Some("true") {
+            if k.consumer_property(key).is_some_and(librdkafka_true) {
                 return bad(
                     &format!("kafka.consumer.\"{key}\""),
                     "must stay false: the daemon commits offsets itself, only once outputs are acknowledged".into(),
@@ -1184,5 +1214,67 @@ mod tests {
             "[kafka.consumer]\n\"session.timeout.ms\" = \"soon\"\n",
             &["session.timeout.ms", "soon"],
         );
+    }
+
+    #[test]
+    fn bad_serve_and_kafka_values_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        for (toml, key) in [
+            (
+                "[kafka.consumer]\n\"enable.auto.commit\" = \"TRUE\"\n",
+                "enable.auto.commit",
+            ),
+            (
+                "[kafka.consumer]\n\"enable.auto.commit\" = \"True\"\n",
+                "enable.auto.commit",
+            ),
+            (
+                "[kafka.common]\n\"enable.auto.commit\" = \"1\"\n",
+                "enable.auto.commit",
+            ),
+            (
+                "[kafka.consumer]\n\"enable.auto.commit\" = \" t \"\n",
+                "enable.auto.commit",
+            ),
+            (
+                "[kafka.consumer]\n\"enable.auto.offset.store\" = \"T\"\n",
+                "enable.auto.offset.store",
+            ),
+            (
+                "[serve]\ninference_stall_ms = 0\n",
+                "serve.inference_stall_ms",
+            ),
+            (
+                "[kafka]\nmax_message_bytes = 0\n",
+                "kafka.max_message_bytes",
+            ),
+            ("[serve]\nmax_batch = 100000000000\n", "serve.max_batch"),
+            (
+                "[serve]\nmax_batches_in_flight = 100000000000\n",
+                "serve.max_batches_in_flight",
+            ),
+            (
+                "[serve]\nmax_batch = 9223372036854775807\n",
+                "serve.max_batch",
+            ),
+        ] {
+            std::fs::write(&f, toml).unwrap();
+            let e = match Settings::load_with_env(Some(&f), no_env()) {
+                Ok(_) => panic!("{toml:?} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(key), "{toml:?}: {key} in {e}");
+        }
+        // librdkafka's false forms stay accepted.
+        for v in ["false", "FALSE", "0", "f"] {
+            std::fs::write(
+                &f,
+                format!("[kafka.consumer]\n\"enable.auto.commit\" = \"{v}\"\n"),
+            )
+            .unwrap();
+            let ok = Settings::load_with_env(Some(&f), no_env());
+            assert!(ok.is_ok(), "{v}: {ok:?}");
+        }
     }
 }

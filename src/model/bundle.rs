@@ -2,6 +2,7 @@
 //! Opening one checks that the manifest and the model agree, so a daemon
 //! never serves weights under the wrong spec, scaler or threshold.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -39,6 +40,8 @@ pub enum BundleError {
         path: PathBuf,
         source: prost::DecodeError,
     },
+    #[error("{}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
     #[error("bundle {}: manifest.json and model.onnx disagree: {what}", dir.display())]
     Mismatch { dir: PathBuf, what: String },
 }
@@ -58,11 +61,54 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
-    std::fs::read(path).map_err(|source| BundleError::Io {
+/// Largest `model.onnx` a bundle may hold: a manifest in a shared store
+/// naming something huge must not exhaust every daemon's memory.
+pub const MAX_ONNX_BYTES: u64 = 256 << 20;
+/// Largest `manifest.json`.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Reads a regular file of at most `cap` bytes. A device or a FIFO is
+/// refused before it is opened: reading one never ends or never returns.
+fn read(path: &Path, cap: u64) -> Result<Vec<u8>, BundleError> {
+    let io = |source| BundleError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let bad = |reason: String| BundleError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if meta.len() > cap {
+        return Err(bad(format!("{} bytes, larger than {cap}", meta.len())));
+    }
+    let mut bytes = vec![];
+    // The cap again while reading: the file may grow after the check.
+    std::fs::File::open(path)
+        .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > cap {
+        return Err(bad(format!("larger than {cap} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// The model file a manifest names, which must be a plain file name in the
+/// bundle folder: no separators, `..` or absolute paths out of it.
+fn model_path(dir: &Path, file: &str) -> Result<PathBuf, BundleError> {
+    let mut parts = Path::new(file).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) if !file.contains(['/', '\\']) => {
+            Ok(dir.join(file))
+        }
+        _ => Err(BundleError::File {
+            path: dir.join(MANIFEST_FILE),
+            reason: format!("onnx.file {file:?} must be a plain file name in the bundle folder"),
+        }),
+    }
 }
 
 /// Static dims of a value: `None` for a symbolic (dynamic) dimension.
@@ -100,7 +146,7 @@ impl Bundle {
     /// Opens and cross-checks a bundle folder.
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
         let mpath = dir.join(MANIFEST_FILE);
-        let raw = read(&mpath)?;
+        let raw = read(&mpath, MAX_MANIFEST_BYTES)?;
         // Read the version first, so a newer format gets the upgrade message
         // rather than a confusing field error.
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
@@ -119,7 +165,7 @@ impl Bundle {
                 path: mpath.clone(),
                 source,
             })?;
-        let onnx = read(&dir.join(&manifest.onnx.file))?;
+        let onnx = read(&model_path(dir, &manifest.onnx.file)?, MAX_ONNX_BYTES)?;
         let bundle = Bundle {
             dir: dir.to_path_buf(),
             manifest,
@@ -287,4 +333,55 @@ fn fmt_dims(d: &[Option<i64>]) -> String {
         .map(|x| x.map(|n| n.to_string()).unwrap_or_else(|| "batch".into()))
         .collect();
     format!("[{}]", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default bundle's manifest, naming `file` as its model.
+    fn bundle_naming(dir: &Path, file: &str) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+        let raw = std::fs::read(src.join(MANIFEST_FILE)).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        v["onnx"]["file"] = serde_json::Value::String(file.into());
+        std::fs::write(dir.join(MANIFEST_FILE), v.to_string()).unwrap();
+    }
+
+    fn refused(file: &str, dir: &Path, words: &[&str]) {
+        bundle_naming(dir, file);
+        let e = match Bundle::open(dir) {
+            Ok(_) => panic!("{file:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        for w in words {
+            assert!(e.contains(w), "{file:?}: {w:?} in {e}");
+        }
+    }
+
+    #[test]
+    fn a_model_file_outside_the_bundle_or_not_a_bounded_regular_file_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("bundle");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(root.path().join("x"), b"not a model").unwrap();
+        let outside = root.path().join("x");
+        refused("../x", &dir, &["../x", "plain file name"]);
+        refused(outside.to_str().unwrap(), &dir, &["plain file name"]);
+        refused("/dev/zero", &dir, &["/dev/zero", "plain file name"]);
+        refused("sub/model.onnx", &dir, &["plain file name"]);
+        // Inside the folder, but a device, a FIFO (reading it would block
+        // for good) or larger than the cap (sparse: no disk used).
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+        refused("zero", &dir, &["zero", "not a regular file"]);
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(dir.join("fifo"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        refused("fifo", &dir, &["fifo", "not a regular file"]);
+        let big = std::fs::File::create(dir.join("big.onnx")).unwrap();
+        big.set_len(MAX_ONNX_BYTES + 1).unwrap();
+        refused("big.onnx", &dir, &["big.onnx", "larger than"]);
+    }
 }

@@ -8,10 +8,14 @@
 //! no deleting.
 //!
 //! Atomicity, so a daemon polling the store never sees half a version:
-//! - a version is written into a hidden `.tmp-…` folder and renamed to its
+//! - a version is written into a hidden `.tmp-<version>-<random>` folder of
+//!   its writer's own, its files and folders synced, and renamed to its
 //!   number when complete;
-//! - `current` is written to `current.tmp`, synced, then renamed over
-//!   `current` (a rename within one folder is atomic on POSIX filesystems).
+//! - `current` is written to a hidden `.current-<random>` file, synced, then
+//!   renamed over `current` (a rename within one folder is atomic on POSIX
+//!   filesystems);
+//! - after each rename the store folder is synced, so the rename survives a
+//!   power loss.
 //!
 //! `serve.model` may name a store (the daemon follows `current`) or a bundle
 //! folder (`manifest.json` at the top, as `lstm-ae train` writes):
@@ -189,20 +193,16 @@ impl Store {
         self.open_version(v)
     }
 
-    /// Writes a new version: `write` fills a hidden folder, which is renamed
-    /// to the version's number only when complete.
+    /// Writes a new version: `write` fills a hidden folder of this writer's
+    /// own, which is synced and renamed to the version's number only when
+    /// complete. Of writers racing for one number, one wins; the others get
+    /// an `AlreadyExists` error and leave nothing behind.
     pub fn add_version<T, E: From<StoreError>>(
         &self,
         version: i64,
         write: impl FnOnce(&Path) -> Result<T, E>,
     ) -> Result<(PathBuf, T), E> {
-        let tmp = self
-            .root
-            .join(format!(".tmp-{version}-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let tmp = self.unique_temporary(&format!(".tmp-{version}"), |p| std::fs::create_dir(p))?;
         let value = match write(&tmp) {
             Ok(v) => v,
             Err(e) => {
@@ -211,19 +211,50 @@ impl Store {
             }
         };
         let dir = self.version_dir(version);
+        let exists = || StoreError::Io {
+            path: dir.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "version exists (another writer added it meanwhile?)",
+            ),
+        };
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(StoreError::Io {
-                path: dir,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "version exists (another retrain wrote it meanwhile?)",
-                ),
-            }
-            .into());
+            return Err(exists().into());
         }
-        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        if let Err(e) = sync_tree(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+        // rename(2) onto an existing non-empty folder fails, so a writer
+        // that lost the race after the check above cannot replace the
+        // winner's files.
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(if dir.exists() { exists() } else { io(&dir)(e) }.into());
+        }
+        sync_dir(&self.root)?;
         Ok((dir, value))
+    }
+
+    /// A new temporary `<prefix>-<random>` in the store, made by `create`,
+    /// which must fail if the path exists. Random, not the process id: that
+    /// is 1 in every container, and init containers share one volume.
+    fn unique_temporary(
+        &self,
+        prefix: &str,
+        create: impl Fn(&Path) -> std::io::Result<()>,
+    ) -> Result<PathBuf, StoreError> {
+        loop {
+            let path = self
+                .root
+                .join(format!("{prefix}-{:016x}", rand::random::<u64>()));
+            match create(&path) {
+                Ok(()) => return Ok(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
     }
 
     /// Makes `version` current. A version the gate rejected needs `force`.
@@ -294,14 +325,26 @@ impl Store {
 
     fn switch(&self, version: i64, action: Action) -> Result<(), StoreError> {
         let previous = self.current()?;
-        let tmp = self.root.join(format!("{CURRENT_FILE}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            writeln!(f, "{version}").map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
+        let tmp = self.unique_temporary(&format!(".{CURRENT_FILE}"), |p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map(drop)
+        })?;
+        let written = (|| {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+            writeln!(f, "{version}")?;
+            f.sync_all()
+        })();
         let cur = self.root.join(CURRENT_FILE);
-        std::fs::rename(&tmp, &cur).map_err(io(&cur))?;
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &cur)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&cur)(e));
+        }
+        // The rename is durable only once the folder holding it is synced:
+        // before, a power loss can bring back the old `current`.
+        sync_dir(&self.root)?;
         let entry = HistoryEntry {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             action,
@@ -314,11 +357,41 @@ impl Store {
             .append(true)
             .open(&hpath)
             .map_err(io(&hpath))?;
-        let line = serde_json::to_string(&entry).unwrap_or_default();
-        writeln!(h, "{line}").map_err(io(&hpath))?;
+        // One write(2) per line: appends of concurrent promoters then
+        // never interleave (writeln! may split a line into several writes).
+        let line = serde_json::to_string(&entry).unwrap_or_default() + "\n";
+        h.write_all(line.as_bytes()).map_err(io(&hpath))?;
+        h.sync_data().map_err(io(&hpath))?;
         tracing::info!(store = %self.root.display(), version, ?previous, ?action, "current version switched");
         Ok(())
     }
+}
+
+/// Syncs every file under `dir`, then the folders themselves (deepest
+/// first), so a version renamed into place never has empty files after a
+/// power loss.
+fn sync_tree(dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        let kind = std::fs::symlink_metadata(&path)
+            .map_err(io(&path))?
+            .file_type();
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&path))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// fsync of a folder: makes the creations and renames in it durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io(dir))
 }
 
 /// What `serve.model` names.
@@ -458,5 +531,96 @@ mod tests {
         assert!(e.contains("four"), "{e}");
         let b = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
         assert_eq!(resolve(&b).unwrap(), b);
+    }
+
+    #[test]
+    fn concurrent_writers_all_succeed_and_leave_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::create(d.path()).unwrap();
+        touch_version(&s, 1);
+        s.switch(1, Action::Promote).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // A reader: `current` always names a complete version.
+            let reader = scope.spawn(|| {
+                let mut seen = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let v = s.current().unwrap().expect("a version stays current");
+                    let marker = s.version_dir(v).join("marker");
+                    assert_eq!(std::fs::read_to_string(marker).unwrap(), v.to_string());
+                    seen += 1;
+                }
+                seen
+            });
+            let writers: Vec<_> = (2..=7)
+                .map(|v| {
+                    let s = &s;
+                    scope.spawn(move || -> Result<(), StoreError> {
+                        s.add_version(v, |dir| {
+                            std::fs::write(dir.join("marker"), v.to_string()).map_err(io(dir))
+                        })?;
+                        for _ in 0..20 {
+                            s.switch(v, Action::Promote)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            // Every writer ends (with its result) before the reader is
+            // stopped, so a failure cannot leave the reader spinning.
+            let done: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for r in done {
+                r.expect("no writer panics").expect("every writer succeeds");
+            }
+            assert!(reader.join().expect("current stays readable") > 0);
+        });
+        // Seeders racing for one version number: one wins, the others are
+        // told the version exists, and nothing of theirs is left.
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let hs: Vec<_> = (0..4)
+                .map(|i| {
+                    let s = &s;
+                    scope.spawn(move || {
+                        s.add_version(100, |dir| {
+                            std::fs::write(dir.join("marker"), "100").map_err(io(dir))?;
+                            std::fs::write(dir.join("writer"), i.to_string()).map_err(io(dir))
+                        })
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(r.to_string().contains("version exists"), "{r}");
+        }
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "1",
+                "100",
+                "2",
+                "3",
+                "4",
+                "5",
+                "6",
+                "7",
+                CURRENT_FILE,
+                HISTORY_FILE
+            ]
+        );
+        assert_eq!(s.history().unwrap().len(), 1 + 6 * 20);
+        let v = s.current().unwrap().unwrap();
+        assert!((2..=7).contains(&v), "{v}");
     }
 }

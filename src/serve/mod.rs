@@ -162,6 +162,7 @@ impl Daemon {
             async {
                 let _ = http_stopped.await;
             },
+            http::Limits::default(),
         ));
         log_membership(&config.kafka);
         let result = match model.map_or_else(|| Model::open(&config.serve, &config.runtime), Ok) {

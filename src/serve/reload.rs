@@ -206,6 +206,16 @@ impl Reloader {
                 tracing::info!("model reload: the live version is current; nothing to do");
             }
             Ok(Ok(Checked::New(c))) => {
+                // A rollback (or another promotion) during the check must
+                // win: swap only what `current` names now. The next poll
+                // checks whatever that is.
+                if self.polls() {
+                    let now = self.reload.source.resolve();
+                    if now.as_ref().ok() != Some(&c.dir) {
+                        tracing::info!(checked = %c.dir.display(), current = ?now.map(|d| d.display().to_string()), took_ms, "model reload: `current` changed during the check; the checked version is dropped");
+                        return;
+                    }
+                }
                 let (from, to) = (self.slot.served().version.clone(), c.served.version.clone());
                 set_model_info(&self.metrics, &c.served.manifest);
                 self.slot.swap(c.factory, c.served);
@@ -383,4 +393,58 @@ pub fn set_model_info(metrics: &Metrics, m: &Manifest) {
             &format!("{:?}", spec.mode).to_lowercase(),
         ])
         .set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn never_built() -> BackendFactory {
+        Arc::new(|| Err(InferError::Contract("not built in this test".into())))
+    }
+
+    /// A store whose versions 1 and 2 exist as folders, 1 live, and a
+    /// finished check of version 2.
+    fn checked_2(root: &Path) -> (Reloader, Arc<ModelSlot>, Metrics, Candidate) {
+        for v in ["1", "2"] {
+            std::fs::create_dir(root.join(v)).unwrap();
+        }
+        let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+        let mut m = Bundle::open(&bundle).unwrap().manifest;
+        m.model_version = 1;
+        let slot = ModelSlot::new(never_built(), Served::new(m.clone()));
+        let metrics = Metrics::new();
+        let reload = Reload {
+            source: ModelSource::Store(root.to_path_buf()),
+            live_dir: root.join("1"),
+            loader: Arc::new(|_| never_built()),
+        };
+        let r = Reloader::new(reload, slot.clone(), metrics.clone());
+        m.model_version = 2;
+        let c = Candidate {
+            dir: root.join("2"),
+            factory: never_built(),
+            served: Served::new(m),
+        };
+        (r, slot, metrics, c)
+    }
+
+    #[test]
+    fn a_version_rolled_back_during_its_check_does_not_go_live() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut r, slot, metrics, c) = checked_2(d.path());
+        // Promoted, checked, then rolled back before the check finished.
+        std::fs::write(d.path().join("current"), "1\n").unwrap();
+        r.finish(Ok(Ok(Checked::New(c))));
+        assert_eq!(slot.served().manifest.model_version, 1);
+        assert_eq!(metrics.model_reloads.with_label_values(&["ok"]).get(), 0);
+
+        // Still current when the check ends: it goes live.
+        let d = tempfile::tempdir().unwrap();
+        let (mut r, slot, metrics, c) = checked_2(d.path());
+        std::fs::write(d.path().join("current"), "2\n").unwrap();
+        r.finish(Ok(Ok(Checked::New(c))));
+        assert_eq!(slot.served().manifest.model_version, 2);
+        assert_eq!(metrics.model_reloads.with_label_values(&["ok"]).get(), 1);
+    }
 }

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub remote_write_queue_samples: IntGauge,
     pub remote_write_queue_capacity: IntGauge,
     pub remote_write_request_duration: Histogram,
+    pub http_connections: IntGauge,
 }
 
 /// Names of the per-series gauges, shared by `/metrics` and remote writes so
@@ -357,6 +358,13 @@ impl Metrics {
                 &r,
                 "lstm_ae_likelihood_keys_rescaled_total",
                 "Per-key likelihood histories carried over to a new model version (rescaled by the ratio of the thresholds).",
+            ),
+            http_connections: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_http_connections",
+                    "Open connections to /metrics, /healthz and /readyz (bounded: further clients wait).",
+                ),
             ),
             build_info,
             ready,
