@@ -82,6 +82,7 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.remote_write_queue_samples.clone()),
         Box::new(m.remote_write_queue_capacity.clone()),
         Box::new(m.remote_write_request_duration.clone()),
+        Box::new(m.http_connections.clone()),
     ];
     let mut out = BTreeMap::new();
     for c in &collectors {
@@ -127,5 +128,5 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 51);
+    assert_eq!(cat.len(), 52);
 }
