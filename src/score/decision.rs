@@ -30,8 +30,8 @@ use super::{
 };
 use crate::model::Manifest;
 use crate::stream::records::{
-    feature_name, format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord, PointValue,
-    ScoreRecord, SourceRef,
+    feature_name, finite_or_max, format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord,
+    PointValue, ScoreRecord, SourceRef,
 };
 
 /// What makes a window anomalous.
@@ -220,15 +220,6 @@ pub struct Scorer {
     storms: Storms,
 }
 
-/// The largest f32 in place of a non-finite one, so JSON never says `null`.
-fn finite(x: f32) -> f32 {
-    if x.is_finite() {
-        x
-    } else {
-        f32::MAX
-    }
-}
-
 impl Scorer {
     pub fn new(cfg: ScorerConfig, manifest: &Manifest) -> Result<Self, PostprocessError> {
         let spec = &manifest.spec;
@@ -374,8 +365,8 @@ impl Scorer {
             window_end_ts: format_ts_ms(w.end_ts_ms),
             model_version: w.model_version.to_string(),
             embedding,
-            score: finite(w.score),
-            normalized_score: finite(d.normalized),
+            score: finite_or_max(w.score),
+            normalized_score: finite_or_max(d.normalized),
             anomaly_likelihood: d.likelihood,
         }
     }
@@ -391,7 +382,7 @@ impl Scorer {
             .map(|(i, (&value, &expected))| PointValue {
                 feature: feature_name(&self.feature_names, i).into_owned(),
                 value,
-                expected: finite(expected),
+                expected: finite_or_max(expected),
             })
             .collect();
         ScoreRecord {
@@ -399,8 +390,8 @@ impl Scorer {
             window_start_ts: format_ts_ms(w.start_ts_ms),
             window_end_ts: format_ts_ms(w.end_ts_ms),
             model_version: w.model_version.to_string(),
-            score: finite(w.score),
-            normalized_score: finite(d.normalized),
+            score: finite_or_max(w.score),
+            normalized_score: finite_or_max(d.normalized),
             anomaly_likelihood: d.likelihood,
             last_point,
         }
@@ -434,9 +425,9 @@ impl Scorer {
             key: w.key.to_string(),
             window_start_ts: format_ts_ms(w.start_ts_ms),
             window_end_ts: format_ts_ms(w.end_ts_ms),
-            score: finite(w.score),
+            score: finite_or_max(w.score),
             threshold: self.threshold,
-            normalized_score: finite(d.normalized),
+            normalized_score: finite_or_max(d.normalized),
             anomaly_likelihood: d.likelihood,
             reason: d
                 .anomalous

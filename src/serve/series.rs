@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use super::remote_write::proto::{Label, Sample, TimeSeries};
 use crate::score::RecentKeys;
-use crate::stream::records::feature_name;
+use crate::stream::records::{feature_name, finite_or_max};
 use crate::telemetry::metrics::series_names;
 use crate::telemetry::Metrics;
 
@@ -130,14 +130,9 @@ pub struct WindowFacts<'a> {
     pub expected: &'a [f32],
 }
 
-/// A value as written: non-finite becomes the largest `f32`, as in the
-/// records, so a series never holds NaN.
+/// A value as written, in the samples' type.
 fn finite(x: f32) -> f64 {
-    if x.is_finite() {
-        f64::from(x)
-    } else {
-        f64::from(f32::MAX)
-    }
+    f64::from(finite_or_max(x))
 }
 
 impl WindowFacts<'_> {

@@ -17,6 +17,17 @@ pub fn format_ts_ms(ms: i64) -> String {
     time::format_timestamp_millis(ms)
 }
 
+/// A value as every output writes it (records, per-series gauges and
+/// samples): the largest `f32` in place of a non-finite one, so JSON never
+/// says `null` and a series never holds NaN.
+pub fn finite_or_max(x: f32) -> f32 {
+    if x.is_finite() {
+        x
+    } else {
+        f32::MAX
+    }
+}
+
 /// Feature `i`'s name in every output (records, per-series gauges and
 /// samples): the model's name for it, or `f<i>` when it has none (missing or
 /// empty), so a feature is always named and named alike everywhere.
