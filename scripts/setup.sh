@@ -53,10 +53,11 @@ DEBIAN_PACKAGES=(build-essential ca-certificates unzip pkg-config libssl-dev zli
 # that service again: the tests start their own servers on free ports).
 # docker.io: the engine tests/container.rs builds and runs the
 # image with; debootstrap: makes its base image (no image registry is
-# reachable); docker-compose: validates docker-compose.yml; python3-venv:
+# reachable); docker-compose: validates docker-compose.yml; systemd: its
+# systemd-analyze verifies deploy/systemd/lstm-ae.service; python3-venv:
 # the venv of python_tools (Debian's python3 needs it; another python may
 # bring its own).
-TEST_DEBIAN_PACKAGES=(prometheus victoria-metrics docker.io debootstrap docker-compose)
+TEST_DEBIAN_PACKAGES=(prometheus victoria-metrics docker.io debootstrap docker-compose systemd)
 
 MODE=install
 TEST=0
