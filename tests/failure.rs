@@ -221,8 +221,14 @@ fn bad_message(n: usize) -> (String, Vec<u8>) {
 /// 939) and checks a member's last heartbeat before it records the new one
 /// (:2676, :2689), so with the harness's 6 s session the first heartbeat
 /// after every join expelled the member: an endless rebalance. Anomalies
-/// are not published (storm rule: `min_consecutive` out of reach) to halve
-/// what the broker writes; the windows are checked on the embeddings topic.
+/// are published as in production; the windows are checked on the
+/// embeddings topic.
+///
+/// At-least-once alone would pass a daemon that never commits (each restart
+/// replays the stream from the start), so the test also checks that the
+/// group's committed offsets moved forward between kills that lie far
+/// apart, and bounds the duplicates: what a crash replays is what was
+/// processed since the last commit, a small share of the stream.
 #[test]
 fn ten_sigkills_mid_stream_lose_no_window() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -258,7 +264,6 @@ fn ten_sigkills_mid_stream_lose_no_window() {
                 ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "true"),
                 ("LSTM_AE__KAFKA__INSTANCE_ID", "killed-daemon"),
                 ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "30000"),
-                ("LSTM_AE__ANOMALIES__MIN_CONSECUTIVE", "1000000000"),
             ],
         )
     };
@@ -272,6 +277,14 @@ fn ten_sigkills_mid_stream_lose_no_window() {
     let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
     let mut seen = Seen::default();
     let mut killed = 0;
+    // (distinct windows seen, committed offsets summed) just before each kill.
+    let mut at_kill: Vec<(usize, i64)> = vec![];
+    let committed_sum = |brokers: &str| -> i64 {
+        committed(brokers, "lstm-ae", POINTS, 4)
+            .iter()
+            .map(|&o| o.max(0))
+            .sum()
+    };
     wait_for_windows(
         &mut reader,
         &mut seen,
@@ -282,6 +295,7 @@ fn ten_sigkills_mid_stream_lose_no_window() {
             if kills.last().is_some_and(|&k| have >= k) {
                 kills.pop();
                 std::thread::sleep(Duration::from_millis(rng.below(1_000)));
+                at_kill.push((have, committed_sum(&broker.brokers())));
                 daemon.signal("-KILL");
                 let _ = daemon.child.wait();
                 killed += 1;
@@ -297,6 +311,32 @@ fn ten_sigkills_mid_stream_lose_no_window() {
     feeder.join().expect("the feeder thread");
     assert_eq!(killed, 10, "10 SIGKILLs before the stream ended");
     let duplicates = seen.settle(&mut reader, &want, "after 10 SIGKILLs");
+    // Between two kills 10,000 windows apart (5 % of the stream; seconds of
+    // work at the 200 ms commit interval) the daemon must have committed.
+    let far_apart = 10_000;
+    let mut compared = 0;
+    for pair in at_kill.windows(2) {
+        let ((seen_a, committed_a), (seen_b, committed_b)) = (pair[0], pair[1]);
+        if seen_b >= seen_a + far_apart {
+            compared += 1;
+            assert!(
+                committed_b > committed_a,
+                "no commit between the kills at {seen_a} and {seen_b} windows: committed {committed_a} then {committed_b} (all kills: {at_kill:?})"
+            );
+        }
+    }
+    let (first, last) = (at_kill[0], at_kill[at_kill.len() - 1]);
+    assert!(
+        last.1 > first.1,
+        "committed offsets did not move from the first kill to the last: {at_kill:?}"
+    );
+    let share = duplicates as f64 / want.len() as f64;
+    assert!(
+        share <= 0.15,
+        "{duplicates} duplicates, {:.1} % of {} windows: more than a crash's uncommitted work (bound 15 %)",
+        100.0 * share,
+        want.len()
+    );
 
     let mut dlq = TopicReader::new(&broker.brokers(), DEAD_LETTERS);
     let mut bad = HashMap::<Vec<u8>, u32>::new();
@@ -315,10 +355,10 @@ fn ten_sigkills_mid_stream_lose_no_window() {
         "only the malformed messages are dead letters"
     );
     println!(
-        "10 SIGKILLs (seed {seed}): {} windows expected, all present, nothing else; {} records, {duplicates} duplicates ({:.1} %); {} dead letters for 12 malformed messages; {:.0} s",
+        "10 SIGKILLs (seed {seed}): {} windows expected, all present, nothing else; {} records, {duplicates} duplicates ({:.1} %); commits moved between {compared} pairs of kills far apart; {} dead letters for 12 malformed messages; {:.0} s",
         want.len(),
         seen.records,
-        100.0 * duplicates as f64 / want.len() as f64,
+        100.0 * share,
         bad.values().sum::<u32>(),
         started.elapsed().as_secs_f64()
     );
