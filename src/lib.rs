@@ -8,7 +8,8 @@
 //! ## Layout
 //!
 //! Layers point down only: `app` → `serve` / `eval` → `kafka` / `infer` /
-//! `train` / `score` → `model` / `stream` / `data` / `report` / `telemetry`.
+//! `train` / `score` → `model` / `stream` / `data` / `feedback` / `report` /
+//! `telemetry`.
 //! `config` defines the typed settings from the types of the layers below
 //! it; `serve` and `kafka` take their own sections of it (never the whole
 //! [`config::Settings`]), and only `app` loads it. `cli` is parsing only,
@@ -41,6 +42,9 @@
 //!   that knows the graph.
 //! - [`stream`]: the daemon's Kafka-independent core: message codec, per-key
 //!   windower, batching policy and the offset commit rule.
+//! - [`feedback`]: operator marks (false positive, incident, maintenance)
+//!   over a key and a time range: the record, its validation, and the
+//!   bounded set a reader keeps.
 //! - [`data`]: CSV series loading, timestamps, labels, windowing and scaling.
 //! - [`report`]: SVG charts for training and scoring reports.
 //! - [`telemetry`]: Prometheus metrics, the HTTP endpoints and logging setup.
@@ -54,6 +58,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod feedback;
 pub mod infer;
 pub mod kafka;
 pub mod model;
