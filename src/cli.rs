@@ -60,6 +60,13 @@ pub enum Command {
         #[command(subcommand)]
         bench: EvalCommand,
     },
+    /// Operator feedback: mark a false positive, an incident or planned
+    /// maintenance over a key and a time range (kafka.feedback_topic, or a
+    /// file of marks with --file).
+    Feedback {
+        #[command(subcommand)]
+        command: FeedbackCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,4 +433,76 @@ pub struct InspectArgs {
     /// Print the raw manifest.json instead.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the marks live.
+#[derive(clap::Args)]
+pub struct FeedbackTarget {
+    /// A file of marks, one JSON object per line, instead of the topic.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// TOML settings: [kafka] brokers, feedback_topic, and the `common`
+    /// properties (TLS, SASL).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum FeedbackCommand {
+    /// Add a mark (a mark with the same --id replaces it).
+    ///
+    /// Example: lstm-ae feedback add --verdict maintenance --key 'host-*'
+    /// --from 2026-12-07T22:00:00Z --to 2026-12-07T23:00:00Z --comment "kernel update"
+    Add(FeedbackAddArgs),
+    /// Every mark, in id order.
+    ///
+    /// Example: lstm-ae feedback list --file marks.jsonl
+    List {
+        #[command(flatten)]
+        target: FeedbackTarget,
+        /// One JSON object per line, as stored.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the mark with this id.
+    ///
+    /// Example: lstm-ae feedback delete maintenance-3f2a9c01d4e5
+    Delete {
+        id: String,
+        #[command(flatten)]
+        target: FeedbackTarget,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct FeedbackAddArgs {
+    #[command(flatten)]
+    pub target: FeedbackTarget,
+    /// false_positive | incident | maintenance.
+    #[arg(long, value_parser = ["false_positive", "incident", "maintenance"])]
+    pub verdict: String,
+    /// An anomaly record copied from the anomalies topic (JSON, or `-` to
+    /// read it from stdin): its key and window give --key, --from and --to.
+    #[arg(long)]
+    pub from_anomaly: Option<String>,
+    /// Series key, or a glob over keys (`host-*`).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Start of the range (included): a timestamp, epoch ms, or a duration
+    /// back from now (2h).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the range (excluded), in the same forms.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The mark's id (default: derived from verdict, key and range, so the
+    /// same mark added twice is kept once).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Why: shown by `feedback list`.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Who (default: $USER).
+    #[arg(long)]
+    pub author: Option<String>,
 }

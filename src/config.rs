@@ -234,6 +234,9 @@ pub struct KafkaSettings {
     pub consumer: std::collections::BTreeMap<String, String>,
     /// Raw librdkafka producer properties (override `common`).
     pub producer: std::collections::BTreeMap<String, String>,
+    /// Operator marks (false positive, incident, maintenance), one record
+    /// per mark keyed by its id, on a compacted topic; empty = off.
+    pub feedback_topic: String,
     /// The SASL password from [`SASL_PASSWORD_ENV`] or
     /// `sasl_password_file`, resolved when the settings load.
     #[serde(skip)]
@@ -287,6 +290,7 @@ impl Default for KafkaSettings {
             common: Default::default(),
             consumer: Default::default(),
             producer: Default::default(),
+            feedback_topic: String::new(),
             sasl_password: None,
         }
     }
@@ -529,6 +533,8 @@ pub struct Settings {
     /// The Prometheus remote-write sink of the per-key series; off while
     /// `url` is empty.
     pub remote_write: crate::serve::remote_write::RemoteWriteSettings,
+    /// Operator feedback: how many marks a reader keeps.
+    pub feedback: crate::feedback::FeedbackSettings,
 }
 
 impl Settings {
@@ -724,6 +730,9 @@ impl Settings {
         }
         if let Err(e) = self.remote_write.validate() {
             return bad(&format!("remote_write.{}", e.field), &e.reason);
+        }
+        if self.feedback.max_marks == 0 {
+            return bad("feedback.max_marks", "must be at least 1");
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The application layer: every command (`train`, `retrain`,
 //! `recalibrate`, `models`, `inspect`, `score`, `serve`, `demo`, `produce`,
-//! `healthcheck`, `eval nab`, `eval labelled`), the training pipeline they
+//! `healthcheck`, `eval nab`, `eval labelled`, `feedback`), the training pipeline they
 //! share, and their presentation. [`main`] runs what [`crate::cli`] parsed.
 //!
 //! Errors end the process with one readable line (and its causes) and exit
@@ -15,6 +15,7 @@
 pub mod demo;
 pub mod eval_labelled;
 pub mod eval_nab;
+pub mod feedback;
 pub mod healthcheck;
 pub mod models;
 pub mod pipeline;
@@ -74,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Eval {
             bench: EvalCommand::Labelled(a),
         } => eval_labelled::run(a),
+        Command::Feedback { command } => feedback::run(command),
     };
     exit(result.map(|()| ExitCode::SUCCESS))
 }

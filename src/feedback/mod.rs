@@ -28,6 +28,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::time::{epoch_integer_ms, format_timestamp, parse_rfc3339};
 
+/// `[feedback]`: the reader's bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackSettings {
+    /// Marks kept at most; a mark beyond is refused and counted. Memory:
+    /// at most `max_marks` × [`MAX_RECORD_BYTES`] plus a small index.
+    pub max_marks: usize,
+}
+
+impl Default for FeedbackSettings {
+    fn default() -> Self {
+        FeedbackSettings { max_marks: 10_000 }
+    }
+}
+
 /// The largest mark record accepted, as JSON bytes.
 pub const MAX_RECORD_BYTES: usize = 4096;
 /// The longest `id`, in bytes.

@@ -22,11 +22,13 @@ pub enum Client {
     DaemonConsumer,
     /// The daemon's producer of output records and dead letters.
     DaemonProducer,
-    /// `retrain` / `recalibrate --from-kafka`: assigns partitions itself and
+    /// `retrain` / `recalibrate --from-kafka` and `feedback list`: assigns
+    /// partitions itself and
     /// never joins the daemon's group or commits, so the daemon's committed
     /// offsets cannot move.
     HistoryReader,
-    /// `produce` and the demo, replaying a CSV into an input topic.
+    /// `produce` and the demo, replaying a CSV into an input topic;
+    /// `feedback`, writing an operator's mark.
     Replay,
     /// The demo's printer of published anomalies: a group of its own, read
     /// from the start.

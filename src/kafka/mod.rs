@@ -14,6 +14,7 @@
 
 pub mod clients;
 pub mod consumer;
+pub mod feedback;
 pub mod history;
 
 pub use clients::{config, Client};

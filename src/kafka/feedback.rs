@@ -1,0 +1,149 @@
+//! The feedback topic (`kafka.feedback_topic`): writing one mark or
+//! tombstone, and reading every record from the start to the end offsets
+//! the broker reports when the read begins.
+//!
+//! The topic is meant to be compacted (one record per mark id); the reader
+//! does not rely on it: it applies records in offset order, so a later
+//! record of an id wins and a tombstone deletes, compacted or not. Marks
+//! are keyed by id, so one id always lands on one partition and its
+//! records keep their order.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{config, Client};
+use crate::config::KafkaSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackTopicError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {0:?} does not exist (create it compacted: cleanup.policy=compact)")]
+    NoTopic(String),
+    #[error("the broker did not acknowledge the record within {0:?}")]
+    NotAcknowledged(Duration),
+    #[error("read {read} records of topic {topic:?} in {timeout:?}, and partitions {behind:?} are not at their end")]
+    Timeout {
+        topic: String,
+        read: usize,
+        timeout: Duration,
+        behind: Vec<i32>,
+    },
+}
+
+/// One record of the topic: its Kafka key and value (`None`: a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes one record keyed by `id` (`value` `None`: a tombstone) and waits
+/// for the broker's acknowledgement.
+pub fn publish(
+    kafka: &KafkaSettings,
+    topic: &str,
+    id: &str,
+    value: Option<&str>,
+    timeout: Duration,
+) -> Result<(), FeedbackTopicError> {
+    let producer: BaseProducer = config(kafka, Client::Replay).create()?;
+    let mut record = BaseRecord::<str, str>::to(topic).key(id);
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    producer.send(record).map_err(|(e, _)| e)?;
+    producer.flush(timeout)?;
+    if producer.in_flight_count() > 0 {
+        return Err(FeedbackTopicError::NotAcknowledged(timeout));
+    }
+    Ok(())
+}
+
+/// Every record of `topic`, partition by partition in offset order, up to
+/// the end offsets at the start of the read.
+pub fn read_all(
+    kafka: &KafkaSettings,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<RawRecord>, FeedbackTopicError> {
+    let consumer: BaseConsumer = config(kafka, Client::HistoryReader).create()?;
+    let started = Instant::now();
+    let meta = Duration::from_secs(10).min(timeout);
+    let md = consumer.fetch_metadata(Some(topic), meta)?;
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if parts.is_empty() {
+        return Err(FeedbackTopicError::NoTopic(topic.to_string()));
+    }
+    let mut ends = std::collections::BTreeMap::new();
+    let mut assign = TopicPartitionList::new();
+    for p in parts {
+        let (low, high) = consumer.fetch_watermarks(topic, p, meta)?;
+        if low < high {
+            assign.add_partition_offset(topic, p, Offset::Offset(low))?;
+            ends.insert(p, (low, high));
+        }
+    }
+    let mut out = vec![];
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&assign)?;
+    // A partition is done when the next offset to read reaches its end
+    // offset, or when no record below the end is left to deliver (a
+    // compacted topic has holes, and a transaction's marker is never
+    // delivered): after a record at or past end − 1, or an empty poll
+    // once its position is past every record the broker holds.
+    while !ends.is_empty() {
+        if started.elapsed() > timeout {
+            return Err(FeedbackTopicError::Timeout {
+                topic: topic.to_string(),
+                read: out.len(),
+                timeout,
+                behind: ends.keys().copied().collect(),
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let p = m.partition();
+                if let Some(&(_, high)) = ends.get(&p) {
+                    if m.offset() < high {
+                        out.push(RawRecord {
+                            partition: p,
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                        });
+                    }
+                    if m.offset() + 1 >= high {
+                        ends.remove(&p);
+                    }
+                }
+            }
+            // Transient consumer errors are retried until the deadline.
+            Some(Err(e)) => tracing::warn!(error = %e, topic, "feedback topic read: retrying"),
+            None => {
+                let positions = consumer.position()?;
+                ends.retain(|&p, &mut (_, high)| {
+                    !matches!(
+                        positions.find_partition(topic, p).map(|e| e.offset()),
+                        Some(Offset::Offset(o)) if o >= high
+                    )
+                });
+            }
+        }
+    }
+    Ok(out)
+}

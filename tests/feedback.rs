@@ -1,0 +1,292 @@
+//! `lstm-ae feedback add | list | delete`, run as an operator would: on a
+//! file of marks, and on a feedback topic of a real Kafka-protocol broker
+//! (tansu, sqlite storage).
+
+mod common;
+
+use std::path::Path;
+
+use common::broker::{test_dir, Broker};
+use common::{run, text};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ok(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = run(args, envs);
+    assert!(
+        out.status.success(),
+        "lstm-ae {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+/// An anomaly record as the daemon publishes it (fields the command reads:
+/// key and the window's times).
+const ANOMALY: &str = r#"{"key":"machine-7","window_start_ts":"2026-12-07T10:00:00.000Z","window_end_ts":"2026-12-07T11:03:00.000Z","score":0.91,"threshold":0.2,"normalized_score":4.55,"reason":"threshold","model_version":"3","contributors":[],"source":{"topic":"lstm-ae.points","partition":0,"offset":812}}"#;
+
+#[test]
+fn marks_in_a_file_are_added_listed_replaced_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("marks.jsonl");
+    let f = s(&file);
+    ok(
+        &[
+            "feedback",
+            "add",
+            "--file",
+            f,
+            "--verdict",
+            "maintenance",
+            "--key",
+            "host-*",
+            "--from",
+            "2026-12-07T22:00:00Z",
+            "--to",
+            "2026-12-07T23:00:00Z",
+            "--comment",
+            "kernel update",
+            "--author",
+            "ops",
+        ],
+        &[],
+    );
+    // The same anomaly marked twice is one mark: the default id is derived
+    // from verdict, key and range.
+    for _ in 0..2 {
+        ok(
+            &[
+                "feedback",
+                "add",
+                "--file",
+                f,
+                "--verdict",
+                "false_positive",
+                "--from-anomaly",
+                ANOMALY,
+            ],
+            &[("USER", "alice")],
+        );
+    }
+    let marks = json_lines(&ok(&["feedback", "list", "--file", f, "--json"], &[]));
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    let fp = marks
+        .iter()
+        .find(|m| m["verdict"] == "false_positive")
+        .unwrap();
+    assert_eq!(fp["key"], "machine-7");
+    assert_eq!(fp["from"], "2026-12-07T10:00:00Z");
+    // The window's last instant is in the mark: it ends 1 ms after it.
+    assert_eq!(fp["to"], "2026-12-07T11:03:00.001Z");
+    assert_eq!(fp["author"], "alice");
+    let mt = marks
+        .iter()
+        .find(|m| m["verdict"] == "maintenance")
+        .unwrap();
+    assert_eq!(mt["key"], "host-*");
+    assert_eq!(mt["comment"], "kernel update");
+
+    // A mark added with an existing id replaces it.
+    let id = mt["id"].as_str().unwrap();
+    ok(
+        &[
+            "feedback",
+            "add",
+            "--file",
+            f,
+            "--id",
+            id,
+            "--verdict",
+            "maintenance",
+            "--key",
+            "host-*",
+            "--from",
+            "2026-12-07T22:00:00Z",
+            "--to",
+            "2026-12-08T01:00:00Z",
+        ],
+        &[],
+    );
+    let marks = json_lines(&ok(&["feedback", "list", "--file", f, "--json"], &[]));
+    assert_eq!(marks.len(), 2);
+    let mt = marks.iter().find(|m| m["id"] == id).unwrap();
+    assert_eq!(mt["to"], "2026-12-08T01:00:00Z");
+
+    // Refused input changes nothing.
+    let before = std::fs::read(&file).unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "--verdict",
+                "incident",
+                "--key",
+                "k",
+                "--from",
+                "2026-12-07T10:00:00Z",
+                "--to",
+                "2026-12-07T09:00:00Z",
+            ],
+            "is not after from",
+        ),
+        (
+            vec![
+                "--verdict",
+                "incident",
+                "--key",
+                "k",
+                "--from",
+                "last tuesday",
+                "--to",
+                "1h",
+            ],
+            "--from",
+        ),
+        (
+            vec!["--verdict", "incident", "--from", "2h", "--to", "1h"],
+            "--key is required",
+        ),
+        (
+            vec!["--verdict", "incident", "--from-anomaly", "{\"key\":\"k\"}"],
+            "window_start_ts",
+        ),
+        (
+            vec![
+                "--verdict",
+                "incident",
+                "--key",
+                "[bad",
+                "--from",
+                "2h",
+                "--to",
+                "1h",
+            ],
+            "is not a glob",
+        ),
+    ] {
+        let mut full = vec!["feedback", "add", "--file", f];
+        full.extend(args);
+        let out = run(&full, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{full:?}: {err}");
+        assert!(
+            err.contains(says),
+            "{full:?}: {err:?} does not say {says:?}"
+        );
+    }
+    let out = run(&["feedback", "add", "--file", f, "--verdict", "wrong"], &[]);
+    assert_eq!(out.status.code(), Some(2), "a verdict clap refuses");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "refused input changed the file"
+    );
+
+    let out = run(&["feedback", "delete", "no-such-id", "--file", f], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no mark \"no-such-id\""));
+    ok(&["feedback", "delete", id, "--file", f], &[]);
+    let marks = json_lines(&ok(&["feedback", "list", "--file", f, "--json"], &[]));
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0]["verdict"], "false_positive");
+
+    // A hand-edited file with a bad line: the error names the line.
+    std::fs::write(&file, format!("{}\n{{\"id\": 3}}\n", marks[0])).unwrap();
+    let out = run(&["feedback", "list", "--file", f], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("marks.jsonl:2:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn marks_on_the_topic_are_added_replaced_and_deleted_and_a_bad_record_is_skipped() {
+    let dir = test_dir();
+    let broker = Broker::start(dir.path(), true);
+    broker.create_topic("lstm-ae.feedback", 1);
+    let brokers = broker.brokers();
+    let env = [
+        ("LSTM_AE__KAFKA__BROKERS", brokers.as_str()),
+        ("LSTM_AE__KAFKA__FEEDBACK_TOPIC", "lstm-ae.feedback"),
+    ];
+    let add = |id: &str, verdict: &str, to: &str| {
+        ok(
+            &[
+                "feedback",
+                "add",
+                "--id",
+                id,
+                "--verdict",
+                verdict,
+                "--key",
+                "pump-3",
+                "--from",
+                "2026-12-07T10:00:00Z",
+                "--to",
+                to,
+            ],
+            &env,
+        )
+    };
+    add("a", "incident", "2026-12-07T11:00:00Z");
+    // Someone wrote a record by hand that is not a mark: it is skipped with
+    // a warning, and the marks around it still count.
+    broker.produce(
+        "lstm-ae.feedback",
+        &[(
+            "b".to_string(),
+            b"{\"id\":\"b\",\"verdict\":\"oops\"}".to_vec(),
+        )],
+    );
+    add("c", "maintenance", "2026-12-07T12:00:00Z");
+    add("a", "incident", "2026-12-07T13:00:00Z");
+
+    let out = run(&["feedback", "list", "--json"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let marks = json_lines(&text(&out.stdout));
+    let ids: Vec<&str> = marks.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "c"], "{marks:?}");
+    assert_eq!(
+        marks[0]["to"], "2026-12-07T13:00:00Z",
+        "the later record of a wins"
+    );
+    assert!(
+        text(&out.stderr).contains("not a valid mark"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    ok(&["feedback", "delete", "a"], &env);
+    let marks = json_lines(&ok(&["feedback", "list", "--json"], &env));
+    let ids: Vec<&str> = marks.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["c"]);
+    // The delete is a tombstone: a record with the id as key and no value.
+    let records = broker.read_all("lstm-ae.feedback", std::time::Duration::from_secs(3));
+    let last = records.last().unwrap();
+    assert_eq!(last.key.as_deref(), Some("a"));
+    assert!(last.payload.is_empty(), "a tombstone has no value");
+
+    let out = run(&["feedback", "delete", "a"], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "deleting twice names the missing id"
+    );
+    // Without a topic or a file there is nowhere to write: the error says how.
+    let out = run(
+        &["feedback", "list"],
+        &[("LSTM_AE__KAFKA__BROKERS", brokers.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("kafka.feedback_topic"));
+}
