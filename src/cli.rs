@@ -135,6 +135,11 @@ pub struct SourceArgs {
     /// more partitions. --since/--until still filter by event time.
     #[arg(long, requires = "from_kafka")]
     pub offsets: Vec<String>,
+    /// Operator marks (docs/feedback.md) from this file instead of
+    /// kafka.feedback_topic: windows marked incident or maintenance are left
+    /// out, flagged windows marked false_positive are kept.
+    #[arg(long)]
+    pub feedback: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

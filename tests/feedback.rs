@@ -290,3 +290,118 @@ fn marks_on_the_topic_are_added_replaced_and_deleted_and_a_bad_record_is_skipped
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("kafka.feedback_topic"));
 }
+
+/// Epoch ms of row `r` of [`common::sine_csv`].
+fn row_ms(r: usize) -> i64 {
+    (1_767_225_600 + 60 * r as i64) * 1000
+}
+
+fn mark_line(id: &str, key: &str, rows: std::ops::Range<usize>, verdict: &str) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({"id": id, "key": key, "from": row_ms(rows.start), "to": row_ms(rows.end), "verdict": verdict})
+    )
+}
+
+fn retrain(store: &Path, data: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "retrain",
+        "--store",
+        s(store),
+        "--data",
+        s(data),
+        "--window",
+        "16",
+        "--hidden",
+        "8",
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args, &[])
+}
+
+fn lineage(store: &Path, v: u32) -> serde_json::Value {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join(format!("{v}/manifest.json"))).unwrap())
+            .unwrap();
+    m["lineage"].clone()
+}
+
+/// An incident mark takes its windows out of the next model's data; a
+/// false-positive mark keeps windows the live model flags. The counts
+/// come from the mark's rows and the window's span, not from the code.
+#[test]
+fn retrain_leaves_out_marked_incidents_and_keeps_marked_false_positives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let clean = dir.path().join("pump.csv");
+    common::sine_csv(&clean, 1000, None);
+    let marks = dir.path().join("marks.jsonl");
+    // Rows 200..230 of pump: an incident. The same rows of another key, or
+    // of a glob that does not match pump, change nothing.
+    std::fs::write(
+        &marks,
+        [
+            mark_line("i1", "pump", 200..230, "incident"),
+            mark_line("i2", "other", 200..230, "incident"),
+            mark_line("m1", "pu?p-*", 200..230, "maintenance"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let out = retrain(&store, &clean, &["--feedback", s(&marks)]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("1/manifest.json")).unwrap()).unwrap();
+    let span =
+        (m["spec"]["window"].as_u64().unwrap() + m["spec"]["horizon"].as_u64().unwrap()) as usize;
+    // Every window with a row in 200..230: starts 200 − span + 1 ..= 229,
+    // all in the training part (the first 70 % of rows).
+    let overlapping = 30 + span - 1;
+    assert_eq!(
+        lineage(&store, 1)["marked_windows_excluded"],
+        overlapping,
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{overlapping} left out by incident or maintenance marks"
+        )),
+        "{out}"
+    );
+
+    // The live version (v1, trained on the clean series) flags a spike;
+    // the same retrain with the spike marked a false positive keeps those
+    // windows instead.
+    let spiky = dir.path().join("spiky").join("pump.csv");
+    std::fs::create_dir_all(spiky.parent().unwrap()).unwrap();
+    common::sine_csv(&spiky, 1000, Some(400..440));
+    let fp = dir.path().join("fp.jsonl");
+    std::fs::write(&fp, mark_line("fp1", "pump", 380..470, "false_positive")).unwrap();
+    let empty = dir.path().join("none.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    retrain(&store, &spiky, &["--no-promote", "--feedback", s(&empty)]);
+    retrain(&store, &spiky, &["--no-promote", "--feedback", s(&fp)]);
+    let (plain, marked) = (lineage(&store, 2), lineage(&store, 3));
+    assert_eq!(plain["parent_version"], 1);
+    assert_eq!(marked["parent_version"], 1);
+    let flagged = plain["excluded_windows"].as_u64().unwrap();
+    let kept = marked["false_positive_windows_kept"].as_u64().unwrap();
+    assert!(flagged > 0, "the live model flags the spike: {plain}");
+    assert!(
+        kept > 0,
+        "flagged windows in the marked range are kept: {marked}"
+    );
+    assert_eq!(
+        marked["excluded_windows"].as_u64().unwrap() + kept,
+        flagged,
+        "every flagged window is either excluded or kept as a false positive"
+    );
+    assert!(
+        plain.get("false_positive_windows_kept").is_none(),
+        "{plain}"
+    );
+}

@@ -65,6 +65,17 @@ fn load(t: &FeedbackTarget) -> Result<Marks> {
     }
 }
 
+/// The marks `retrain` and `recalibrate` act on: from `file` when given,
+/// else from `kafka.feedback_topic` when set, else none.
+pub fn marks_for(settings: &Settings, file: Option<&Path>) -> Result<Option<Marks>> {
+    let max = settings.feedback.max_marks;
+    match file {
+        Some(f) => read_file(f, max).map(Some),
+        None if !settings.kafka.feedback_topic.is_empty() => read_topic(settings).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn read_file(path: &Path, max: usize) -> Result<Marks> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,

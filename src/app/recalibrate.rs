@@ -111,6 +111,8 @@ pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Resu
     let scores64: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
     manifest.validation_scores = super::pipeline::summary(&scores64);
     manifest.lineage = Some(Lineage {
+        marked_windows_excluded: 0,
+        false_positive_windows_kept: 0,
         origin: Origin::Recalibrate,
         source: loaded.source,
         parent_version: Some(parent_version),

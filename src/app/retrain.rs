@@ -30,6 +30,7 @@ use super::source::{self, SourceOptions};
 use crate::cli::RetrainArgs;
 use crate::config::Settings;
 use crate::data;
+use crate::feedback::{Marks, Verdict};
 use crate::infer::{Backend, OnnxBackend};
 use crate::model::manifest::{GateResult, Lineage, Origin};
 use crate::model::store::Store;
@@ -114,6 +115,10 @@ pub struct Outcome {
     pub promoted: bool,
     pub gate: Option<GateResult>,
     pub excluded: usize,
+    /// Left out by incident and maintenance marks.
+    pub marked_out: usize,
+    /// Flagged, but kept by false-positive marks.
+    pub false_positives_kept: usize,
     pub train_windows: usize,
     pub seconds: f64,
 }
@@ -135,8 +140,16 @@ impl Outcome {
             (false, true) => "rejected",
             (false, false) => "kept as candidate",
         };
+        let marks = if self.marked_out + self.false_positives_kept > 0 {
+            format!(
+                ", {} left out by incident or maintenance marks, {} kept as marked false positives",
+                self.marked_out, self.false_positives_kept
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "retrain: {} v{} {what} (parent {}): {gate}; {} training windows, {} excluded as anomalous, {:.1} s",
+            "retrain: {} v{} {what} (parent {}): {gate}; {} training windows, {} excluded as anomalous{marks}, {:.1} s",
             store.display(),
             self.version,
             self.parent
@@ -168,6 +181,8 @@ pub fn retrain_store(
         .map(|b| b.manifest.spec.features)
         .unwrap_or(settings.model.features);
     let loaded = source::load(settings, &opts.source, features)?;
+    let marks = super::feedback::marks_for(settings, opts.source.feedback.as_deref())?;
+    let keys: Vec<String> = loaded.series.iter().map(|s| series_key(&s.path)).collect();
     let (series, bounds) = pipeline::concat(loaded.series)?;
     let spec = match &parent {
         Some(b) => b.manifest.spec.clone(),
@@ -186,18 +201,64 @@ pub fn retrain_store(
         .map(|b| OnnxBackend::load_from_memory(&b.onnx, &backend_opts))
         .transpose()
         .context("loading the live version into ONNX Runtime")?;
+    let span = spec.window + spec.horizon;
+    let marked = |prep: &pipeline::Prepared, set: Set, verdicts: &[Verdict]| -> Vec<bool> {
+        prep.set(set)
+            .iter()
+            .map(|&s| {
+                marks.as_ref().is_some_and(|m| {
+                    window_marked(
+                        m,
+                        &keys,
+                        &prep.bounds,
+                        &prep.series.timestamps,
+                        s,
+                        span,
+                        verdicts,
+                    )
+                })
+            })
+            .collect()
+    };
+    // Incident and maintenance windows are not normal data: out of every
+    // set, the gate's included.
+    let mut marked_out = 0;
+    for set in [Set::Train, Set::Validation, Set::Gate] {
+        let hit = marked(&prep, set, &[Verdict::Incident, Verdict::Maintenance]);
+        let starts = prep.set_mut(set);
+        let before = starts.len();
+        let mut it = hit.iter();
+        starts.retain(|_| !it.next().copied().unwrap_or(false));
+        marked_out += before - starts.len();
+    }
     let mut excluded = 0;
+    let mut fp_kept = 0;
     if let (Some(b), Some(backend)) = (&parent, live.as_mut()) {
-        for starts in [&mut prep.train, &mut prep.validation] {
-            let flags = flagged(backend, b, prep.series.values.view(), starts)?;
-            let before = starts.len();
-            let mut it = flags.iter();
-            starts.retain(|_| !it.next().copied().unwrap_or(false));
-            excluded += before - starts.len();
+        for set in [Set::Train, Set::Validation] {
+            let flags = flagged(backend, b, prep.series.values.view(), prep.set(set))?;
+            // A flagged window an operator called a false positive is normal
+            // data the live model got wrong: the next model learns it.
+            let fp = marked(&prep, set, &[Verdict::FalsePositive]);
+            let starts = prep.set_mut(set);
+            let mut keep = Vec::with_capacity(starts.len());
+            for ((&s, &flag), &fp) in starts.iter().zip(&flags).zip(&fp) {
+                match (flag, fp) {
+                    (false, _) => keep.push(s),
+                    (true, true) => {
+                        keep.push(s);
+                        fp_kept += 1;
+                    }
+                    (true, false) => excluded += 1,
+                }
+            }
+            *starts = keep;
         }
         if prep.train.is_empty() || prep.validation.is_empty() {
             bail!("the live model flags every training or validation window of this history as anomalous; nothing left to train on");
         }
+    }
+    if prep.train.is_empty() || prep.validation.is_empty() {
+        bail!("operator marks (incident, maintenance) cover every training or validation window of this history; nothing left to train on");
     }
     let init = match (&parent, opts.warm_start) {
         (Some(b), true) => Some(
@@ -229,6 +290,8 @@ pub fn retrain_store(
         parent_version,
         warm_start: init.is_some(),
         excluded_windows: excluded,
+        marked_windows_excluded: marked_out,
+        false_positive_windows_kept: fp_kept,
         gate: None,
     };
     let promotion = opts.promotion;
@@ -282,6 +345,8 @@ pub fn retrain_store(
         promoted,
         gate: gate_result,
         excluded,
+        marked_out,
+        false_positives_kept: fp_kept,
         train_windows,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -321,6 +386,62 @@ fn run_windows(
         }
     }
     Ok(out)
+}
+
+/// The window sets of a prepared history.
+#[derive(Clone, Copy)]
+enum Set {
+    Train,
+    Validation,
+    Gate,
+}
+
+impl pipeline::Prepared {
+    fn set(&self, s: Set) -> &[usize] {
+        match s {
+            Set::Train => &self.train,
+            Set::Validation => &self.validation,
+            Set::Gate => &self.gate,
+        }
+    }
+    fn set_mut(&mut self, s: Set) -> &mut Vec<usize> {
+        match s {
+            Set::Train => &mut self.train,
+            Set::Validation => &mut self.validation,
+            Set::Gate => &mut self.gate,
+        }
+    }
+}
+
+/// The series key marks name: a Kafka key as the daemon saw it, or a
+/// CSV's file name without extension (what `produce` sends as the key).
+fn series_key(path: &Path) -> String {
+    match path.to_str().and_then(|p| p.strip_prefix("kafka:")) {
+        Some(key) => key.to_string(),
+        None => pipeline::file_stem(path),
+    }
+}
+
+/// Whether the window of `span` rows at row `start` overlaps a mark of one
+/// of `verdicts` for its series. Its range runs from its first row's time
+/// to just after its last row's.
+fn window_marked(
+    marks: &Marks,
+    keys: &[String],
+    bounds: &[std::ops::Range<usize>],
+    timestamps: &[i64],
+    start: usize,
+    span: usize,
+    verdicts: &[Verdict],
+) -> bool {
+    let Some(i) = bounds.iter().position(|b| b.contains(&start)) else {
+        return false;
+    };
+    let last = (start + span).min(bounds[i].end).saturating_sub(1);
+    let (from, to) = (timestamps[start], timestamps[last].saturating_add(1));
+    verdicts
+        .iter()
+        .any(|&v| marks.overlapping(&keys[i], from, to, v).is_some())
 }
 
 /// Which of the windows at `starts` the live model flags.

@@ -28,6 +28,8 @@ pub struct SourceOptions {
     pub keys: Option<String>,
     /// `--offsets [TOPIC:]PARTITION=FROM..TO` (see [`history::parse_offsets`]).
     pub offsets: Vec<String>,
+    /// `--feedback FILE`: operator marks from a file.
+    pub feedback: Option<PathBuf>,
 }
 
 impl From<&SourceArgs> for SourceOptions {
@@ -40,6 +42,7 @@ impl From<&SourceArgs> for SourceOptions {
             key: a.key.clone(),
             keys: a.keys.clone(),
             offsets: a.offsets.clone(),
+            feedback: a.feedback.clone(),
         }
     }
 }

@@ -201,6 +201,14 @@ pub struct Lineage {
     /// Windows left out of training and validation because the parent model
     /// flagged them as anomalous.
     pub excluded_windows: usize,
+    /// Windows left out because an operator's mark (docs/feedback.md) calls
+    /// their range an incident or maintenance.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub marked_windows_excluded: usize,
+    /// Windows the parent model flagged but that were kept, because an
+    /// operator's mark calls their range a false positive.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub false_positive_windows_kept: usize,
     /// The promotion gate's verdict; `None` when there was no parent to compare with.
     pub gate: Option<GateResult>,
 }
@@ -228,4 +236,8 @@ pub struct GateResult {
     pub loss_tolerance: f64,
     /// The candidate's anomaly rate may exceed the current's by this much (absolute).
     pub anomaly_rate_tolerance: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
