@@ -404,4 +404,39 @@ fn retrain_leaves_out_marked_incidents_and_keeps_marked_false_positives() {
         plain.get("false_positive_windows_kept").is_none(),
         "{plain}"
     );
+
+    // recalibrate: the spike marked an incident leaves the threshold's data
+    // (every window of T rows with a row in 400..440); marked a false
+    // positive, its flagged windows are counted.
+    let incident = dir.path().join("incident.jsonl");
+    std::fs::write(&incident, mark_line("i9", "pump", 400..440, "incident")).unwrap();
+    let recalibrate = |marks: &Path| {
+        ok(
+            &[
+                "recalibrate",
+                "--store",
+                s(&store),
+                "--data",
+                s(&spiky),
+                "--no-promote",
+                "--feedback",
+                s(marks),
+            ],
+            &[],
+        )
+    };
+    let out = recalibrate(&incident);
+    let window = m["spec"]["window"].as_u64().unwrap();
+    assert_eq!(
+        lineage(&store, 4)["marked_windows_excluded"],
+        40 + window - 1,
+        "{out}"
+    );
+    recalibrate(&fp);
+    let v5 = lineage(&store, 5);
+    assert!(v5.get("marked_windows_excluded").is_none(), "{v5}");
+    assert!(
+        v5["false_positive_windows_kept"].as_u64().unwrap() > 0,
+        "the live threshold flags the spike inside the false-positive mark: {v5}"
+    );
 }

@@ -218,6 +218,24 @@ fn delete(id: &str, t: &FeedbackTarget) -> Result<()> {
     Ok(())
 }
 
+/// The series key marks name: a Kafka key as the daemon saw it, or a
+/// CSV's file name without extension (what `produce` sends as the key).
+pub fn series_key(path: &Path) -> String {
+    match path.to_str().and_then(|p| p.strip_prefix("kafka:")) {
+        Some(key) => key.to_string(),
+        None => super::pipeline::file_stem(path),
+    }
+}
+
+/// Whether a window of series `key` whose rows run from `first_ms` to
+/// `last_ms` (both included) overlaps a mark of one of `verdicts`.
+pub fn marked(marks: &Marks, key: &str, first_ms: i64, last_ms: i64, verdicts: &[Verdict]) -> bool {
+    let to = last_ms.saturating_add(1);
+    verdicts
+        .iter()
+        .any(|&v| marks.overlapping(key, first_ms, to, v).is_some())
+}
+
 /// A stable id: the same verdict, key and range give the same id, so
 /// adding a mark twice keeps it once.
 fn default_id(verdict: Verdict, key: &str, from_ms: i64, to_ms: i64) -> String {

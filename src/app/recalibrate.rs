@@ -11,11 +11,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+use super::feedback::{marked, series_key};
 use super::retrain::Promotion;
 use super::source::{self, SourceOptions};
 use crate::cli::RecalibrateArgs;
 use crate::config::Settings;
 use crate::data;
+use crate::feedback::Verdict;
 use crate::infer::{Backend, OnnxBackend};
 use crate::model::manifest::{Lineage, Origin, Threshold};
 use crate::model::store::Store;
@@ -37,8 +39,16 @@ pub fn run(a: RecalibrateArgs) -> Result<()> {
     };
     let r = recalibrate_store(&s, &opts)
         .with_context(|| format!("recalibrating {}", a.store.display()))?;
+    let marks = if r.marked_out + r.false_positives_kept > 0 {
+        format!(
+            "; {} left out by incident or maintenance marks, {} over the old threshold in false-positive marks",
+            r.marked_out, r.false_positives_kept
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "recalibrate: {} v{} {} (parent v{}): threshold {:.5} → {:.5} ({} rule) on {} recent windows",
+        "recalibrate: {} v{} {} (parent v{}): threshold {:.5} → {:.5} ({} rule) on {} recent windows{marks}",
         a.store.display(),
         r.version,
         if r.promoted { "promoted" } else { "kept as candidate" },
@@ -66,6 +76,10 @@ pub struct Recalibrated {
     pub windows: usize,
     pub old_threshold: f32,
     pub threshold: f32,
+    /// Windows left out by incident and maintenance marks.
+    pub marked_out: usize,
+    /// Windows above the old threshold inside false-positive marks.
+    pub false_positives_kept: usize,
 }
 
 pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Result<Recalibrated> {
@@ -77,15 +91,39 @@ pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Resu
     let mut backend =
         OnnxBackend::load_from_memory(&parent.onnx, &settings.runtime.backend_options())
             .context("loading the live version into ONNX Runtime")?;
+    let marks = super::feedback::marks_for(settings, opts.source.feedback.as_deref())?;
+    let old_threshold = parent.manifest.threshold.value;
     let mut scores: Vec<f32> = vec![];
+    let (mut marked_out, mut fp_kept) = (0, 0);
     for s in &loaded.series {
-        let starts = data::window_starts(0, s.rows(), spec.window, 0, 1);
+        let key = series_key(&s.path);
+        let is_marked = |start: usize, verdicts: &[Verdict]| {
+            let last = s.timestamps[start + spec.window - 1];
+            marks
+                .as_ref()
+                .is_some_and(|m| marked(m, &key, s.timestamps[start], last, verdicts))
+        };
+        // Incident and maintenance windows are not the normal data the
+        // threshold describes.
+        let starts: Vec<usize> = data::window_starts(0, s.rows(), spec.window, 0, 1)
+            .into_iter()
+            .filter(|&st| !is_marked(st, &[Verdict::Incident, Verdict::Maintenance]))
+            .collect();
+        marked_out += data::window_starts(0, s.rows(), spec.window, 0, 1).len() - starts.len();
         for chunk in starts.chunks(super::score::BATCH) {
             let x = data::gather_batch_major(s.values.view(), chunk, spec.window);
             let out = backend.infer(x.view())?;
             let Some(sc) = out.score else {
                 bail!("the live model has no reconstruction score to threshold");
             };
+            // Every other window counts; one the live threshold flags inside
+            // a false-positive mark is what a higher threshold should let
+            // pass, and is counted as such.
+            fp_kept += chunk
+                .iter()
+                .zip(sc.iter())
+                .filter(|&(&st, &v)| v >= old_threshold && is_marked(st, &[Verdict::FalsePositive]))
+                .count();
             scores.extend(sc.iter().copied());
         }
     }
@@ -111,8 +149,8 @@ pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Resu
     let scores64: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
     manifest.validation_scores = super::pipeline::summary(&scores64);
     manifest.lineage = Some(Lineage {
-        marked_windows_excluded: 0,
-        false_positive_windows_kept: 0,
+        marked_windows_excluded: marked_out,
+        false_positive_windows_kept: fp_kept,
         origin: Origin::Recalibrate,
         source: loaded.source,
         parent_version: Some(parent_version),
@@ -134,7 +172,9 @@ pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Resu
         parent: parent_version,
         promoted,
         windows: scores.len(),
-        old_threshold: parent.manifest.threshold.value,
+        old_threshold,
         threshold,
+        marked_out,
+        false_positives_kept: fp_kept,
     })
 }

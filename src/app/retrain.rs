@@ -25,6 +25,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use ndarray::ArrayView2;
 
+use super::feedback::{marked, series_key};
 use super::pipeline::{self, FitPlan};
 use super::source::{self, SourceOptions};
 use crate::cli::RetrainArgs;
@@ -413,15 +414,6 @@ impl pipeline::Prepared {
     }
 }
 
-/// The series key marks name: a Kafka key as the daemon saw it, or a
-/// CSV's file name without extension (what `produce` sends as the key).
-fn series_key(path: &Path) -> String {
-    match path.to_str().and_then(|p| p.strip_prefix("kafka:")) {
-        Some(key) => key.to_string(),
-        None => pipeline::file_stem(path),
-    }
-}
-
 /// Whether the window of `span` rows at row `start` overlaps a mark of one
 /// of `verdicts` for its series. Its range runs from its first row's time
 /// to just after its last row's.
@@ -438,10 +430,13 @@ fn window_marked(
         return false;
     };
     let last = (start + span).min(bounds[i].end).saturating_sub(1);
-    let (from, to) = (timestamps[start], timestamps[last].saturating_add(1));
-    verdicts
-        .iter()
-        .any(|&v| marks.overlapping(&keys[i], from, to, v).is_some())
+    marked(
+        marks,
+        &keys[i],
+        timestamps[start],
+        timestamps[last],
+        verdicts,
+    )
 }
 
 /// Which of the windows at `starts` the live model flags.
