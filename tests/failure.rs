@@ -220,9 +220,10 @@ fn bad_message(n: usize) -> (String, Vec<u8>) {
 /// (`PAUSE_MS`, tansu-broker `src/coordinator/group/administrator.rs`:810,
 /// 939) and checks a member's last heartbeat before it records the new one
 /// (:2676, :2689), so with the harness's 6 s session the first heartbeat
-/// after every join expelled the member: an endless rebalance. Anomalies
-/// are not published (storm rule: `min_consecutive` out of reach) to halve
-/// what the broker writes; the windows are checked on the embeddings topic.
+/// after every join expelled the member: an endless rebalance. At most one
+/// anomaly record per key is published (an incident never closes:
+/// `close_after` out of reach) to halve what the broker writes; the windows
+/// are checked on the embeddings topic.
 #[test]
 fn ten_sigkills_mid_stream_lose_no_window() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -258,7 +259,7 @@ fn ten_sigkills_mid_stream_lose_no_window() {
                 ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "true"),
                 ("LSTM_AE__KAFKA__INSTANCE_ID", "killed-daemon"),
                 ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "30000"),
-                ("LSTM_AE__ANOMALIES__MIN_CONSECUTIVE", "1000000000"),
+                ("LSTM_AE__ANOMALIES__CLOSE_AFTER", "1000000000"),
             ],
         )
     };
@@ -506,8 +507,8 @@ fn sigterm_with_the_broker_gone_still_exits_by_the_drain_deadline() {
 /// SyncGroup succeeds again. Measured here unpatched: the live leader missed
 /// one 15 s session while the two joined, and the group stayed formed with
 /// it as leader and its two partitions unread for good. Group session 15 s
-/// (under load a 6 s one expired between heartbeats); anomalies not
-/// published, as in the SIGKILL test.
+/// (under load a 6 s one expired between heartbeats); anomalies kept to
+/// one record per key, as in the SIGKILL test.
 #[test]
 fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -530,7 +531,7 @@ fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
         &[
             ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false"),
             ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "15000"),
-            ("LSTM_AE__ANOMALIES__MIN_CONSECUTIVE", "1000000000"),
+            ("LSTM_AE__ANOMALIES__CLOSE_AFTER", "1000000000"),
         ],
     );
     let b = Daemon::start(
@@ -540,7 +541,7 @@ fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
         &[
             ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false"),
             ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "15000"),
-            ("LSTM_AE__ANOMALIES__MIN_CONSECUTIVE", "1000000000"),
+            ("LSTM_AE__ANOMALIES__CLOSE_AFTER", "1000000000"),
         ],
     );
     // Both in the group before the data comes, so both get partitions.
