@@ -211,7 +211,8 @@ pub struct KafkaSettings {
     pub inputs: Vec<InputTopic>,
     /// One message per scored window: key, times, embedding, score.
     pub embeddings_topic: String,
-    /// Windows whose normalised score is at least 1 (subject to the storm rule).
+    /// Incidents: a record when a key's anomalous stretch opens, updates
+    /// and closes.
     pub anomalies_topic: String,
     /// Optional: every window's score without the embedding; empty = off.
     pub scores_topic: String,
@@ -461,13 +462,29 @@ pub struct AnomalySettings {
     /// With `rule = "likelihood"`: the likelihood at or above which a window
     /// is anomalous.
     pub likelihood_threshold: f64,
-    /// (step, feature) cells with the largest squared error listed per anomaly.
+    /// (step, feature) cells with the largest squared error, and features,
+    /// listed per incident record.
     pub top_contributors: usize,
-    /// Storm rule: publish only after this many consecutive anomalous windows of a key.
-    pub min_consecutive: usize,
-    /// Storm rule: after publishing, suppress this many following windows of the key.
-    pub cooldown_windows: usize,
+    /// Normal windows in a row that close a key's open incident (at least 1).
+    pub close_after: usize,
+    /// At most one update record per this many windows of an open
+    /// incident; 0 = only open and close records.
+    pub update_every: usize,
+    /// Removed (the storm rule became the incident rule): accepted only to
+    /// refuse it with its replacement named, never silently ignored.
+    #[serde(default, skip_serializing)]
+    pub min_consecutive: Option<serde::de::IgnoredAny>,
+    /// Removed, as `min_consecutive`.
+    #[serde(default, skip_serializing)]
+    pub cooldown_windows: Option<serde::de::IgnoredAny>,
 }
+
+/// `anomalies.close_after` by default: three normal windows in a row end
+/// an incident, so one or two windows just under the line inside an
+/// anomalous stretch (a score hovering at the threshold) do not split it
+/// into two pages, while an event a few windows after the last one ended
+/// is a new incident (docs/daemon.md, *Incidents*).
+pub const CLOSE_AFTER: usize = 3;
 
 impl Default for AnomalySettings {
     fn default() -> Self {
@@ -475,8 +492,10 @@ impl Default for AnomalySettings {
             rule: AnomalyRule::Threshold,
             likelihood_threshold: LIKELIHOOD_THRESHOLD,
             top_contributors: 5,
-            min_consecutive: 1,
-            cooldown_windows: 0,
+            close_after: CLOSE_AFTER,
+            update_every: 0,
+            min_consecutive: None,
+            cooldown_windows: None,
         }
     }
 }
@@ -704,8 +723,20 @@ impl Settings {
                 "must be in (0, 1]: likelihoods are in [0, 1]",
             );
         }
-        if self.anomalies.min_consecutive == 0 {
-            return bad("anomalies.min_consecutive", "must be at least 1");
+        if self.anomalies.min_consecutive.is_some() {
+            return bad(
+                "anomalies.min_consecutive",
+                "was removed: a key's anomalous windows now form one incident, published when it opens and when it closes; set anomalies.close_after (normal windows that close an incident) instead",
+            );
+        }
+        if self.anomalies.cooldown_windows.is_some() {
+            return bad(
+                "anomalies.cooldown_windows",
+                "was removed: a key's anomalous windows now form one incident, published when it opens and when it closes; set anomalies.close_after (normal windows that close an incident) and anomalies.update_every (windows between updates of an open incident) instead",
+            );
+        }
+        if self.anomalies.close_after == 0 {
+            return bad("anomalies.close_after", "must be at least 1");
         }
         if self
             .serve
@@ -1132,6 +1163,42 @@ mod tests {
         let env = vec![("LSTM_AE__TRAINING__EPOCS".to_string(), "3".to_string())];
         let e = Settings::load_with_env(None, env).unwrap_err().to_string();
         assert!(e.to_lowercase().contains("epocs"), "{e}");
+    }
+
+    #[test]
+    fn the_storm_rule_keys_are_refused_naming_their_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[anomalies]\nmin_consecutive = 3\n").unwrap();
+        let e = Settings::load_with_env(Some(&f), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("anomalies.min_consecutive") && e.contains("anomalies.close_after"),
+            "{e}"
+        );
+        let env = vec![(
+            "LSTM_AE__ANOMALIES__COOLDOWN_WINDOWS".to_string(),
+            "5".to_string(),
+        )];
+        let e = Settings::load_with_env(None, env).unwrap_err().to_string();
+        assert!(
+            e.contains("anomalies.cooldown_windows") && e.contains("anomalies.update_every"),
+            "{e}"
+        );
+        let env = vec![(
+            "LSTM_AE__ANOMALIES__CLOSE_AFTER".to_string(),
+            "0".to_string(),
+        )];
+        let e = Settings::load_with_env(None, env).unwrap_err().to_string();
+        assert!(e.contains("anomalies.close_after"), "{e}");
+        // Nor do they come back when the settings are written out.
+        let s = Settings::default();
+        let text = serde_json::to_string(&s.anomalies).unwrap();
+        assert!(
+            !text.contains("min_consecutive") && !text.contains("cooldown"),
+            "{text}"
+        );
     }
 
     #[test]

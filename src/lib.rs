@@ -35,7 +35,7 @@
 //! - [`train`]: LSTM forward/backward over ndarray, the composite model, Adam,
 //!   the training loop and threshold calibration.
 //! - [`score`]: the anomaly decision: raw model errors into anomaly scores
-//!   (anomaly likelihood, storm rule, contributors) and output records,
+//!   (anomaly likelihood, incidents, contributors) and output records,
 //!   shared by the daemon and offline scoring.
 //! - [`model`]: [`model::ModelSpec`], the parameters, `manifest.json` and its
 //!   threshold rule, ONNX export, the versioned model store — the one place

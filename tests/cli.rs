@@ -415,3 +415,94 @@ fn onnx_runtime_telemetry_writes_nothing_to_home_or_cache() {
     left.extend(files_under(&cache));
     assert!(left.is_empty(), "written outside the given paths: {left:?}");
 }
+
+/// `lstm-ae score`'s summary reports incidents: the default model's 477
+/// anomalous windows of `machine_temperature` (the demo's series) are its 7
+/// anomalous stretches, the closest two 5 normal windows apart; each
+/// printed incident is a run of flagged rows in the scored CSV, grouped
+/// here from the flags alone; a `close_after` beyond that gap merges them.
+#[test]
+fn score_reports_the_demo_series_stretches_as_incidents() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = root.join("data/nab/realKnownCause/machine_temperature_system_failure.csv");
+    let out_csv = dir.path().join("scored.csv");
+    let score = |env: &[(&str, &str)]| {
+        let out = run(
+            &[
+                "score",
+                "--model",
+                root.join("models/machine_temperature").to_str().unwrap(),
+                data.to_str().unwrap(),
+                "--out",
+                out_csv.to_str().unwrap(),
+                "--config",
+                root.join("deploy/train.default.toml").to_str().unwrap(),
+            ],
+            env,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // (first, last) flagged timestamps of each incident, from the CSV.
+    let grouped = |close_after: usize| -> Vec<(String, String)> {
+        let csv = std::fs::read_to_string(&out_csv).unwrap();
+        let mut out = vec![];
+        let mut open: Option<(String, String, usize)> = None;
+        for l in csv.lines().skip(1) {
+            let f: Vec<&str> = l.split(',').collect();
+            if f[2].is_empty() {
+                continue;
+            }
+            let flagged = f[5] == "true";
+            open = match (open, flagged) {
+                (None, true) => Some((f[0].to_string(), f[0].to_string(), 0)),
+                (Some((a, _, _)), true) => Some((a, f[0].to_string(), 0)),
+                (Some((a, b, n)), false) if n + 1 >= close_after => {
+                    out.push((a, b));
+                    None
+                }
+                (Some((a, b, n)), false) => Some((a, b, n + 1)),
+                (None, false) => None,
+            };
+        }
+        out.extend(open.map(|(a, b, _)| (a, b)));
+        out
+    };
+    let printed = |stdout: &str| -> Vec<(String, String)> {
+        stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("incident "))
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                let a = w.next().unwrap().to_string();
+                assert_eq!(w.next(), Some(".."));
+                (a, w.next().unwrap().to_string())
+            })
+            .collect()
+    };
+    let norm = |v: Vec<(String, String)>| -> Vec<(i64, i64)> {
+        v.iter()
+            .map(|(a, b)| {
+                (
+                    lstm_ae::data::parse_timestamp(a).unwrap(),
+                    lstm_ae::data::parse_timestamp(b).unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    let stdout = score(&[]);
+    assert!(
+        stdout.contains(": 477 anomalous windows in 7 incidents"),
+        "{stdout}"
+    );
+    let incidents = norm(printed(&stdout));
+    assert_eq!(incidents.len(), 7, "{stdout}");
+    assert_eq!(incidents, norm(grouped(3)), "{stdout}");
+
+    // Two stretches 5 normal windows apart are one incident when 6 close it.
+    let stdout = score(&[("LSTM_AE__ANOMALIES__CLOSE_AFTER", "6")]);
+    assert!(stdout.contains(" in 6 incidents"), "{stdout}");
+    assert_eq!(norm(printed(&stdout)), norm(grouped(6)), "{stdout}");
+}

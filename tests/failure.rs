@@ -546,8 +546,8 @@ fn sigterm_with_the_broker_gone_still_exits_by_the_drain_deadline() {
 /// SyncGroup succeeds again. Measured here unpatched: the live leader missed
 /// one 15 s session while the two joined, and the group stayed formed with
 /// it as leader and its two partitions unread for good. Group session 15 s
-/// (under load a 6 s one expired between heartbeats); anomalies not
-/// published, as in the SIGKILL test.
+/// (under load a 6 s one expired between heartbeats); anomalies kept to
+/// one record per key, as in the SIGKILL test.
 #[test]
 fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -570,7 +570,7 @@ fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
         &[
             ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false"),
             ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "15000"),
-            ("LSTM_AE__ANOMALIES__MIN_CONSECUTIVE", "1000000000"),
+            ("LSTM_AE__ANOMALIES__CLOSE_AFTER", "1000000000"),
         ],
     );
     let b = Daemon::start(
@@ -580,7 +580,7 @@ fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
         &[
             ("LSTM_AE__KAFKA__STATIC_MEMBERSHIP", "false"),
             ("LSTM_AE__KAFKA__SESSION_TIMEOUT_MS", "15000"),
-            ("LSTM_AE__ANOMALIES__MIN_CONSECUTIVE", "1000000000"),
+            ("LSTM_AE__ANOMALIES__CLOSE_AFTER", "1000000000"),
         ],
     );
     // Both in the group before the data comes, so both get partitions.

@@ -520,8 +520,11 @@ fn stop(mut s: Served) {
 
 /// The daemon's output for the replayed file: one embedding per window (the
 /// count from the file's rows and the model's window length) under the
-/// file's name as key, and anomalies for exactly the windows `score` flagged
-/// (a window within rounding of the threshold may go either way).
+/// file's name as key, and on the anomalies topic exactly the incidents of
+/// the windows `score` flagged: an open per incident, a close per incident
+/// followed by `anomalies.close_after` normal windows before the file's
+/// end, nothing else (a window within rounding of the threshold may go
+/// either way, and move an incident's edge next to it).
 fn check_served(s: &Served, broker: &Broker, data: &Path, scored: Option<&(PathBuf, PathBuf)>) {
     let rows = csv_rows(data);
     let window = json(&s.bundle.join("manifest.json"))["spec"]["window"]
@@ -569,38 +572,100 @@ fn check_served(s: &Served, broker: &Broker, data: &Path, scored: Option<&(PathB
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
     let (norm, flag) = (col("normalized_score"), col("is_anomaly"));
-    let mut flagged = BTreeSet::new();
-    let mut borderline = BTreeSet::new();
+    // Scored windows in order: (end time, flagged, borderline).
+    let mut windows: Vec<(i64, bool, bool)> = vec![];
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
         if f[norm].is_empty() {
             continue;
         }
-        let t = epoch_ms(f[0]);
-        if f[flag] == "true" {
-            flagged.insert(t);
-        }
-        if (f[norm].parse::<f64>().unwrap() - 1.0).abs() < 1e-3 {
-            borderline.insert(t);
-        }
+        let borderline = (f[norm].parse::<f64>().unwrap() - 1.0).abs() < 1e-3;
+        windows.push((epoch_ms(f[0]), f[flag] == "true", borderline));
+    }
+    // The incidents of the flagged windows under the default
+    // `anomalies.close_after`, grouped here from the flags alone.
+    let close_after = lstm_ae::config::CLOSE_AFTER;
+    let mut opens = BTreeSet::new();
+    let mut closes = BTreeSet::new();
+    let mut open: Option<(i64, i64, usize)> = None; // first, last, normal run
+    for &(t, flagged, _) in &windows {
+        open = match (open, flagged) {
+            (None, true) => {
+                opens.insert(t);
+                Some((t, t, 0))
+            }
+            (Some((first, _, _)), true) => Some((first, t, 0)),
+            (Some((first, last, n)), false) if n + 1 >= close_after => {
+                closes.insert((first, last));
+                None
+            }
+            (Some((first, last, n)), false) => Some((first, last, n + 1)),
+            (None, false) => None,
+        };
     }
     let mut anomalies = TopicReader::new(&broker.brokers(), "lstm-ae.anomalies");
-    let mut published = BTreeSet::new();
+    let mut published_opens = BTreeSet::new();
+    let mut published_closes = BTreeSet::new();
+    let mut records = 0;
     anomalies.read_to_end(Duration::from_secs(60), |r| {
-        published.insert(epoch_ms(r.json()["window_end_ts"].as_str().unwrap()));
+        records += 1;
+        let v = r.json();
+        let first = epoch_ms(v["first_window_end_ts"].as_str().unwrap());
+        match v["state"].as_str().unwrap() {
+            "open" => {
+                published_opens.insert(first);
+            }
+            "close" => {
+                let last = epoch_ms(v["last_window_end_ts"].as_str().unwrap());
+                published_closes.insert((first, last));
+            }
+            other => panic!("a {other} record with anomalies.update_every = 0: {v}"),
+        }
     });
-    let differ: Vec<String> = flagged
-        .symmetric_difference(&published)
-        .filter(|t| !borderline.contains(t))
-        .map(|&t| lstm_ae::data::format_timestamp(t))
+    // An edge that differs must sit within close_after windows of a
+    // borderline one.
+    let near_borderline = |t: i64| {
+        let i = windows.partition_point(|w| w.0 < t);
+        let (a, b) = (
+            i.saturating_sub(close_after + 1),
+            (i + close_after + 2).min(windows.len()),
+        );
+        windows[a..b].iter().any(|w| w.2)
+    };
+    let differ: Vec<String> = opens
+        .symmetric_difference(&published_opens)
+        .copied()
+        .chain(
+            closes
+                .symmetric_difference(&published_closes)
+                .flat_map(|&(a, b)| [a, b]),
+        )
+        .filter(|&t| !near_borderline(t))
+        .map(lstm_ae::data::format_timestamp)
         .collect();
     assert!(
         differ.is_empty(),
-        "anomalies published by serve and flagged by score differ at {} windows, first {:?} ({} published, {} flagged)",
+        "incidents published by serve and grouped from score's flags differ at {} edges, first {:?} ({} opened, {} closed published; {} and {} from score)",
         differ.len(),
         &differ[..differ.len().min(5)],
-        published.len(),
-        flagged.len()
+        published_opens.len(),
+        published_closes.len(),
+        opens.len(),
+        closes.len()
     );
-    assert!(!published.is_empty(), "the replayed series has anomalies");
+    assert_eq!(
+        records,
+        published_opens.len() + published_closes.len(),
+        "one open and at most one close per incident, nothing else"
+    );
+    assert!(
+        published_closes
+            .iter()
+            .all(|(first, _)| published_opens.contains(first)),
+        "every close follows its open"
+    );
+    assert!(
+        !published_opens.is_empty(),
+        "the replayed series has anomalies"
+    );
 }

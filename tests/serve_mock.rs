@@ -390,11 +390,11 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
     // Offline: each key's series through `lstm-ae score`'s row-indexed path.
     let mut backend =
         OnnxBackend::load_from_memory(&bundle.onnx, &BackendOptions::default()).unwrap();
-    let rule = Rule {
-        rule: AnomalyRule::Likelihood,
-        likelihood_threshold: s.anomalies.likelihood_threshold,
-    };
+    let rule = Rule::of(&s.anomalies);
     let mut flagged = BTreeSet::new();
+    // Per key, the offline incidents: (first window end, last anomalous
+    // window end, still open at the last row).
+    let mut incidents: BTreeSet<(String, String, String, bool)> = BTreeSet::new();
     for k in 0..keys {
         let series = Series {
             path: format!("key-{k}.csv").into(),
@@ -417,6 +417,14 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
                 flagged.insert(key);
             }
         }
+        for i in &offline.incidents {
+            incidents.insert((
+                format!("key-{k}"),
+                format_ts_ms(i.first_end_ts_ms),
+                format_ts_ms(i.last_end_ts_ms),
+                offline.open_at_end.contains(&i.id),
+            ));
+        }
     }
     let spike_ends: BTreeSet<_> = SPIKE
         .map(|i| ("key-1".to_string(), format_ts_ms(ts(i))))
@@ -425,25 +433,61 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
         !flagged.is_disjoint(&spike_ends),
         "the spike is flagged: {flagged:?}"
     );
+    // The anomalies topic, read to its end: one open record per offline
+    // incident and one close per incident closed before the last row (the
+    // daemon was drained there: open incidents stay open), nothing else.
     let anomalies = read_topic(&brokers, &s.kafka.anomalies_topic).await;
+    let closed = incidents.iter().filter(|i| !i.3).count();
     assert_eq!(
         anomalies.len(),
-        flagged.len(),
-        "each flagged window published once"
+        incidents.len() + closed,
+        "an open and a close per incident: {incidents:?}"
     );
-    let published: BTreeSet<(String, String)> = anomalies
+    let mut opened = BTreeSet::new();
+    let mut closes = BTreeSet::new();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    for Record { payload: p, .. } in &anomalies {
+        let v: serde_json::Value = serde_json::from_slice(p).unwrap();
+        let key = v["key"].as_str().unwrap().to_string();
+        let first = v["first_window_end_ts"].as_str().unwrap().to_string();
+        let id = v["incident_id"].as_str().unwrap().to_string();
+        // Every record of an incident carries its one id.
+        assert_eq!(
+            ids.entry(format!("{key} {first}")).or_insert(id.clone()),
+            &id
+        );
+        match v["state"].as_str().unwrap() {
+            "open" => {
+                assert!(
+                    v["anomaly_likelihood"].as_f64().unwrap() >= s.anomalies.likelihood_threshold
+                );
+                assert_eq!(v["window_end_ts"], v["first_window_end_ts"]);
+                assert!(flagged.contains(&(key.clone(), first.clone())));
+                opened.insert((key, first));
+            }
+            "close" => {
+                assert_eq!(v["close_reason"], "normal");
+                let last = v["last_window_end_ts"].as_str().unwrap().to_string();
+                assert!(flagged.contains(&(key.clone(), last.clone())));
+                closes.insert((key, first, last));
+            }
+            other => panic!("unexpected record state {other}: {v}"),
+        }
+    }
+    let want_opened: BTreeSet<_> = incidents
         .iter()
-        .map(|Record { payload: p, .. }| {
-            let v: serde_json::Value = serde_json::from_slice(p).unwrap();
-            assert!(v["anomaly_likelihood"].as_f64().unwrap() >= s.anomalies.likelihood_threshold);
-            (
-                v["key"].as_str().unwrap().to_string(),
-                v["window_end_ts"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|(k, first, _, _)| (k.clone(), first.clone()))
         .collect();
-    assert_eq!(
-        published, flagged,
-        "exactly the windows at or above the likelihood threshold are published"
+    let want_closed: BTreeSet<_> = incidents
+        .iter()
+        .filter(|i| !i.3)
+        .map(|(k, first, last, _)| (k.clone(), first.clone(), last.clone()))
+        .collect();
+    assert_eq!(opened, want_opened, "the daemon's incidents are score's");
+    assert_eq!(closes, want_closed, "and they end where score's end");
+    assert!(
+        incidents.iter().any(|(k, first, last, _)| k == "key-1"
+            && spike_ends.iter().any(|(_, e)| e >= first && e <= last)),
+        "an incident covers the spike: {incidents:?}"
     );
 }

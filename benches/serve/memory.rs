@@ -25,7 +25,7 @@ pub(crate) struct RssResult {
     pub(crate) windows: f64,
     pub(crate) live_keys: f64,
     pub(crate) likelihood_keys: f64,
-    pub(crate) storm_keys: f64,
+    pub(crate) open_incidents: f64,
     pub(crate) rss_start: u64,
     pub(crate) rss: u64,
     pub(crate) hwm: u64,
@@ -234,7 +234,7 @@ fn load_and_measure(
                 windows: n,
                 live_keys: metric(&body, "lstm_ae_live_series_keys"),
                 likelihood_keys: metric(&body, "lstm_ae_likelihood_keys"),
-                storm_keys: metric(&body, "lstm_ae_storm_keys"),
+                open_incidents: metric(&body, "lstm_ae_open_incidents"),
                 rss_start: d.rss_start,
                 rss,
                 hwm,
@@ -248,14 +248,14 @@ fn load_and_measure(
             };
             println!(
                 "-- {}: {:.0} windows after {:.0} s; live keys {:.0}, likelihood keys {:.0}, \
-                 storm keys {:.0}; VmRSS {:.1} MB (at start {:.1} MB), VmHWM {:.1} MB; {:.0} bytes per key; \
+                 open incidents {:.0}; VmRSS {:.1} MB (at start {:.1} MB), VmHWM {:.1} MB; {:.0} bytes per key; \
                  /metrics {} bytes, {} lstm_ae_series_* samples",
                 r.label,
                 r.windows,
                 r.secs,
                 r.live_keys,
                 r.likelihood_keys,
-                r.storm_keys,
+                r.open_incidents,
                 mb(r.rss),
                 mb(r.rss_start),
                 mb(r.hwm),

@@ -2,7 +2,7 @@
 //! but ONNX Runtime. An embedded Kafka (librdkafka's mock cluster, which
 //! speaks the real protocol on 127.0.0.1) gets a labelled NAB series
 //! replayed into its input topic as `produce` replays one; the same daemon
-//! as `serve` scores it; anomalies are printed as they are published,
+//! as `serve` scores it; incidents are printed as they open and close,
 //! beside the labelled windows.
 
 use std::path::PathBuf;
@@ -38,14 +38,31 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let d = super::process::runtime()?.block_on(replay(opts))?;
     println!(
-        "summary: {} rows → {} windows scored, {} anomalies published, labelled windows caught: {} of {}, {:.0} windows/s",
+        "summary: {} rows → {} windows scored, {} anomalous in {} incidents ({} records published), labelled windows caught: {} of {}, {:.0} windows/s",
         d.rows,
         d.windows,
-        d.anomalies,
+        d.anomalous_windows,
+        d.incidents.len(),
+        d.records,
         d.labelled_caught,
         d.labelled,
         d.windows as f64 / d.seconds.max(1e-9)
     );
+    for i in &d.incidents {
+        println!(
+            "  incident {} .. {}  {} anomalous windows, peak {} at {}{}",
+            i.start,
+            i.end,
+            i.windows,
+            i.peak,
+            i.peak_ts,
+            if i.closed {
+                ""
+            } else {
+                " (open when the demo stopped)"
+            }
+        );
+    }
     Ok(())
 }
 
@@ -63,10 +80,51 @@ pub struct DemoOptions {
 pub struct DemoSummary {
     pub rows: usize,
     pub windows: u64,
-    pub anomalies: usize,
+    pub anomalous_windows: u64,
+    /// Records read from the anomalies topic.
+    pub records: usize,
+    /// The incidents, in the order they opened.
+    pub incidents: Vec<DemoIncident>,
     pub labelled: usize,
     pub labelled_caught: usize,
     pub seconds: f64,
+}
+
+/// One incident as its records on the anomalies topic tell it.
+#[derive(Debug, Clone)]
+pub struct DemoIncident {
+    pub id: String,
+    /// First and last anomalous windows' ends, RFC 3339.
+    pub start: String,
+    pub end: String,
+    pub windows: u64,
+    /// The peak as the rule rates it (`2.10× threshold`, `likelihood 0.912`).
+    pub peak: String,
+    pub peak_ts: String,
+    pub closed: bool,
+}
+
+impl DemoIncident {
+    /// The incident as of one of its records.
+    fn from_record(v: &serde_json::Value) -> Self {
+        let text = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+        let peak = match v["peak_anomaly_likelihood"].as_f64() {
+            Some(l) => format!("likelihood {l:.3}"),
+            None => format!(
+                "{:.2}× threshold",
+                v["peak_normalized_score"].as_f64().unwrap_or(0.0)
+            ),
+        };
+        DemoIncident {
+            id: text("incident_id"),
+            start: text("first_window_end_ts"),
+            end: text("last_window_end_ts"),
+            windows: v["windows"].as_u64().unwrap_or(0),
+            peak,
+            peak_ts: text("peak_ts"),
+            closed: v["state"] == "close",
+        }
+    }
 }
 
 fn labelled_windows(labels: &std::path::Path, data: &std::path::Path) -> Result<Vec<(i64, i64)>> {
@@ -77,7 +135,7 @@ fn labelled_windows(labels: &std::path::Path, data: &std::path::Path) -> Result<
 }
 
 /// Replays the series through the daemon on an embedded Kafka and
-/// prints the anomalies as they are published.
+/// prints the incidents as they open and close.
 pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
     let series = produce::load(&opts.data)?;
     let labelled = match &opts.labels {
@@ -126,14 +184,15 @@ pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
         )
     };
 
-    // Print anomalies as they are published.
+    // Print incidents as they open and close.
     let printer: StreamConsumer = kafka::config(&settings.kafka, Client::Printer).create()?;
     printer.subscribe(&[settings.kafka.anomalies_topic.as_str()])?;
     let labelled_for_printer = labelled.clone();
     let (stop_printer, mut printer_stop) = tokio::sync::oneshot::channel::<()>();
     let printed = tokio::spawn(async move {
         let mut caught = vec![false; labelled_for_printer.len()];
-        let mut count = 0usize;
+        let mut records = 0usize;
+        let mut incidents: Vec<DemoIncident> = vec![];
         loop {
             let m = tokio::select! {
                 _ = &mut printer_stop => break,
@@ -145,39 +204,47 @@ pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
             let Some(Ok(v)) = m.payload().map(serde_json::from_slice::<serde_json::Value>) else {
                 continue;
             };
-            count += 1;
-            let end = v["window_end_ts"].as_str().unwrap_or_default().to_string();
-            let end_ms = data::parse_timestamp(&end).unwrap_or(i64::MIN);
-            let inside = labelled_for_printer
-                .iter()
-                .position(|&(a, b)| end_ms >= a && end_ms <= b);
-            if let Some(i) = inside {
-                caught[i] = true;
+            records += 1;
+            let i = DemoIncident::from_record(&v);
+            let ms = |t: &str| data::parse_timestamp(t).unwrap_or(i64::MIN);
+            let (from, to) = (ms(&i.start), ms(&i.end));
+            // A labelled window is caught when an incident overlaps it.
+            let mut inside = false;
+            for (c, &(a, b)) in caught.iter_mut().zip(&labelled_for_printer) {
+                if from <= b && to >= a {
+                    *c = true;
+                    inside = true;
+                }
             }
-            if count <= 40 {
-                // What crossed the line: the likelihood under that rule.
-                let level = match v["anomaly_likelihood"].as_f64() {
-                    Some(l) => format!("likelihood {l:.3}"),
-                    None => format!(
-                        "{:.2}× threshold",
-                        v["normalized_score"].as_f64().unwrap_or(0.0)
-                    ),
-                };
-                println!(
-                    "anomaly  {}  window ending {}  {level}{}",
+            let mark = if inside {
+                "  [overlaps a labelled window]"
+            } else {
+                ""
+            };
+            match v["state"].as_str().unwrap_or_default() {
+                "open" => println!(
+                    "incident open   {}  from window ending {}  {}{mark}",
                     v["key"].as_str().unwrap_or_default(),
-                    end,
-                    if inside.is_some() {
-                        "  [inside a labelled window]"
-                    } else {
-                        ""
-                    }
-                );
-            } else if count == 41 {
-                println!("… (further anomalies counted, not printed)");
+                    i.start,
+                    i.peak
+                ),
+                "close" => println!(
+                    "incident close  {}  {} .. {}  {} anomalous windows, peak {} at {}{mark}",
+                    v["key"].as_str().unwrap_or_default(),
+                    i.start,
+                    i.end,
+                    i.windows,
+                    i.peak,
+                    i.peak_ts
+                ),
+                _ => {}
+            }
+            match incidents.iter_mut().find(|o| o.id == i.id) {
+                Some(o) => *o = i,
+                None => incidents.push(i),
             }
         }
-        (count, caught)
+        (records, incidents, caught)
     });
 
     // Replay the series as points.
@@ -210,14 +277,16 @@ pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
     let seconds = started.elapsed().as_secs_f64();
     let _ = stop_tx.send(());
     let summary = pipeline.await??;
-    // Let the printer catch up with the last published anomalies.
+    // Let the printer catch up with the last published records.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = stop_printer.send(());
-    let (count, caught) = printed.await?;
+    let (records, incidents, caught) = printed.await?;
     Ok(DemoSummary {
         rows: series.rows(),
         windows: summary.windows,
-        anomalies: (metrics.anomalies.get() as usize).max(count),
+        anomalous_windows: metrics.anomalies.get(),
+        records,
+        incidents,
         labelled: labelled.len(),
         labelled_caught: caught.iter().filter(|&&c| c).count(),
         seconds,

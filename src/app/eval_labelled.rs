@@ -224,10 +224,7 @@ fn evaluate_one(
     let bundle = trained.bundle;
     let series = score::load_for_bundle(&bundle, path, &csv)?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
-    let rule = score::Rule {
-        rule: s.anomalies.rule,
-        likelihood_threshold: s.anomalies.likelihood_threshold,
-    };
+    let rule = score::Rule::of(&s.anomalies);
     let scored = score::score_series(&bundle, &mut backend, series, &s.postprocess, rule)
         .with_context(|| format!("scoring {}", path.display()))?;
     if scored.series.rows() != rows {

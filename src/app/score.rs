@@ -3,34 +3,31 @@
 //! that row), normalised by the bundle's threshold, and the series' anomaly
 //! likelihood (`[postprocess]`). The decision is the daemon's own
 //! [`Scorer`], fed the windows in order as one key, so the offline and
-//! streaming answers are one piece of code (without the storm rule, which
-//! only governs what the daemon publishes).
+//! streaming answers are one piece of code, incidents included.
 
 use std::path::Path;
 
 use anyhow::Context;
 
 use crate::cli::ScoreArgs;
-use crate::config::Settings;
+use crate::config::{AnomalySettings, Settings};
 use crate::data::{self, CsvOptions, DataError, Series};
 use crate::infer::{Backend, InferError, OnnxBackend};
 use crate::model::Bundle;
 use crate::score::{
-    AnomalyRule, PostprocessConfig, PostprocessError, Scorer, ScorerConfig, WindowScore,
+    AnomalyRule, Incident, IncidentConfig, IncidentState, PostprocessConfig, PostprocessError,
+    Scorer, ScorerConfig, WindowScore,
 };
 
 /// `lstm-ae score`: scores the file, writes the scored CSV and its charts,
-/// prints the anomalous stretches (and, with `--labels`, which labelled
-/// windows they caught).
+/// prints the incidents (and, with `--labels`, which labelled windows the
+/// anomalous windows caught).
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     let s = Settings::load(a.config.as_deref())?;
     let bundle = Bundle::open(&a.model)?;
     let series = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
-    let rule = Rule {
-        rule: s.anomalies.rule,
-        likelihood_threshold: s.anomalies.likelihood_threshold,
-    };
+    let rule = Rule::of(&s.anomalies);
     let scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
     let out = a.out.unwrap_or_else(|| {
         let stem = a
@@ -57,41 +54,42 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     let anomalous = (0..scored.scores.len())
         .filter(|&r| scored.is_anomaly(r) == Some(true))
         .count();
-    let stretches = scored.anomalous_stretches();
     let rule = match s.anomalies.rule {
         AnomalyRule::Threshold => format!("score ≥ threshold {:.5}", scored.threshold),
         AnomalyRule::Likelihood => format!("likelihood ≥ {}", s.anomalies.likelihood_threshold),
     };
     println!(
-        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretches ({rule})",
+        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous windows in {} incidents ({rule}; an incident closes after {} normal windows)",
         a.file.display(),
         bundle.manifest.model_id,
         bundle.manifest.model_version,
-        stretches.len(),
+        scored.incidents.len(),
+        s.anomalies.close_after,
     );
-    for (from, to) in stretches.iter().take(20) {
-        let peak = match s.anomalies.rule {
-            AnomalyRule::Threshold => {
-                let p = (*from..=*to)
-                    .filter_map(|r| scored.normalized(r))
-                    .fold(0.0f32, f32::max);
-                format!("peak {p:.2}× threshold")
-            }
-            AnomalyRule::Likelihood => {
-                let p = (*from..=*to)
-                    .filter_map(|r| scored.likelihood[r])
-                    .fold(0.0f64, f64::max);
-                format!("peak likelihood {p:.3}")
-            }
+    for i in scored.incidents.iter().take(20) {
+        let peak = match (s.anomalies.rule, i.peak.likelihood) {
+            (AnomalyRule::Likelihood, Some(l)) => format!("peak likelihood {l:.3}"),
+            _ => format!("peak {:.2}× threshold", i.peak.normalized),
         };
         println!(
-            "  {} .. {}  {peak}",
-            crate::data::format_timestamp(scored.series.timestamps[*from]),
-            crate::data::format_timestamp(scored.series.timestamps[*to]),
+            "  incident {} .. {}  {} anomalous windows, {peak} at {}{}",
+            crate::data::format_timestamp(i.first_end_ts_ms),
+            crate::data::format_timestamp(i.last_end_ts_ms),
+            i.windows,
+            crate::data::format_timestamp(i.peak.end_ts_ms),
+            if scored.open_at_end.contains(&i.id) {
+                " (still open at the end of the file)"
+            } else {
+                ""
+            }
         );
     }
-    if stretches.len() > 20 {
-        println!("  … {} more in {}", stretches.len() - 20, out.display());
+    if scored.incidents.len() > 20 {
+        println!(
+            "  … {} more (anomalous windows in {})",
+            scored.incidents.len() - 20,
+            out.display()
+        );
     }
     if let Some(labels) = &a.labels {
         print_labelled(&scored, &a.file, labels)?;
@@ -178,6 +176,12 @@ pub struct Scored {
     pub anomalous: Vec<Option<bool>>,
     /// Which of the two decides [`Scored::is_anomaly`].
     pub rule: Rule,
+    /// The series' incidents, in time order, as the daemon's anomalies
+    /// topic would give them: each closed one as of its close, and those
+    /// still open at the last row as of that row.
+    pub incidents: Vec<Incident>,
+    /// Ids of the incidents still open at the last row.
+    pub open_at_end: Vec<String>,
 }
 
 /// The anomaly decision, as `[anomalies]` configures the daemon's.
@@ -185,6 +189,19 @@ pub struct Scored {
 pub struct Rule {
     pub rule: AnomalyRule,
     pub likelihood_threshold: f64,
+    /// `anomalies.close_after`: normal windows that close an incident.
+    pub close_after: usize,
+}
+
+impl Rule {
+    /// The rule `[anomalies]` configures.
+    pub fn of(a: &AnomalySettings) -> Self {
+        Rule {
+            rule: a.rule,
+            likelihood_threshold: a.likelihood_threshold,
+            close_after: a.close_after,
+        }
+    }
 }
 
 impl Scored {
@@ -272,8 +289,10 @@ pub fn score_series(
             rule: rule.rule,
             likelihood_threshold: rule.likelihood_threshold,
             top_contributors: 0,
-            min_consecutive: 1,
-            cooldown_windows: 0,
+            incidents: IncidentConfig {
+                close_after: rule.close_after,
+                update_every: 0,
+            },
             max_keys: 1,
             key_ttl_ms: u64::MAX,
             postprocess: post.clone(),
@@ -287,6 +306,7 @@ pub fn score_series(
     let mut scores = vec![None; rows];
     let mut likelihood = vec![None; rows];
     let mut anomalous = vec![None; rows];
+    let mut incidents = vec![];
     let version = m.model_version.to_string();
     for chunk in starts.chunks(BATCH) {
         let x = data::gather_batch_major(series.values.view(), chunk, t);
@@ -314,8 +334,15 @@ pub fn score_series(
             scores[end] = Some(v);
             likelihood[end] = d.likelihood;
             anomalous[end] = Some(d.anomalous.is_some());
+            if let Some(e) = d.incident.filter(|e| e.state == IncidentState::Close) {
+                incidents.push(e.incident);
+            }
         }
     }
+    let still_open: Vec<Incident> = scorer.open().cloned().collect();
+    let open_at_end = still_open.iter().map(|i| i.id.clone()).collect();
+    incidents.extend(still_open);
+    incidents.sort_by_key(|i| i.first_end_ts_ms);
     Ok(Scored {
         series,
         scores,
@@ -323,6 +350,8 @@ pub fn score_series(
         likelihood,
         anomalous,
         rule,
+        incidents,
+        open_at_end,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The anomaly decision for one scored window, shared by the daemon's sink
 //! and the offline `lstm-ae score`: the rule (calibrated threshold or
-//! per-key likelihood), the alert-storm rule, the contributors, and the
-//! typed output records. It is pure: no I/O, no clock (processing time is
+//! per-key likelihood), the key's incident ([`super::incident`]), the
+//! contributors, and the typed output records. It is pure: no I/O, no clock (processing time is
 //! passed in, from a monotonic clock), so it is tested without Kafka.
 //!
 //! ## Non-finite scores
@@ -15,23 +15,22 @@
 //!
 //! ## Memory
 //!
-//! The storm rule keeps state only for keys in an anomalous run or a
-//! cool-down, bounded like the windower's keys: at most `max_keys` (a new
-//! key beyond it drops the least recently updated one), and a key not
-//! seen for `key_ttl_ms` (processing time) is forgotten. A forgotten
-//! key starts a new run (its cool-down is lost). The likelihood's per-key
-//! state is bounded by [`KeyedLikelihood`] with the same limits.
+//! The incident rule keeps state only for keys with an open incident,
+//! bounded like the windower's keys: at most `max_keys` (a new key beyond
+//! it drops the least recently updated one), and a key not seen for
+//! `key_ttl_ms` (processing time) is forgotten, its incident closed with
+//! reason `evicted`. The likelihood's per-key state is bounded by
+//! [`KeyedLikelihood`] with the same limits.
 
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, RecentKeys, WindowErrors,
-};
+use super::incident::{IncidentConfig, IncidentEvent, IncidentState, Incidents, Observation};
+use super::{KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
 use crate::model::Manifest;
 use crate::stream::records::{
-    feature_name, finite_or_max, format_ts_ms, top_contributors, AnomalyRecord, EmbeddingRecord,
-    PointValue, ScoreRecord, SourceRef,
+    feature_name, finite_or_max, format_ts_ms, top_contributors, EmbeddingRecord,
+    FeatureContribution, IncidentRecord, PointValue, ScoreRecord, SourceRef,
 };
 
 /// What makes a window anomalous.
@@ -66,13 +65,11 @@ pub struct ScorerConfig {
     /// With [`AnomalyRule::Likelihood`]: the likelihood at or above which a
     /// window is anomalous.
     pub likelihood_threshold: f64,
-    /// Cells listed per anomaly.
+    /// Cells (and features) listed per incident record.
     pub top_contributors: usize,
-    /// Storm rule: publish only after this many anomalous windows in a row.
-    pub min_consecutive: usize,
-    /// Storm rule: after publishing, suppress this many windows of the key.
-    pub cooldown_windows: usize,
-    /// Most keys with storm or likelihood state.
+    /// When an incident closes and how often it is updated.
+    pub incidents: IncidentConfig,
+    /// Most keys with incident or likelihood state.
     pub max_keys: usize,
     /// A key idle this long (processing time) loses its state.
     pub key_ttl_ms: u64,
@@ -118,7 +115,7 @@ impl WindowScore<'_> {
 }
 
 /// What the scorer decided about a window.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// `score / threshold`; non-finite when the score is.
     pub normalized: f32,
@@ -126,77 +123,19 @@ pub struct Decision {
     pub likelihood: Option<f64>,
     /// Why the window is anomalous, if it is.
     pub anomalous: Option<Reason>,
-    /// Whether an anomaly record is published (the storm rule let it through).
-    pub publish: bool,
+    /// The incident the window belongs to, if any.
+    pub incident_id: Option<String>,
+    /// The incident record this window gives (open, update or close).
+    pub incident: Option<IncidentEvent>,
 }
 
 /// Keys dropped from the scorer's per-key state, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScorerEvictions {
-    /// From the storm rule's state (such a key starts a new run).
-    pub storm: KeyEvictions,
+    /// From the incident state (each with a close record, reason `evicted`).
+    pub incidents: KeyEvictions,
     /// From the likelihood's state (such a key loses its history).
     pub likelihood: KeyEvictions,
-}
-
-/// Per-key state of the storm rule.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Storm {
-    consecutive: usize,
-    cooldown_left: usize,
-}
-
-/// The storm rule's per-key state, bounded (see the module docs): only
-/// keys in a run or a cool-down have an entry.
-#[derive(Debug)]
-struct Storms {
-    keys: RecentKeys<Storm>,
-}
-
-impl Storms {
-    /// Decides whether an anomalous window is published: after
-    /// `min_consecutive` anomalous windows in a row, then nothing for
-    /// `cooldown` windows of that key; counting starts again after the
-    /// cool-down.
-    fn publish(
-        &mut self,
-        key: &str,
-        anomalous: bool,
-        min_consecutive: usize,
-        cooldown: usize,
-        now_ms: u64,
-    ) -> bool {
-        self.keys.expire(now_ms);
-        let held = self.keys.get(key).copied();
-        let mut s = held.unwrap_or_default();
-        let publish = if s.cooldown_left > 0 {
-            // A new run must start after the cool-down, not during it.
-            s.cooldown_left -= 1;
-            s.consecutive = 0;
-            false
-        } else if anomalous {
-            s.consecutive += 1;
-            if s.consecutive >= min_consecutive {
-                s.cooldown_left = cooldown;
-                s.consecutive = 0;
-                true
-            } else {
-                false
-            }
-        } else {
-            s.consecutive = 0;
-            false
-        };
-        if s == Storm::default() {
-            // Most windows: a quiet key with no state, nothing to look up again.
-            if held.is_some() {
-                self.keys.remove(key);
-            }
-        } else {
-            *self.keys.touch(key, now_ms, Storm::default) = s;
-        }
-        publish
-    }
 }
 
 /// A model version with another window length or feature count cannot
@@ -217,7 +156,7 @@ pub struct Scorer {
     feature_names: Vec<String>,
     scaler: crate::data::Scaler,
     likelihood: Option<KeyedLikelihood>,
-    storms: Storms,
+    incidents: Incidents,
 }
 
 impl Scorer {
@@ -233,9 +172,7 @@ impl Scorer {
                 cfg.key_ttl_ms,
             )?),
         };
-        let storms = Storms {
-            keys: RecentKeys::new(cfg.max_keys, cfg.key_ttl_ms),
-        };
+        let incidents = Incidents::new(cfg.incidents, cfg.max_keys, cfg.key_ttl_ms);
         Ok(Scorer {
             threshold: manifest.threshold.value,
             window: spec.window,
@@ -243,7 +180,7 @@ impl Scorer {
             feature_names: manifest.feature_names.clone(),
             scaler: manifest.scaler.clone(),
             likelihood,
-            storms,
+            incidents,
             cfg,
         })
     }
@@ -251,7 +188,7 @@ impl Scorer {
     /// Scores the following windows with another version of the model
     /// (hot reload): its threshold, scaler and feature names. The window
     /// length and the features must be the same (the reload stage refuses
-    /// others). The storm rule's state is kept; each key's likelihood
+    /// others). Open incidents are kept; each key's likelihood
     /// history is carried over rescaled by the ratio of the thresholds —
     /// each threshold is calibrated on its own model's errors, so their
     /// ratio maps one model's error scale onto the other's. Returns the
@@ -281,16 +218,27 @@ impl Scorer {
         self.likelihood.as_ref().map_or(0, KeyedLikelihood::len)
     }
 
-    /// Keys with storm-rule state.
-    pub fn storm_keys(&self) -> usize {
-        self.storms.keys.len()
+    /// Keys with an open incident.
+    pub fn open_incidents(&self) -> usize {
+        self.incidents.len()
     }
 
-    /// Keys dropped from the storm rule's and the likelihood's state since
-    /// the last call.
+    /// The incidents still open (for the end of an offline run).
+    pub fn open(&mut self) -> impl Iterator<Item = &super::Incident> {
+        self.incidents.open()
+    }
+
+    /// The close records of the incidents of keys dropped since the last
+    /// call, with their keys: to publish like any other record.
+    pub fn take_evicted_incidents(&mut self) -> Vec<(String, IncidentEvent)> {
+        self.incidents.take_evicted()
+    }
+
+    /// Keys dropped from the incident and the likelihood state since the
+    /// last call.
     pub fn take_evictions(&mut self) -> ScorerEvictions {
         ScorerEvictions {
-            storm: self.storms.keys.take_evictions(),
+            incidents: self.incidents.take_evictions(),
             likelihood: self
                 .likelihood
                 .as_mut()
@@ -337,19 +285,49 @@ impl Scorer {
                 _ => None,
             }
         };
-        let publish = self.storms.publish(
+        let feature_errors = self.feature_errors(w.squared_error);
+        let step = self.incidents.observe(
             w.key,
-            anomalous.is_some(),
-            self.cfg.min_consecutive,
-            self.cfg.cooldown_windows,
+            &Observation {
+                start_ts_ms: w.start_ts_ms,
+                end_ts_ms: w.end_ts_ms,
+                anomalous,
+                score: w.score,
+                normalized,
+                likelihood,
+                level: match (finite_score, self.cfg.rule, likelihood) {
+                    (false, _, _) => f64::MAX,
+                    (true, AnomalyRule::Likelihood, Some(l)) => l,
+                    _ => f64::from(normalized),
+                },
+                feature_errors: &feature_errors,
+                model_version: w.model_version,
+            },
             now_ms,
         );
         Decision {
             normalized,
             likelihood,
             anomalous,
-            publish,
+            incident_id: step.incident_id,
+            incident: step.event,
         }
+    }
+
+    /// Per feature, a `T × F` squared error summed over the rows; empty
+    /// when not known (offline scoring computes no per-cell error).
+    fn feature_errors(&self, squared_error: &[f32]) -> Vec<f32> {
+        let f = self.features;
+        if f == 0 || squared_error.len() != self.window * f {
+            return Vec::new();
+        }
+        let mut out = vec![0.0f32; f];
+        for row in squared_error.chunks_exact(f) {
+            for (sum, &e) in out.iter_mut().zip(row) {
+                *sum += e;
+            }
+        }
+        out
     }
 
     /// The embeddings topic's record.
@@ -393,17 +371,81 @@ impl Scorer {
             score: finite_or_max(w.score),
             normalized_score: finite_or_max(d.normalized),
             anomaly_likelihood: d.likelihood,
+            anomalous: d.anomalous.is_some(),
+            incident_id: d.incident_id.clone(),
             last_point,
         }
     }
 
-    /// The anomalies topic's record, for a window with `d.anomalous` set.
-    pub fn anomaly_record(
+    /// The anomalies topic's record of an incident `event` of `key`: with
+    /// the window that gave it and its input message for an open or an
+    /// update (and a normal close), without for a close by eviction.
+    pub fn incident_record(
         &self,
-        w: &WindowScore<'_>,
-        d: &Decision,
-        source: SourceRef,
-    ) -> AnomalyRecord {
+        key: &str,
+        event: &IncidentEvent,
+        window: Option<(&WindowScore<'_>, &Decision, SourceRef)>,
+    ) -> IncidentRecord {
+        let i = &event.incident;
+        let mut features: Vec<(usize, f32)> = i
+            .feature_errors
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, e)| e.is_finite())
+            .collect();
+        features.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        features.truncate(self.cfg.top_contributors);
+        let closing = event.state == IncidentState::Close;
+        let model_version = window.as_ref().map(|(w, _, _)| w.model_version);
+        let mut rec = IncidentRecord {
+            state: event.state.as_str().to_string(),
+            incident_id: i.id.clone(),
+            key: key.to_string(),
+            reason: i.reason.as_str().to_string(),
+            model_version: model_version.unwrap_or_default().to_string(),
+            threshold: self.threshold,
+            first_window_start_ts: format_ts_ms(i.first_start_ts_ms),
+            first_window_end_ts: format_ts_ms(i.first_end_ts_ms),
+            last_window_end_ts: format_ts_ms(i.last_end_ts_ms),
+            windows: i.windows,
+            peak_score: i.peak.score,
+            peak_normalized_score: i.peak.normalized,
+            peak_anomaly_likelihood: i.peak.likelihood,
+            peak_ts: format_ts_ms(i.peak.end_ts_ms),
+            top_features: features
+                .into_iter()
+                .map(|(f, e)| FeatureContribution {
+                    feature: feature_name(&self.feature_names, f).into_owned(),
+                    squared_error: e,
+                })
+                .collect(),
+            window_start_ts: None,
+            window_end_ts: None,
+            score: None,
+            normalized_score: None,
+            anomaly_likelihood: None,
+            contributors: vec![],
+            duration_ms: closing.then(|| i.last_end_ts_ms.saturating_sub(i.first_end_ts_ms)),
+            close_reason: event.close_reason.map(|r| r.as_str().to_string()),
+            source: None,
+        };
+        if let Some((w, d, source)) = window {
+            rec.source = Some(source);
+            if !closing {
+                rec.window_start_ts = Some(format_ts_ms(w.start_ts_ms));
+                rec.window_end_ts = Some(format_ts_ms(w.end_ts_ms));
+                rec.score = Some(finite_or_max(w.score));
+                rec.normalized_score = Some(finite_or_max(d.normalized));
+                rec.anomaly_likelihood = d.likelihood;
+                rec.contributors = self.contributors(w);
+            }
+        }
+        rec
+    }
+
+    /// The window's cells with the largest squared error.
+    fn contributors(&self, w: &WindowScore<'_>) -> Vec<crate::stream::records::Contributor> {
         let mut contributors = top_contributors(
             w.squared_error,
             self.window,
@@ -421,23 +463,7 @@ impl Scorer {
                 c.ts = format_ts_ms(w.end_ts_ms);
             }
         }
-        AnomalyRecord {
-            key: w.key.to_string(),
-            window_start_ts: format_ts_ms(w.start_ts_ms),
-            window_end_ts: format_ts_ms(w.end_ts_ms),
-            score: finite_or_max(w.score),
-            threshold: self.threshold,
-            normalized_score: finite_or_max(d.normalized),
-            anomaly_likelihood: d.likelihood,
-            reason: d
-                .anomalous
-                .unwrap_or(Reason::Threshold)
-                .as_str()
-                .to_string(),
-            model_version: w.model_version.to_string(),
-            contributors,
-            source,
-        }
+        contributors
     }
 }
 
@@ -456,13 +482,15 @@ impl Reason {
 mod tests {
     use super::*;
 
-    fn cfg(min_consecutive: usize, cooldown_windows: usize) -> ScorerConfig {
+    fn cfg() -> ScorerConfig {
         ScorerConfig {
             rule: AnomalyRule::Threshold,
             likelihood_threshold: 0.5,
             top_contributors: 3,
-            min_consecutive,
-            cooldown_windows,
+            incidents: IncidentConfig {
+                close_after: 2,
+                update_every: 0,
+            },
             max_keys: 100,
             key_ttl_ms: 1_000_000,
             postprocess: PostprocessConfig::default(),
@@ -476,85 +504,11 @@ mod tests {
         crate::model::Bundle::open(&dir).unwrap().manifest
     }
 
-    fn storms(max_keys: usize, ttl_ms: u64) -> Storms {
-        Storms {
-            keys: RecentKeys::new(max_keys, ttl_ms),
-        }
-    }
-
-    fn run_rule(flags: &[bool], min: usize, cooldown: usize) -> Vec<bool> {
-        let mut s = storms(10, 1_000);
-        flags
-            .iter()
-            .map(|&a| s.publish("k", a, min, cooldown, 0))
-            .collect()
-    }
-
     #[test]
-    fn without_a_rule_every_anomalous_window_is_published() {
-        let f = [false, true, true, false, true];
-        assert_eq!(run_rule(&f, 1, 0), f.to_vec());
-    }
-
-    #[test]
-    fn consecutive_windows_and_cooldown() {
-        // 3 in a row publish once, then 2 windows of silence.
-        let f = [true, true, true, true, true, true, true, true, false, true];
-        let want = [
-            false, false, true, false, false, false, false, true, false, false,
-        ];
-        assert_eq!(run_rule(&f, 3, 2), want.to_vec());
-    }
-
-    #[test]
-    fn quiet_keys_leave_no_state() {
-        let mut s = storms(10_000, 1_000);
-        for k in 0..1000 {
-            s.publish(&k.to_string(), false, 2, 5, 0);
-        }
-        assert!(s.keys.is_empty());
-    }
-
-    #[test]
-    fn storm_state_is_bounded_by_max_keys_and_ttl() {
-        // Every key alerts once and enters a long cool-down: without a
-        // bound, each would be kept for ever.
-        let mut s = storms(100, 1_000);
-        for k in 0..10_000u64 {
-            s.publish(&k.to_string(), true, 1, 1_000, k / 100);
-            assert!(s.keys.len() <= 100, "{} keys", s.keys.len());
-        }
-        assert_eq!(s.keys.take_evictions().capacity_keys, 9_900);
-        // Idle past the TTL: dropped.
-        s.publish("late", false, 1, 1_000, 10_000);
-        assert!(s.keys.is_empty());
-        assert_eq!(s.keys.take_evictions().expired_keys, 100);
-    }
-
-    #[test]
-    fn a_new_storm_key_at_the_limit_drops_only_the_least_recently_updated() {
-        // A dropped key forgets its cool-down and may alert again at once,
-        // so making room must cost one key, not a tenth of them.
-        let mut s = storms(20, 1_000_000);
-        for k in 0..20u64 {
-            s.publish(&k.to_string(), true, 1, 1_000, k);
-        }
-        s.publish("0", true, 1, 1_000, 20); // in its cool-down; now the most recent
-        s.publish("new", true, 1, 1_000, 21);
-        assert_eq!(s.keys.len(), 20);
-        assert!(
-            s.keys.get("1").is_none(),
-            "1 was the least recently updated"
-        );
-        assert!(s.keys.get("0").is_some() && s.keys.get("2").is_some());
-        assert_eq!(s.keys.take_evictions().capacity_keys, 1);
-    }
-
-    #[test]
-    fn likelihood_and_storm_evictions_are_both_reported() {
-        // Under the likelihood rule with min_consecutive 2, every anomalous
-        // window of a new key leaves storm state, and every window
-        // likelihood state: with room for 2 keys, 5 keys evict 3 of each.
+    fn likelihood_and_incident_evictions_are_both_reported() {
+        // Under the likelihood rule with a threshold of 0, every window of
+        // a new key opens an incident, and every window leaves likelihood
+        // state: with room for 2 keys, 5 keys evict 3 of each.
         let m = manifest();
         let (t, f) = (m.spec.window, m.spec.features);
         let mut s = Scorer::new(
@@ -562,7 +516,7 @@ mod tests {
                 rule: AnomalyRule::Likelihood,
                 max_keys: 2,
                 likelihood_threshold: 0.0,
-                ..cfg(2, 0)
+                ..cfg()
             },
             &m,
         )
@@ -586,7 +540,20 @@ mod tests {
         }
         let ev = s.take_evictions();
         assert_eq!(ev.likelihood.capacity_keys, 3, "{ev:?}");
-        assert_eq!(ev.storm.capacity_keys, 3, "{ev:?}");
+        assert_eq!(ev.incidents.capacity_keys, 3, "{ev:?}");
+        let closed: Vec<String> = s
+            .take_evicted_incidents()
+            .into_iter()
+            .map(|(k, e)| {
+                assert_eq!(e.close_reason, Some(super::super::CloseReason::Evicted));
+                k
+            })
+            .collect();
+        assert_eq!(
+            closed,
+            ["a", "b", "c"],
+            "each evicted key's incident closed"
+        );
         assert_eq!(s.likelihood_keys(), 2);
         assert_eq!(s.take_evictions(), ScorerEvictions::default());
     }
@@ -596,7 +563,7 @@ mod tests {
         let m = manifest();
         let (t, f) = (m.spec.window, m.spec.features);
         for rule in [AnomalyRule::Threshold, AnomalyRule::Likelihood] {
-            let mut s = Scorer::new(ScorerConfig { rule, ..cfg(1, 0) }, &m).unwrap();
+            let mut s = Scorer::new(ScorerConfig { rule, ..cfg() }, &m).unwrap();
             let values = vec![3.4e38f32; t * f];
             let se = vec![f32::INFINITY; t * f];
             let nan = vec![f32::NAN; f];
@@ -614,14 +581,16 @@ mod tests {
             };
             let d = s.decide(&w, 0);
             assert_eq!(d.anomalous, Some(Reason::NonFiniteScore), "{rule:?}");
-            assert!(d.publish);
+            let event = d.incident.clone().expect("the window opens an incident");
             let src = SourceRef {
                 topic: "in".into(),
                 partition: 0,
                 offset: 0,
             };
             for json in [
-                s.anomaly_record(&w, &d, src.clone()).to_json().unwrap(),
+                s.incident_record("k", &event, Some((&w, &d, src.clone())))
+                    .to_json()
+                    .unwrap(),
                 s.embedding_record(&w, &d, vec![0.0]).to_json().unwrap(),
                 s.score_record(&w, &d).to_json().unwrap(),
             ] {
@@ -631,9 +600,11 @@ mod tests {
                 let score = v["score"].as_f64().unwrap();
                 assert!((score / f64::from(f32::MAX) - 1.0).abs() < 1e-6, "{text}");
             }
-            let a: serde_json::Value =
-                serde_json::from_slice(&s.anomaly_record(&w, &d, src).to_json().unwrap()).unwrap();
+            let rec = s.incident_record("k", &event, Some((&w, &d, src)));
+            let a: serde_json::Value = serde_json::from_slice(&rec.to_json().unwrap()).unwrap();
             assert_eq!(a["reason"], "non_finite_score");
+            assert_eq!(a["state"], "open");
+            assert!((a["peak_score"].as_f64().unwrap() / f64::from(f32::MAX) - 1.0).abs() < 1e-6);
         }
     }
 
@@ -641,7 +612,7 @@ mod tests {
     fn a_new_model_version_brings_its_threshold_and_a_new_window_length_is_refused() {
         let m = manifest();
         let (t, f) = (m.spec.window, m.spec.features);
-        let mut s = Scorer::new(cfg(1, 0), &m).unwrap();
+        let mut s = Scorer::new(cfg(), &m).unwrap();
         let values = vec![1.0f32; t * f];
         let se = vec![0.0f32; t * f];
         let w = WindowScore {
@@ -673,7 +644,7 @@ mod tests {
     fn threshold_rule_and_contributor_times_of_a_window_without_start() {
         let m = manifest();
         let (t, f) = (m.spec.window, m.spec.features);
-        let mut s = Scorer::new(cfg(1, 0), &m).unwrap();
+        let mut s = Scorer::new(cfg(), &m).unwrap();
         let values = vec![1.0f32; t * f];
         let mut se = vec![0.0f32; t * f];
         se[(t - 1) * f] = 9.0;
@@ -691,14 +662,18 @@ mod tests {
         };
         let d = s.decide(&w, 0);
         assert_eq!(d.anomalous, Some(Reason::Threshold));
-        let rec = s.anomaly_record(
-            &w,
-            &d,
-            SourceRef {
-                topic: "in".into(),
-                partition: 0,
-                offset: 0,
-            },
+        let rec = s.incident_record(
+            "k",
+            d.incident.as_ref().unwrap(),
+            Some((
+                &w,
+                &d,
+                SourceRef {
+                    topic: "in".into(),
+                    partition: 0,
+                    offset: 0,
+                },
+            )),
         );
         assert_eq!(rec.contributors[0].step, t - 1);
         assert_eq!(rec.contributors[0].ts, format_ts_ms(1_000));
@@ -715,7 +690,7 @@ mod tests {
         m.spec.features = 2;
         m.spec.window = 3;
         m.feature_names = vec!["temp".into(), String::new()];
-        let mut s = Scorer::new(cfg(1, 0), &m).unwrap();
+        let mut s = Scorer::new(cfg(), &m).unwrap();
         // Rows (1, 10), (2, 20), (3, 30): the last point is (3, 30).
         let values = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0];
         let expected = [2.75, 31.5];

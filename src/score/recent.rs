@@ -1,6 +1,6 @@
 //! Per-key state for a bounded set of recently seen series keys: the map
-//! under the likelihood's state ([`super::KeyedLikelihood`]), the storm
-//! rule's ([`super::Scorer`]) and the keys of the per-series gauges
+//! under the likelihood's state ([`super::KeyedLikelihood`]), the incidents
+//! ([`super::Incidents`]) and the keys of the per-series gauges
 //! (`crate::serve::series`, which removes a dropped key's gauges).
 //!
 //! Keys are kept in the order they were last touched, least recent first,

@@ -30,7 +30,7 @@ use crate::config::{
 };
 use crate::kafka::consumer::{self, Committer, Context, DeadLetterCopy};
 use crate::kafka::{self, Client};
-use crate::score::{PostprocessConfig, Scorer, ScorerConfig};
+use crate::score::{IncidentConfig, PostprocessConfig, Scorer, ScorerConfig};
 use crate::stream::codec::Format;
 use crate::stream::windower::WindowerConfig;
 use crate::telemetry::http::Health;
@@ -46,7 +46,7 @@ pub struct DaemonConfig {
     pub serve: ServeSettings,
     /// Per-key window buffers: stride, key TTL, key cap.
     pub windowing: WindowingSettings,
-    /// The anomaly decision and the storm rule.
+    /// The anomaly decision and the incidents.
     pub anomalies: AnomalySettings,
     /// Raw window errors into anomaly scores.
     pub postprocess: PostprocessConfig,
@@ -157,8 +157,10 @@ pub(super) async fn run(
             rule: a.rule,
             likelihood_threshold: a.likelihood_threshold,
             top_contributors: a.top_contributors,
-            min_consecutive: a.min_consecutive,
-            cooldown_windows: a.cooldown_windows,
+            incidents: IncidentConfig {
+                close_after: a.close_after,
+                update_every: a.update_every,
+            },
             max_keys: w.max_keys,
             key_ttl_ms: w.key_ttl_ms,
             postprocess: config.postprocess.clone(),

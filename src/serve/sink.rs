@@ -4,7 +4,7 @@
 //! offset holds back to the ingest stage.
 //!
 //! Order matters twice: each key's outputs must keep the key's window order
-//! on the topics, and the scorer's per-key state (likelihood, storm rule)
+//! on the topics, and the scorer's per-key state (likelihood, incidents)
 //! needs windows in order. [`InOrder`] restores it after the inference
 //! threads; it holds at most the batches whose permits are out (see
 //! [`super::backend::Batch`]), so a stalled thread stops intake instead of
@@ -323,12 +323,19 @@ impl Sink {
             }
             let emb = self.scorer.embedding_record(&w, &d, s.embedding);
             outputs.push((Topic::Embeddings, emb.to_json()?));
-            if d.publish {
-                let rec = self.scorer.anomaly_record(&w, &d, job.source.clone());
-                outputs.push((Topic::Anomalies, rec.to_json()?));
+            if d.anomalous.is_some() {
                 m.anomalies.inc();
-            } else if d.anomalous.is_some() {
-                m.anomalies_suppressed.inc();
+            }
+            if let Some(event) = &d.incident {
+                let rec = self.scorer.incident_record(
+                    &job.key,
+                    event,
+                    Some((&w, &d, job.source.clone())),
+                );
+                outputs.push((Topic::Anomalies, rec.to_json()?));
+                m.incident_records
+                    .with_label_values(&[event.state.as_str()])
+                    .inc();
             }
             let mut pending = Vec::with_capacity(outputs.len());
             for (topic, payload) in &outputs {
@@ -338,6 +345,19 @@ impl Sink {
                     enqueue(&self.producer, name, &s.job.key, payload).await?,
                 ));
             }
+            // Incidents of keys this window's decision dropped: closed with
+            // it, so its offset is committed only once they are out.
+            for (key, event) in self.scorer.take_evicted_incidents() {
+                let rec = self.scorer.incident_record(&key, &event, None);
+                let name = Topic::Anomalies.name(&self.kafka);
+                pending.push((
+                    Topic::Anomalies,
+                    enqueue(&self.producer, name, &key, &rec.to_json()?).await?,
+                ));
+                m.incident_records
+                    .with_label_values(&[event.state.as_str()])
+                    .inc();
+            }
             out.push(WindowDelivery {
                 pending,
                 holds: s.job.holds,
@@ -345,10 +365,10 @@ impl Sink {
             });
         }
         m.likelihood_keys.set(self.scorer.likelihood_keys() as i64);
-        m.storm_keys.set(self.scorer.storm_keys() as i64);
+        m.open_incidents.set(self.scorer.open_incidents() as i64);
         let ev = self.scorer.take_evictions();
         for (counter, e) in [
-            (&m.storm_keys_evicted, ev.storm),
+            (&m.incident_keys_evicted, ev.incidents),
             (&m.likelihood_keys_evicted, ev.likelihood),
         ] {
             for (reason, n) in [("expired", e.expired_keys), ("capacity", e.capacity_keys)] {

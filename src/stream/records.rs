@@ -85,34 +85,86 @@ pub struct Contributor {
     pub squared_error: f32,
 }
 
-/// One record on the anomalies topic.
+/// A feature's share of an incident: its squared error summed over the
+/// incident's anomalous windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AnomalyRecord {
+pub struct FeatureContribution {
+    /// Feature name from the manifest ([`feature_name`]).
+    pub feature: String,
+    pub squared_error: f32,
+}
+
+/// One record on the anomalies topic: a key's incident opened (`state`
+/// `open`), is still going on (`update`) or ended (`close`); see
+/// `crate::score::incident`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    /// `open`, `update` or `close`.
+    pub state: String,
+    /// The same in every record of the incident; derived from the key, the
+    /// first window's end and the model version, so a replay names it alike.
+    pub incident_id: String,
     /// Series key.
     pub key: String,
-    /// First row's event time, RFC 3339.
-    pub window_start_ts: String,
-    /// Last row's event time, RFC 3339.
-    pub window_end_ts: String,
-    /// Reconstruction error of the window.
-    pub score: f32,
-    /// The calibrated threshold the score exceeded.
+    /// Why its first window was anomalous: `threshold`, `likelihood` or
+    /// `non_finite_score` (the score is infinite or NaN; scores then read
+    /// 3.4028235e38).
+    pub reason: String,
+    /// The model that scored the window of this record.
+    pub model_version: String,
+    /// The calibrated threshold of that model.
     pub threshold: f32,
-    /// `score / threshold`.
-    pub normalized_score: f32,
-    /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`
-    /// (it is then what crossed `anomalies.likelihood_threshold`).
+    /// First anomalous window's first row's event time, RFC 3339.
+    pub first_window_start_ts: String,
+    /// First anomalous window's last row's event time: the incident's start.
+    pub first_window_end_ts: String,
+    /// Latest anomalous window's last row's event time (on a close: the
+    /// incident's end).
+    pub last_window_end_ts: String,
+    /// Anomalous windows in the incident so far.
+    pub windows: u64,
+    /// The incident's highest raw score so far (its window: `peak_ts`).
+    pub peak_score: f32,
+    pub peak_normalized_score: f32,
+    /// The likelihood of the peak window, under `anomalies.rule = "likelihood"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_anomaly_likelihood: Option<f64>,
+    /// End of the peak window, RFC 3339.
+    pub peak_ts: String,
+    /// Features by their squared error summed over the incident's anomalous
+    /// windows, largest first (`anomalies.top_contributors` of them).
+    pub top_features: Vec<FeatureContribution>,
+    /// Open and update: the window's end, RFC 3339; close: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start_ts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end_ts: Option<String>,
+    /// Open and update: the window's reconstruction error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// Open and update: `score / threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalized_score: Option<f32>,
+    /// Open and update, with `anomalies.rule = "likelihood"`: the key's
+    /// likelihood (what crossed `anomalies.likelihood_threshold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_likelihood: Option<f64>,
-    /// Why it is anomalous: `threshold`, `likelihood` or `non_finite_score`
-    /// (the score is infinite or NaN; `score` then reads 3.4028235e38).
-    pub reason: String,
-    /// The model that scored it.
-    pub model_version: String,
-    /// The cells with the largest squared error, largest first.
+    /// Open and update: the window's cells with the largest squared error,
+    /// largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contributors: Vec<Contributor>,
-    /// The input message that completed the window.
-    pub source: SourceRef,
+    /// Close: `last_window_end_ts - first_window_end_ts`, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Close: `normal` (`anomalies.close_after` normal windows) or
+    /// `evicted` (the key's state was dropped: `windowing.max_keys` or
+    /// `windowing.key_ttl_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
+    /// The input message of the window that produced the record (absent on
+    /// a close by eviction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
 }
 
 /// One record on the optional scores topic: every window's score, without
@@ -134,6 +186,12 @@ pub struct ScoreRecord {
     /// The key's anomaly likelihood; only with `anomalies.rule = "likelihood"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_likelihood: Option<f64>,
+    /// Whether the window is anomalous under the configured rule.
+    pub anomalous: bool,
+    /// The incident the window belongs to: an anomalous window, or a normal
+    /// one while its key's incident is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
     /// The window's last point and the model's expected value for it, per
     /// feature in the model's order.
     pub last_point: Vec<PointValue>,
@@ -165,7 +223,7 @@ impl EmbeddingRecord {
     }
 }
 
-impl AnomalyRecord {
+impl IncidentRecord {
     /// The record as JSON bytes (non-finite floats become `null`).
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
@@ -268,37 +326,56 @@ mod tests {
 
     #[test]
     fn output_records_serialise_with_the_documented_fields() {
-        let rec = AnomalyRecord {
+        let rec = IncidentRecord {
+            state: "open".into(),
+            incident_id: "0a-b".into(),
             key: "pump-7".into(),
-            window_start_ts: format_ts_ms(NEW_YEAR_MS),
-            window_end_ts: format_ts_ms(NEW_YEAR_MS + 60_000),
-            score: 2.5,
-            threshold: 1.25,
-            normalized_score: 2.0,
-            anomaly_likelihood: Some(0.75),
             reason: "likelihood".into(),
             model_version: "m@1".into(),
+            threshold: 1.25,
+            first_window_start_ts: format_ts_ms(NEW_YEAR_MS),
+            first_window_end_ts: format_ts_ms(NEW_YEAR_MS + 60_000),
+            last_window_end_ts: format_ts_ms(NEW_YEAR_MS + 60_000),
+            windows: 1,
+            peak_score: 2.5,
+            peak_normalized_score: 2.0,
+            peak_anomaly_likelihood: Some(0.75),
+            peak_ts: format_ts_ms(NEW_YEAR_MS + 60_000),
+            top_features: vec![FeatureContribution {
+                feature: "temp".into(),
+                squared_error: 0.75,
+            }],
+            window_start_ts: Some(format_ts_ms(NEW_YEAR_MS)),
+            window_end_ts: Some(format_ts_ms(NEW_YEAR_MS + 60_000)),
+            score: Some(2.5),
+            normalized_score: Some(2.0),
+            anomaly_likelihood: Some(0.75),
             contributors: vec![Contributor {
                 step: 3,
                 ts: format_ts_ms(NEW_YEAR_MS),
                 feature: "temp".into(),
                 squared_error: 0.75,
             }],
-            source: SourceRef {
+            duration_ms: None,
+            close_reason: None,
+            source: Some(SourceRef {
                 topic: "in".into(),
                 partition: 2,
                 offset: 9,
-            },
+            }),
         };
         let v: Value = serde_json::from_slice(&rec.to_json().unwrap()).unwrap();
+        assert_eq!(v["state"], "open");
         assert_eq!(v["window_end_ts"], "2026-01-01T00:01:00.000Z");
         assert_eq!(v["threshold"], 1.25);
         assert_eq!(v["anomaly_likelihood"], 0.75);
         assert_eq!(v["reason"], "likelihood");
         assert_eq!(v["contributors"][0]["feature"], "temp");
         assert_eq!(v["contributors"][0]["step"], 3);
+        assert_eq!(v["top_features"][0]["feature"], "temp");
         assert_eq!(v["source"]["partition"], 2);
         assert_eq!(v["source"]["offset"], 9);
+        assert!(v.get("duration_ms").is_none() && v.get("close_reason").is_none());
         let emb = EmbeddingRecord {
             key: "k".into(),
             window_start_ts: "a".into(),

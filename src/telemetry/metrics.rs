@@ -17,7 +17,7 @@ pub struct Metrics {
     pub messages_consumed: IntCounterVec,
     pub windows_scored: IntCounter,
     pub anomalies: IntCounter,
-    pub anomalies_suppressed: IntCounter,
+    pub incident_records: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub points_rejected: IntCounterVec,
     pub outputs_produced: IntCounterVec,
@@ -37,8 +37,8 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     pub window_keys_evicted: IntCounterVec,
     pub buffered_points_dropped: IntCounter,
-    pub storm_keys: IntGauge,
-    pub storm_keys_evicted: IntCounterVec,
+    pub open_incidents: IntGauge,
+    pub incident_keys_evicted: IntCounterVec,
     pub likelihood_keys_evicted: IntCounterVec,
     pub non_finite_scores: IntCounter,
     pub dead_letters_in_flight: IntGauge,
@@ -210,12 +210,13 @@ impl Metrics {
             anomalies: counter(
                 &r,
                 "lstm_ae_anomalies_total",
-                "Windows published as anomalies (normalised score >= 1).",
+                "Anomalous windows under anomalies.rule (each is part of an incident).",
             ),
-            anomalies_suppressed: counter(
+            incident_records: counter_vec(
                 &r,
-                "lstm_ae_anomalies_suppressed_total",
-                "Anomalous windows not published because of the alert-storm rule.",
+                "lstm_ae_incident_records_total",
+                "Records published on the anomalies topic, by incident state (open, update, close).",
+                &["state"],
             ),
             dead_letters: counter_vec(
                 &r,
@@ -295,17 +296,17 @@ impl Metrics {
                 "lstm_ae_buffered_points_dropped_total",
                 "Points dropped from window buffers with their evicted key (never scored; not replayed).",
             ),
-            storm_keys: register(
+            open_incidents: register(
                 &r,
                 IntGauge::new(
-                    "lstm_ae_storm_keys",
-                    "Series keys in an anomalous run or a cool-down of the storm rule.",
+                    "lstm_ae_open_incidents",
+                    "Series keys with an open incident (the incident state held).",
                 ),
             ),
-            storm_keys_evicted: counter_vec(
+            incident_keys_evicted: counter_vec(
                 &r,
-                "lstm_ae_storm_keys_evicted_total",
-                "Storm-rule keys dropped, by reason (expired, capacity); such a key starts a new run.",
+                "lstm_ae_incident_keys_evicted_total",
+                "Keys with an open incident dropped, by reason (expired, capacity); each incident gets a close record with close_reason evicted.",
                 &["reason"],
             ),
             likelihood_keys_evicted: counter_vec(
@@ -471,8 +472,11 @@ impl Metrics {
             m.window_keys_evicted.with_label_values(&[reason]);
         }
         for reason in ["expired", "capacity"] {
-            m.storm_keys_evicted.with_label_values(&[reason]);
+            m.incident_keys_evicted.with_label_values(&[reason]);
             m.likelihood_keys_evicted.with_label_values(&[reason]);
+        }
+        for state in ["open", "update", "close"] {
+            m.incident_records.with_label_values(&[state]);
         }
         for result in ["ok", "refused"] {
             m.model_reloads.with_label_values(&[result]);

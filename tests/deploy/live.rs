@@ -15,8 +15,8 @@ use super::{root, string, yaml};
 const ONLY_ON_AN_EVENT: [(&str, &str); 5] = [
     ("lstm_ae_anomalies_total", "a spike in pump-0's points"),
     (
-        "lstm_ae_anomalies_suppressed_total",
-        "the spike's later windows, under anomalies.cooldown_windows",
+        "lstm_ae_incident_records_total",
+        "the spike in pump-0's points opens an incident",
     ),
     (
         "lstm_ae_dead_letters_total",
@@ -56,7 +56,8 @@ fn dashboard_queries_and_alert_inputs_return_data_from_a_real_prometheus() {
     let dir = crate::common::broker::test_dir();
     let broker = Broker::with_daemon_topics(dir.path(), 1);
     // Two daemons in two groups reading the same stream: the calibrated
-    // threshold with the storm rule, and the likelihood rule.
+    // threshold with an update record per 5 windows of an incident, and
+    // the likelihood rule.
     let threshold = Daemon::start(
         dir.path(),
         &broker.brokers(),
@@ -64,7 +65,7 @@ fn dashboard_queries_and_alert_inputs_return_data_from_a_real_prometheus() {
         &[
             ("LSTM_AE__KAFKA__GROUP_ID", "threshold"),
             ("LSTM_AE__KAFKA__STATISTICS_INTERVAL_MS", "1000"),
-            ("LSTM_AE__ANOMALIES__COOLDOWN_WINDOWS", "5"),
+            ("LSTM_AE__ANOMALIES__UPDATE_EVERY", "5"),
         ],
     );
     let likelihood = Daemon::start(
