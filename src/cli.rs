@@ -486,8 +486,9 @@ pub struct FeedbackAddArgs {
     /// false_positive | incident | maintenance.
     #[arg(long, value_parser = ["false_positive", "incident", "maintenance"])]
     pub verdict: String,
-    /// An anomaly record copied from the anomalies topic (JSON, or `-` to
-    /// read it from stdin): its key and window give --key, --from and --to.
+    /// A record copied from the anomalies topic (JSON, or `-` to read it
+    /// from stdin): its key and the incident's windows so far give --key,
+    /// --from and --to, and its incident id the mark's id.
     #[arg(long)]
     pub from_anomaly: Option<String>,
     /// Series key, or a glob over keys (`host-*`).

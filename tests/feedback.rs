@@ -30,37 +30,18 @@ fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// An anomaly record as the daemon publishes it (fields the command reads:
-/// key and the window's times).
-const ANOMALY: &str = r#"{"key":"machine-7","window_start_ts":"2026-12-07T10:00:00.000Z","window_end_ts":"2026-12-07T11:03:00.000Z","score":0.91,"threshold":0.2,"normalized_score":4.55,"reason":"threshold","model_version":"3","contributors":[],"source":{"topic":"lstm-ae.points","partition":0,"offset":812}}"#;
+/// The open and the close record of one incident, as the daemon publishes
+/// them (fields the command reads: key, incident id, the first window's
+/// start and the latest window's end).
+const OPEN: &str = r#"{"state":"open","incident_id":"5d1c0a4e-8f7b-4c2a-9e61-0b3f2d7a9c15","key":"machine-7","reason":"threshold","model_version":"3","threshold":0.2,"first_window_start_ts":"2026-12-07T10:00:00.000Z","first_window_end_ts":"2026-12-07T11:03:00.000Z","last_window_end_ts":"2026-12-07T11:03:00.000Z","windows":1,"peak_score":0.91,"peak_normalized_score":4.55,"peak_ts":"2026-12-07T11:03:00.000Z","top_features":[],"window_start_ts":"2026-12-07T10:00:00.000Z","window_end_ts":"2026-12-07T11:03:00.000Z","score":0.91,"normalized_score":4.55,"contributors":[]}"#;
+const CLOSE: &str = r#"{"state":"close","incident_id":"5d1c0a4e-8f7b-4c2a-9e61-0b3f2d7a9c15","key":"machine-7","reason":"threshold","model_version":"3","threshold":0.2,"first_window_start_ts":"2026-12-07T10:00:00.000Z","first_window_end_ts":"2026-12-07T11:03:00.000Z","last_window_end_ts":"2026-12-07T11:40:00.000Z","windows":38,"peak_score":1.3,"peak_normalized_score":6.5,"peak_ts":"2026-12-07T11:20:00.000Z","top_features":[],"duration_ms":2220000,"close_reason":"normal"}"#;
 
 #[test]
 fn marks_in_a_file_are_added_listed_replaced_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("marks.jsonl");
     let f = s(&file);
-    ok(
-        &[
-            "feedback",
-            "add",
-            "--file",
-            f,
-            "--verdict",
-            "maintenance",
-            "--key",
-            "host-*",
-            "--from",
-            "2026-12-07T22:00:00Z",
-            "--to",
-            "2026-12-07T23:00:00Z",
-            "--comment",
-            "kernel update",
-            "--author",
-            "ops",
-        ],
-        &[],
-    );
-    // The same anomaly marked twice is one mark: the default id is derived
+    // The same mark added twice is kept once: the default id is derived
     // from verdict, key and range.
     for _ in 0..2 {
         ok(
@@ -70,9 +51,35 @@ fn marks_in_a_file_are_added_listed_replaced_and_deleted() {
                 "--file",
                 f,
                 "--verdict",
+                "maintenance",
+                "--key",
+                "host-*",
+                "--from",
+                "2026-12-07T22:00:00Z",
+                "--to",
+                "2026-12-07T23:00:00Z",
+                "--comment",
+                "kernel update",
+                "--author",
+                "ops",
+            ],
+            &[],
+        );
+    }
+    // An incident marked from its open record, then from its close record,
+    // is one mark covering the whole incident: its id comes from the
+    // incident's.
+    for record in [OPEN, CLOSE] {
+        ok(
+            &[
+                "feedback",
+                "add",
+                "--file",
+                f,
+                "--verdict",
                 "false_positive",
                 "--from-anomaly",
-                ANOMALY,
+                record,
             ],
             &[("USER", "alice")],
         );
@@ -84,9 +91,13 @@ fn marks_in_a_file_are_added_listed_replaced_and_deleted() {
         .find(|m| m["verdict"] == "false_positive")
         .unwrap();
     assert_eq!(fp["key"], "machine-7");
+    assert_eq!(
+        fp["id"],
+        "false_positive-5d1c0a4e-8f7b-4c2a-9e61-0b3f2d7a9c15"
+    );
     assert_eq!(fp["from"], "2026-12-07T10:00:00Z");
-    // The window's last instant is in the mark: it ends 1 ms after it.
-    assert_eq!(fp["to"], "2026-12-07T11:03:00.001Z");
+    // The last window's last instant is in the mark: it ends 1 ms after it.
+    assert_eq!(fp["to"], "2026-12-07T11:40:00.001Z");
     assert_eq!(fp["author"], "alice");
     let mt = marks
         .iter()
@@ -156,7 +167,7 @@ fn marks_in_a_file_are_added_listed_replaced_and_deleted() {
         ),
         (
             vec!["--verdict", "incident", "--from-anomaly", "{\"key\":\"k\"}"],
-            "window_start_ts",
+            "first_window_start_ts",
         ),
         (
             vec![

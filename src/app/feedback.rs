@@ -137,9 +137,14 @@ fn add(a: FeedbackAddArgs) -> Result<()> {
     };
     let from_ms = instant("from", &a.from, anomaly.as_ref().map(|r| r.1))?;
     let to_ms = instant("to", &a.to, anomaly.as_ref().map(|r| r.2))?;
-    let id =
-        a.id.clone()
-            .unwrap_or_else(|| default_id(verdict, &key, from_ms, to_ms));
+    // One mark per incident: marking its open record and later its close
+    // record replaces the first mark with the whole incident's range.
+    let incident = anomaly.as_ref().map(|r| r.3.clone());
+    let id = match (a.id.clone(), incident) {
+        (Some(id), _) => id,
+        (None, Some(incident)) => format!("{}-{incident}", verdict.as_str()),
+        (None, None) => default_id(verdict, &key, from_ms, to_ms),
+    };
     let author = a.author.clone().or_else(|| std::env::var("USER").ok());
     let mark = Mark::new(
         &id,
@@ -248,9 +253,10 @@ fn default_id(verdict: Verdict, key: &str, from_ms: i64, to_ms: i64) -> String {
     format!("{}-{hex}", verdict.as_str())
 }
 
-/// (key, from, to) of an anomaly record: its window, as a half-open range
-/// (the window's last instant included).
-fn anomaly_range(text: &str) -> Result<(String, i64, i64)> {
+/// (key, from, to, incident id) of a record of the anomalies topic: the
+/// incident so far (from its first window's first row to its latest
+/// window's last row, included), as a half-open range.
+fn anomaly_range(text: &str) -> Result<(String, i64, i64, String)> {
     let mut buf = String::new();
     let text = if text == "-" {
         std::io::stdin()
@@ -273,9 +279,10 @@ fn anomaly_range(text: &str) -> Result<(String, i64, i64)> {
             .with_context(|| format!("--from-anomaly: {name} {s:?} is not an RFC 3339 time"))
     };
     let key = field("key")?.to_string();
-    let from = ts("window_start_ts")?;
-    let end = ts("window_end_ts")?;
-    Ok((key, from, end.saturating_add(1)))
+    let from = ts("first_window_start_ts")?;
+    let end = ts("last_window_end_ts")?;
+    let incident = field("incident_id")?.to_string();
+    Ok((key, from, end.saturating_add(1), incident))
 }
 
 fn describe(m: &Mark) -> String {
