@@ -106,10 +106,14 @@ pub(super) async fn run(
         e => ServeError::Pipeline(e),
     })?;
     reload::set_model_info(&metrics, m);
-    let reloader = model
-        .reload
-        .clone()
-        .map(|r| reload::Reloader::new(r, slot, metrics.clone()));
+    let reloader = model.reload.clone().map(|r| {
+        reload::Reloader::new(
+            r,
+            slot,
+            metrics.clone(),
+            Duration::from_millis(sv.model_check_timeout_ms),
+        )
+    });
     metrics
         .max_series_keys
         .set(i64::try_from(config.windowing.max_keys).unwrap_or(i64::MAX));
@@ -454,6 +458,9 @@ impl Pipeline {
                     let now = self.now();
                     self.ingest.evict_idle(now);
                     self.update_health();
+                    if let Some(r) = self.reloader.as_mut() {
+                        r.refresh();
+                    }
                     Ok(())
                 }
                 _ = model_tick.tick(), if polls => {
@@ -469,7 +476,7 @@ impl Pipeline {
                     }
                     Ok(())
                 }
-                done = reload::finished(self.reloader.as_mut().map(|r| &mut r.running)) => {
+                done = reload::finished(self.reloader.as_mut()) => {
                     if let Some(r) = self.reloader.as_mut() {
                         r.finish(done);
                     }
