@@ -418,6 +418,10 @@ impl Pipeline {
         tokio::pin!(shutdown);
         let mut pending: Option<Pending> = None;
         loop {
+            // While work waits for a permit nothing is consumed: the key TTL
+            // stands still (`Ingest::set_blocked`).
+            let now = self.now();
+            self.ingest.set_blocked(pending.is_some(), now);
             let due = self.ingest.deadline();
             let wake = self.clock + Duration::from_millis(due.unwrap_or(0).max(0) as u64);
             let waiting_batch = matches!(pending, Some(Pending::Batch(_)));
