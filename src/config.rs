@@ -397,6 +397,11 @@ pub struct ServeSettings {
     /// When `model` is a store: how often its `current` version is checked
     /// for a hot reload (SIGHUP checks at once); 0 = only on SIGHUP.
     pub model_poll_ms: u64,
+    /// Longest a reload check (reading the store, opening, checking and
+    /// warming up the new version) may take; past it the check counts as
+    /// refused and no other starts until its thread returns (a hung
+    /// network volume cannot be interrupted).
+    pub model_check_timeout_ms: u64,
     /// Address of /metrics, /healthz, /readyz.
     pub metrics_listen: String,
 }
@@ -413,6 +418,7 @@ impl Default for ServeSettings {
             inference_stall_ms: 30_000,
             max_dead_letters_in_flight: 1_000,
             model_poll_ms: 5_000,
+            model_check_timeout_ms: 60_000,
             metrics_listen: "127.0.0.1:9898".into(),
         }
     }
@@ -705,6 +711,15 @@ impl Settings {
         if self.serve.inference_stall_ms == 0 {
             // Every call would count as stalled: /readyz would flap.
             return bad("serve.inference_stall_ms", "must be at least 1");
+        }
+        // Zero would time every check out; beyond an hour a hung store
+        // would hold reloads for good in all but name.
+        let check = self.serve.model_check_timeout_ms;
+        if !(1..=3_600_000).contains(&check) {
+            return bad(
+                "serve.model_check_timeout_ms",
+                &format!("{check} is outside 1..=3600000"),
+            );
         }
         if self.kafka.max_message_bytes == 0 {
             // Every message would be dead-lettered as oversized.
@@ -1316,6 +1331,14 @@ mod tests {
             (
                 "[kafka.consumer]\n\"enable.auto.offset.store\" = \"T\"\n",
                 "enable.auto.offset.store",
+            ),
+            (
+                "[serve]\nmodel_check_timeout_ms = 0\n",
+                "serve.model_check_timeout_ms",
+            ),
+            (
+                "[serve]\nmodel_check_timeout_ms = 3600001\n",
+                "serve.model_check_timeout_ms",
             ),
             (
                 "[serve]\ninference_stall_ms = 0\n",

@@ -236,3 +236,97 @@ fn promoted_versions_are_swapped_in_between_batches_and_bad_ones_refused() {
         records.len()
     );
 }
+
+/// `current` replaced by a FIFO behaves like a store on a hung network file
+/// system: reading it never returns. The check runs off the daemon's loop
+/// with a time limit, so scoring goes on, a SIGHUP during the check is
+/// skipped and counted, the check that times out is counted as refused
+/// (its thread, blocked for good, is left behind), and SIGTERM ends the
+/// daemon within `drain_timeout_ms` + 1 s.
+#[test]
+fn a_store_that_hangs_stops_neither_scoring_nor_shutdown() {
+    let dir = common::broker::test_dir();
+    let broker = Broker::with_daemon_topics(dir.path(), 1);
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/machine_temperature");
+    common::run_ok(&["models", "import", s, bundle.to_str().unwrap()]);
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            ("LSTM_AE__SERVE__MODEL", s),
+            ("LSTM_AE__SERVE__MODEL_POLL_MS", "200"),
+            ("LSTM_AE__SERVE__MODEL_CHECK_TIMEOUT_MS", "3000"),
+        ],
+    );
+    daemon.wait_until(60, "version 1 loaded", |d| {
+        d.metric("lstm_ae_model_reload_in_progress") == 0.0
+            && d.metric("lstm_ae_windows_scored_total") == 0.0
+            && d.get("/readyz").0 == 200
+    });
+    let brokers = broker.brokers();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let producer = std::thread::spawn(move || {
+        let mut from = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            common::broker::produce(&brokers, "lstm-ae.points", &points(from, from + 10));
+            from += 10;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let scored = |d: &Daemon| d.metric("lstm_ae_windows_scored_total");
+    daemon.wait_until(120, "the first windows scored", |d| scored(d) >= 100.0);
+
+    let current = store.join("current");
+    std::fs::remove_file(&current).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&current)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A poll starts a check, which blocks on the FIFO.
+    std::thread::sleep(Duration::from_millis(1_000));
+    let before = scored(&daemon);
+    daemon.wait_until(30, "scoring to go on while `current` hangs", |d| {
+        scored(d) >= before + 100.0
+    });
+    assert_eq!(daemon.metric("lstm_ae_model_reload_in_progress"), 1.0);
+    let skipped = "lstm_ae_model_reload_skipped_total{reason=\"check_running\"}";
+    let was = daemon.metric(skipped);
+    daemon.signal("-HUP");
+    daemon.wait_until(10, "the SIGHUP during the check counted", |d| {
+        d.metric(skipped) > was
+    });
+    daemon.wait_until(10, "the check timed out and counted as refused", |d| {
+        d.metric("lstm_ae_model_reloads_total{result=\"refused\"}") == 1.0
+    });
+    // Its thread is still blocked: no second check starts, and the gauge
+    // says so.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(daemon.metric("lstm_ae_model_reload_in_progress"), 1.0);
+    assert!(daemon.metric("lstm_ae_model_reload_skipped_total{reason=\"check_timed_out\"}") >= 1.0);
+    let before = scored(&daemon);
+    daemon.wait_until(30, "scoring to go on after the time-out", |d| {
+        scored(d) > before
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    producer.join().unwrap();
+
+    let asked = Instant::now();
+    daemon.signal("-TERM");
+    let status = loop {
+        if let Some(st) = daemon.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_millis(5_000 + 1_000),
+            "still running {:?} after SIGTERM",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -32,7 +32,8 @@ enum Mode {
     Fast,
     /// Scores `n` batches, then blocks every later call until released.
     StuckAfter(usize),
-    /// Fails the first call.
+    /// Fails the first call, after 100 ms: long enough for another
+    /// thread to be waiting for work when it does.
     Fail,
     /// Call `n` (from 0) blocks until released; every other call scores
     /// at once (one thread stalls, the others go on).
@@ -76,7 +77,10 @@ impl Fake {
         self.shared.releases.lock().unwrap().push(release);
         let call = self.shared.calls.fetch_add(1, Ordering::SeqCst);
         let stuck = match self.shared.mode {
-            Mode::Fail => return Err(InferError::Contract("the fake model fails".into())),
+            Mode::Fail => {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(InferError::Contract("the fake model fails".into()));
+            }
             Mode::StuckAfter(n) => call >= n,
             Mode::StuckOnce(n) => call == n,
             Mode::Fast => false,
@@ -391,13 +395,19 @@ async fn the_model_gives_back_its_memory_once_the_daemon_has_caught_up() {
     assert_eq!(summary.windows, 6);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_model_stops_the_daemon_at_once_without_committing() {
+/// Exactly one window, then no input, with a model whose first call fails:
+/// the failure must be seen anyway, with `threads` inference threads (with
+/// two, the other thread waits for work while the failing one reports).
+/// Nothing is committed past offset 0: every point consumed (offsets
+/// 0..=63) belongs to the only window, which was never scored, so the
+/// lowest offset still held is 0 and a commit, if one happened before the
+/// failure was seen, can only say "resume at 0"; anything above it would
+/// skip the unscored window.
+async fn a_failing_model_stops_the_daemon(threads: usize) {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let mut s = settings(&cluster);
-    s.serve.inference_threads = 1;
-    // Exactly one window, then no input: the failure must be seen anyway.
+    s.serve.inference_threads = threads;
     send_points(&brokers, 0..64).await;
     let (model, _) = fake_model(Mode::Fail);
     let d = start(&s, model).await;
@@ -407,8 +417,19 @@ async fn a_failing_model_stops_the_daemon_at_once_without_committing() {
         .unwrap();
     let err = r.expect_err("an inference failure is an error");
     assert!(err.to_string().contains("the fake model fails"), "{err}");
-    assert_eq!(committed(&brokers, "stages"), None);
+    let c = committed(&brokers, "stages");
+    assert!(matches!(c, None | Some(0)), "committed {c:?}");
     drop(d.stop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_stops_the_daemon_at_once_without_committing() {
+    a_failing_model_stops_the_daemon(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_on_two_threads_stops_the_daemon_without_committing() {
+    a_failing_model_stops_the_daemon(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,9 +708,22 @@ async fn one_stalled_inference_thread_stops_intake_while_the_other_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Windows 1 and 2 were scored, window 3 (offsets 2..=65) is stuck: the
+    // later windows scored by the other thread must not move the commit
+    // past it, several commit intervals on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = committed(&cluster.bootstrap_servers(), "stages");
+    assert!(
+        c.is_none_or(|o| o <= 2),
+        "committed {c:?} past the stuck window"
+    );
     d.stop.send(()).unwrap();
     shared.release();
-    let _ = tokio::time::timeout(Duration::from_secs(10), d.daemon).await;
+    tokio::time::timeout(Duration::from_secs(10), d.daemon)
+        .await
+        .expect("shutdown ends once the stuck call returns")
+        .unwrap()
+        .unwrap();
 }
 
 /// A key's TTL runs on the daemon's monotonic clock (tokio's, which the

@@ -1,19 +1,21 @@
 //! The inference stage: ONNX Runtime (or any [`Backend`]) runs on its own
 //! threads, never on a tokio worker, one backend per thread (a session is
-//! not safe to run from two threads at once). The threads take numbered
-//! batches from one bounded channel (each takes the next when it is free)
-//! and send the scored windows, with their batch number, to the sink, which
-//! restores the order.
+//! not safe to run from two threads at once). A dispatcher thread hands the
+//! numbered batches of one bounded channel, in order, to the thread that
+//! asks first (each asks when it is free), and the threads send the scored
+//! windows, with their batch number, to the sink, which restores the order.
+//! No thread holds a lock while it waits for work, so a thread that fails
+//! reports at once however many others wait.
 //!
 //! Backends are built by an injected [`BackendFactory`], so tests run the
 //! whole pipeline with a fake (slow, stuck, failing) model. The factory sits
 //! in a [`ModelSlot`]: with each batch a thread reads the slot and rebuilds
 //! its backend when the slot holds a newer model, so a model swap (hot
 //! reload, [`super::reload`]) happens between batches, and every scored
-//! window carries the model ([`Served`]) that scored it. The slot is read
-//! while the thread still holds the batch channel, i.e. in batch order: once
-//! a batch is scored by the new model, no later batch is scored by the old
-//! one, whichever thread takes it.
+//! window carries the model ([`Served`]) that scored it. The dispatcher
+//! reads the slot as it takes each batch, i.e. in batch order: once a batch
+//! is scored by the new model, no later batch is scored by the old one,
+//! whichever thread takes it.
 //!
 //! Each thread publishes when its current call started, so a watchdog can
 //! tell a stuck backend ([`Inference::stalled`]).
@@ -25,7 +27,7 @@
 //! the peak of the largest batch for good).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{mpsc as std_mpsc, Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -174,8 +176,43 @@ impl Loaded {
     }
 }
 
-/// The batch channel's receiving end, shared by the inference threads.
-type SharedBatches = Arc<Mutex<mpsc::Receiver<Batch>>>;
+/// A batch as the dispatcher hands it to a thread: with the model read
+/// from the slot when it was taken, and whether none waited behind it.
+struct Work {
+    batch: Batch,
+    loaded: Arc<Loaded>,
+    last: bool,
+}
+
+/// Hands each batch, in order, to the thread that asked first: `free`
+/// carries the index of a thread waiting for work, `workers` its one-batch
+/// channel. Only a free thread gets a batch, so the dispatcher holds none
+/// while every thread is busy (the batch waits in the bounded channel).
+/// Ends when the batch channel closes (dropping `workers` stops the
+/// threads) or when every thread has stopped.
+fn dispatch(
+    mut batches: mpsc::Receiver<Batch>,
+    free: std_mpsc::Receiver<usize>,
+    workers: Vec<std_mpsc::SyncSender<Work>>,
+    slot: Arc<ModelSlot>,
+) {
+    while let Ok(i) = free.recv() {
+        let Some(batch) = batches.blocking_recv() else {
+            return;
+        };
+        let work = Work {
+            batch,
+            loaded: slot.loaded(),
+            last: batches.is_empty(),
+        };
+        // A thread asks only while it waits on its channel, so this fails
+        // only if it panicked since: stopping here closes the batch
+        // channel, which stops the daemon.
+        if workers[i].send(work).is_err() {
+            return;
+        }
+    }
+}
 
 /// The running inference threads.
 pub struct Inference {
@@ -199,7 +236,8 @@ impl Inference {
         scored: mpsc::Sender<ScoredMsg>,
         metrics: Metrics,
     ) -> Result<Inference, PipelineError> {
-        let batches: SharedBatches = Arc::new(Mutex::new(batches));
+        let (free_tx, free_rx) = std_mpsc::channel::<usize>();
+        let mut workers = Vec::with_capacity(threads);
         let busy_since: Arc<Vec<AtomicU64>> =
             Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
         let waiting = Arc::new(AtomicUsize::new(0));
@@ -207,12 +245,15 @@ impl Inference {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), InferError>>();
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
+            let (work_tx, work_rx) = std_mpsc::sync_channel::<Work>(1);
+            workers.push(work_tx);
             let ctx = Worker {
                 index: i,
                 slot: slot.clone(),
                 dims,
                 max_batch,
-                batches: batches.clone(),
+                free: free_tx.clone(),
+                work: work_rx,
                 scored: scored.clone(),
                 metrics: metrics.clone(),
                 busy_since: busy_since.clone(),
@@ -228,6 +269,13 @@ impl Inference {
             );
         }
         drop(ready_tx);
+        drop(free_tx);
+        handles.push(
+            std::thread::Builder::new()
+                .name("lstm-ae-dispatch".into())
+                .spawn(move || dispatch(batches, free_rx, workers, slot))
+                .map_err(PipelineError::Spawn)?,
+        );
         for _ in 0..threads {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -299,7 +347,10 @@ struct Worker {
     dims: (usize, usize),
     /// `serve.max_batch`: a smaller batch went early, the daemon keeping up.
     max_batch: usize,
-    batches: SharedBatches,
+    /// Where the thread asks for work (sends its index).
+    free: std_mpsc::Sender<usize>,
+    /// Where its work comes.
+    work: std_mpsc::Receiver<Work>,
     scored: mpsc::Sender<ScoredMsg>,
     metrics: Metrics,
     busy_since: Arc<Vec<AtomicU64>>,
@@ -308,9 +359,9 @@ struct Worker {
 }
 
 impl Worker {
-    /// Runs until the batch channel closes. An error is sent to the sink
-    /// (which stops the daemon) and closes the shared channel, so the other
-    /// threads stop too.
+    /// Runs until the dispatcher stops. An error is sent to the sink, which
+    /// stops the daemon; the other threads stop when it closes the batch
+    /// channel.
     fn run(self, ready: std::sync::mpsc::Sender<Result<(), InferError>>) {
         let mut live = match self.slot.loaded().build() {
             Ok(l) => {
@@ -324,9 +375,6 @@ impl Worker {
         };
         drop(ready);
         if let Err(e) = self.serve(&mut live) {
-            if let Ok(mut rx) = self.batches.lock() {
-                rx.close();
-            }
             let _ = self.scored.blocking_send(Err(e));
         }
     }
@@ -339,17 +387,18 @@ impl Worker {
         };
         let mut released_at: Option<Instant> = None;
         loop {
-            // The lock is held only while waiting for the next batch; the
-            // slot is read under it, so models change in batch order.
             self.waiting.fetch_add(1, Ordering::Relaxed);
-            let next = match self.batches.lock() {
-                Ok(mut rx) => rx
-                    .blocking_recv()
-                    .map(|batch| (batch, self.slot.loaded(), rx.is_empty())),
-                Err(_) => None, // another inference thread panicked: stop too
+            let next = match self.free.send(self.index) {
+                Ok(()) => self.work.recv().ok(),
+                Err(_) => None, // the dispatcher stopped
             };
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            let Some((Batch { seq, jobs, permit }, loaded, last)) = next else {
+            let Some(Work {
+                batch: Batch { seq, jobs, permit },
+                loaded,
+                last,
+            }) = next
+            else {
                 return Ok(());
             };
             // A new model is picked up between batches.

@@ -106,10 +106,14 @@ pub(super) async fn run(
         e => ServeError::Pipeline(e),
     })?;
     reload::set_model_info(&metrics, m);
-    let reloader = model
-        .reload
-        .clone()
-        .map(|r| reload::Reloader::new(r, slot, metrics.clone()));
+    let reloader = model.reload.clone().map(|r| {
+        reload::Reloader::new(
+            r,
+            slot,
+            metrics.clone(),
+            Duration::from_millis(sv.model_check_timeout_ms),
+        )
+    });
     metrics
         .max_series_keys
         .set(i64::try_from(config.windowing.max_keys).unwrap_or(i64::MAX));
@@ -416,6 +420,10 @@ impl Pipeline {
         tokio::pin!(shutdown);
         let mut pending: Option<Pending> = None;
         loop {
+            // While work waits for a permit nothing is consumed: the key TTL
+            // stands still (`Ingest::set_blocked`).
+            let now = self.now();
+            self.ingest.set_blocked(pending.is_some(), now);
             let due = self.ingest.deadline();
             let wake = self.clock + Duration::from_millis(due.unwrap_or(0).max(0) as u64);
             let waiting_batch = matches!(pending, Some(Pending::Batch(_)));
@@ -456,6 +464,9 @@ impl Pipeline {
                     let now = self.now();
                     self.ingest.evict_idle(now);
                     self.update_health();
+                    if let Some(r) = self.reloader.as_mut() {
+                        r.refresh();
+                    }
                     Ok(())
                 }
                 _ = model_tick.tick(), if polls => {
@@ -471,7 +482,7 @@ impl Pipeline {
                     }
                     Ok(())
                 }
-                done = reload::finished(self.reloader.as_mut().map(|r| &mut r.running)) => {
+                done = reload::finished(self.reloader.as_mut()) => {
                     if let Some(r) = self.reloader.as_mut() {
                         r.finish(done);
                     }

@@ -147,6 +147,40 @@ pub struct Ingest {
     /// Whether some partition is assigned (for readiness).
     assigned: bool,
     revoked: Revoked,
+    /// The key TTL's clock (see [`Ingest::set_blocked`]).
+    ttl: TtlClock,
+}
+
+/// Processing time that runs only while intake flows: the clock a key's
+/// idleness is measured on.
+#[derive(Debug, Default)]
+struct TtlClock {
+    /// Milliseconds intake was blocked, in stalls that have ended.
+    paused_ms: i64,
+    /// When the current stall began, if intake is blocked.
+    blocked_since: Option<i64>,
+}
+
+impl TtlClock {
+    fn set_blocked(&mut self, blocked: bool, now_ms: i64) {
+        match (blocked, self.blocked_since) {
+            (true, None) => self.blocked_since = Some(now_ms),
+            (false, Some(since)) => {
+                self.paused_ms += now_ms.saturating_sub(since).max(0);
+                self.blocked_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// `now_ms` less the time intake was blocked: stands still during a
+    /// stall, so it never runs backwards.
+    fn now(&self, now_ms: i64) -> i64 {
+        let stalled = self
+            .blocked_since
+            .map_or(0, |since| now_ms.saturating_sub(since).max(0));
+        now_ms - self.paused_ms - stalled
+    }
 }
 
 impl Ingest {
@@ -166,6 +200,7 @@ impl Ingest {
             metrics,
             assigned: false,
             revoked: Revoked::default(),
+            ttl: TtlClock::default(),
             cfg,
         })
     }
@@ -319,7 +354,8 @@ impl Ingest {
                     partition: pid,
                     offset: msg.offset,
                 };
-                let out = self.windower.push(&key, ts_ms, &values, origin, now_ms);
+                let ttl_now = self.ttl.now(now_ms);
+                let out = self.windower.push(&key, ts_ms, &values, origin, ttl_now);
                 self.count_evictions(&out.evicted);
                 if let PointStatus::Rejected(r) = out.status {
                     m.points_rejected.with_label_values(&[r.kind()]).inc();
@@ -404,9 +440,19 @@ impl Ingest {
         }
     }
 
+    /// Whether intake is blocked: a batch or dead letter waits for a
+    /// permit, so nothing is consumed (a stuck model, a slow broker). The
+    /// key TTL stands still meanwhile: a key's points are buffered and the
+    /// commit is held at them, so a stall longer than `key_ttl_ms` must not
+    /// evict every key, or the commit would move past points whose windows
+    /// were never produced, and no restart could produce them.
+    pub fn set_blocked(&mut self, blocked: bool, now_ms: i64) {
+        self.ttl.set_blocked(blocked, now_ms);
+    }
+
     /// Drops keys idle past the TTL.
     pub fn evict_idle(&mut self, now_ms: i64) {
-        let ev = self.windower.evict_idle(now_ms);
+        let ev = self.windower.evict_idle(self.ttl.now(now_ms));
         self.count_evictions(&ev);
         self.metrics
             .live_series_keys
@@ -665,6 +711,32 @@ mod tests {
         let out = i.on_message(&msg(0, 9, b"not json"), 0);
         i.release(vec![out.dead_letter.unwrap().hold]);
         assert_eq!(ask(&mut i), vec![(0, 10)]);
+    }
+
+    #[test]
+    fn a_stall_does_not_age_keys_so_the_commit_stays_at_their_points() {
+        let (mut i, _, metrics) = ingest(); // key_ttl_ms = 1_000
+        let expired = || {
+            metrics
+                .window_keys_evicted
+                .with_label_values(&["expired"])
+                .get()
+        };
+        i.on_message(&msg(0, 0, &point("a", 1)), 0);
+        // Intake blocked from 100 ms on, for ten TTLs: the key's point
+        // stays buffered and the commit stays at it.
+        i.set_blocked(true, 100);
+        i.evict_idle(10_100);
+        assert_eq!(expired(), 0, "a key aged out during the stall");
+        assert_eq!(commits(&mut i), vec![(0, 0)]);
+        // Intake flows again at 10,100 ms: the key had been idle 100 ms of
+        // intake time; it expires after 1,000 ms of it, not before.
+        i.set_blocked(false, 10_100);
+        i.evict_idle(11_000);
+        assert_eq!(expired(), 0);
+        i.evict_idle(11_001);
+        assert_eq!(expired(), 1);
+        assert_eq!(commits(&mut i), vec![(0, 1)]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `current` file every `serve.model_poll_ms`; SIGHUP asks for a check at
 //! once (and, for a fixed bundle folder, re-reads the folder). A new version
 //! is loaded **beside** the old one, on a blocking thread, while the old one
-//! keeps scoring:
+//! keeps scoring (reading the store included: a store on a hung network
+//! volume stops reloads, never the loop; a check has
+//! `serve.model_check_timeout_ms`):
 //!
 //! 1. the bundle is opened and cross-checked ([`Bundle::open`]: manifest ↔
 //!    ONNX graph, checksum, shapes, threshold);
@@ -32,14 +34,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::Array3;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use super::backend::{BackendFactory, ModelSlot, Served};
 use crate::infer::InferError;
-use crate::model::store::ModelSource;
+use crate::model::store::{ModelSource, StoreError};
 use crate::model::{Bundle, BundleError, Manifest};
 use crate::telemetry::Metrics;
 
@@ -123,27 +125,74 @@ pub enum WarmUpError {
     NonFinite(&'static str),
 }
 
-pub type Check = JoinHandle<Result<Checked, Refused>>;
+/// What starts a check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Trigger {
+    Poll,
+    Hangup,
+}
 
-/// The reload stage's state, driven by the daemon's loop.
+/// What a check found, or how it ended without an answer.
+pub enum Outcome {
+    /// A poll found `current` naming the folder last tried: nothing to do.
+    Tried,
+    /// `current` could not be read.
+    Unreadable(StoreError),
+    /// The version was checked (valid, the live one, or refused).
+    Checked(Result<Checked, Refused>),
+    /// `current` changed while the version it named was checked.
+    Moved {
+        checked: PathBuf,
+        current: Result<PathBuf, StoreError>,
+    },
+    /// The check passed `serve.model_check_timeout_ms`.
+    TimedOut,
+    /// The check's thread ended without an answer (it panicked).
+    Lost,
+}
+
+/// A check running on its own thread.
+pub(super) struct Running {
+    answer: oneshot::Receiver<Outcome>,
+    thread: std::thread::JoinHandle<()>,
+    started: Instant,
+    deadline: tokio::time::Instant,
+    trigger: Trigger,
+}
+
+/// The reload stage's state, driven by the daemon's loop. Everything that
+/// touches the store (reading `current`, opening the bundle) runs on a
+/// check's own thread, never on the loop: a store on a hung network volume
+/// stops reloads, not consumption, commits or shutdown. One check runs at a
+/// time; a poll or SIGHUP meanwhile is skipped and counted.
 pub struct Reloader {
     reload: Reload,
     slot: Arc<ModelSlot>,
     metrics: Metrics,
+    timeout: Duration,
     /// The folder last tried (live, or refused): polling skips it.
     tried: PathBuf,
-    /// The check running on a blocking thread, if any.
-    pub(super) running: Option<(Check, Instant)>,
+    pub(super) running: Option<Running>,
+    /// A check past its time limit, still blocked: a thread cannot be
+    /// interrupted, so it is left to finish, and none other starts before.
+    stuck: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Reloader {
-    pub fn new(reload: Reload, slot: Arc<ModelSlot>, metrics: Metrics) -> Reloader {
+    pub fn new(
+        reload: Reload,
+        slot: Arc<ModelSlot>,
+        metrics: Metrics,
+        timeout: Duration,
+    ) -> Reloader {
         Reloader {
             tried: reload.live_dir.clone(),
             reload,
             slot,
             metrics,
+            timeout,
             running: None,
+            stuck: None,
         }
     }
 
@@ -152,70 +201,119 @@ impl Reloader {
         matches!(self.reload.source, ModelSource::Store(_))
     }
 
-    /// A poll tick: starts a check if `current` names a folder not tried yet.
+    /// A poll tick: starts a check, which goes on only if `current` names
+    /// a folder not tried yet.
     pub fn poll(&mut self) {
-        if self.running.is_some() {
-            return;
-        }
-        match self.reload.source.resolve() {
-            Ok(dir) if dir != self.tried => self.start(dir),
-            Ok(_) => {}
-            // A store being edited by hand can be unreadable for a moment;
-            // the next poll looks again.
-            Err(e) => {
-                tracing::warn!(error = %e, "model store: cannot read the current version; keeping the live one")
-            }
+        if !self.skipped(Trigger::Poll) {
+            self.start(Trigger::Poll, Some(self.tried.clone()));
         }
     }
 
     /// SIGHUP: checks the current version even if it was tried before.
     pub fn hangup(&mut self) {
-        if self.running.is_some() {
-            return;
+        if !self.skipped(Trigger::Hangup) {
+            tracing::info!("SIGHUP: checking the model for a new version");
+            self.start(Trigger::Hangup, None);
         }
-        tracing::info!("SIGHUP: checking the model for a new version");
-        match self.reload.source.resolve() {
-            Ok(dir) => self.start(dir),
+    }
+
+    /// Forgets a timed-out check whose thread has returned since (the
+    /// daemon's housekeeping tick), so the gauge falls back to 0.
+    pub fn refresh(&mut self) {
+        if self.stuck.as_ref().is_some_and(|t| t.is_finished()) {
+            self.stuck = None;
+        }
+        self.metrics
+            .model_reload_in_progress
+            .set(i64::from(self.running.is_some() || self.stuck.is_some()));
+    }
+
+    /// Whether a check still runs: then `trigger` is skipped, logged and
+    /// counted.
+    fn skipped(&mut self, trigger: Trigger) -> bool {
+        self.refresh();
+        let reason = if self.running.is_some() {
+            "check_running"
+        } else if self.stuck.is_some() {
+            "check_timed_out"
+        } else {
+            return false;
+        };
+        self.metrics
+            .model_reload_skipped
+            .with_label_values(&[reason])
+            .inc();
+        match trigger {
+            Trigger::Poll => tracing::debug!(reason, "model poll skipped: a check still runs"),
+            Trigger::Hangup => {
+                tracing::warn!(reason, "SIGHUP skipped: a model reload check still runs")
+            }
+        }
+        true
+    }
+
+    fn start(&mut self, trigger: Trigger, tried: Option<PathBuf>) {
+        let (tx, answer) = oneshot::channel();
+        let source = self.reload.source.clone();
+        let live = self.slot.served();
+        let loader = self.reload.loader.clone();
+        // A thread of its own, not tokio's blocking pool: a check blocked
+        // for good would hold the runtime's shutdown.
+        let spawned = std::thread::Builder::new()
+            .name("lstm-ae-model-check".into())
+            .spawn(move || {
+                let _ = tx.send(run_check(&source, tried.as_deref(), &live, &loader));
+            });
+        match spawned {
+            Ok(thread) => {
+                self.running = Some(Running {
+                    answer,
+                    thread,
+                    started: Instant::now(),
+                    deadline: tokio::time::Instant::now() + self.timeout,
+                    trigger,
+                });
+                self.metrics.model_reload_in_progress.set(1);
+            }
             Err(e) => {
-                self.metrics
-                    .model_reloads
-                    .with_label_values(&["refused"])
-                    .inc();
-                tracing::warn!(error = %e, "model reload refused: the old version keeps serving");
+                tracing::warn!(error = %e, "cannot start a model reload check; the live version keeps serving")
             }
         }
     }
 
-    fn start(&mut self, dir: PathBuf) {
-        let live = self.slot.served();
-        let loader = self.reload.loader.clone();
-        let task = tokio::task::spawn_blocking(move || check(dir, &live, &loader));
-        self.running = Some((task, Instant::now()));
-    }
-
-    /// Takes a finished check's result: swaps a valid new version in, or
+    /// Takes a finished check's outcome: swaps a valid new version in, or
     /// logs and counts the refusal.
-    pub fn finish(&mut self, result: Result<Result<Checked, Refused>, tokio::task::JoinError>) {
-        let took_ms = self
-            .running
-            .take()
-            .map_or(0, |(_, t)| t.elapsed().as_millis() as u64);
-        match result {
-            Ok(Ok(Checked::Unchanged(dir))) => {
+    pub fn finish(&mut self, outcome: Outcome) {
+        let running = self.running.take();
+        let took_ms = running
+            .as_ref()
+            .map_or(0, |r| r.started.elapsed().as_millis() as u64);
+        let trigger = running.as_ref().map_or(Trigger::Poll, |r| r.trigger);
+        let refused = || {
+            self.metrics
+                .model_reloads
+                .with_label_values(&["refused"])
+                .inc()
+        };
+        match outcome {
+            Outcome::Tried => {}
+            // A store being edited by hand can be unreadable for a moment;
+            // the next poll looks again.
+            Outcome::Unreadable(e) if trigger == Trigger::Poll => {
+                tracing::warn!(error = %e, "model store: cannot read the current version; keeping the live one")
+            }
+            Outcome::Unreadable(e) => {
+                refused();
+                tracing::warn!(error = %e, "model reload refused: the old version keeps serving");
+            }
+            Outcome::Moved { checked, current } => {
+                tracing::info!(checked = %checked.display(), current = ?current.map(|d| d.display().to_string()), took_ms, "model reload: `current` changed during the check; the checked version is dropped");
+            }
+            Outcome::Checked(Ok(Checked::Unchanged(dir))) => {
                 self.tried = dir;
                 tracing::info!("model reload: the live version is current; nothing to do");
             }
-            Ok(Ok(Checked::New(c))) => {
-                // A rollback (or another promotion) during the check must
-                // win: swap only what `current` names now. The next poll
-                // checks whatever that is.
-                if self.polls() {
-                    let now = self.reload.source.resolve();
-                    if now.as_ref().ok() != Some(&c.dir) {
-                        tracing::info!(checked = %c.dir.display(), current = ?now.map(|d| d.display().to_string()), took_ms, "model reload: `current` changed during the check; the checked version is dropped");
-                        return;
-                    }
-                }
+            Outcome::Checked(Ok(Checked::New(c))) => {
                 let (from, to) = (self.slot.served().version.clone(), c.served.version.clone());
                 set_model_info(&self.metrics, &c.served.manifest);
                 self.slot.swap(c.factory, c.served);
@@ -223,34 +321,72 @@ impl Reloader {
                 self.metrics.model_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(%from, %to, took_ms, "model reloaded: new batches are scored by the new version");
             }
-            Ok(Err(r)) => {
+            Outcome::Checked(Err(r)) => {
                 self.tried = r.dir;
-                self.metrics
-                    .model_reloads
-                    .with_label_values(&["refused"])
-                    .inc();
+                refused();
                 tracing::warn!(reason = %r.reason, took_ms, "model reload refused: the old version keeps serving");
             }
-            Err(e) => {
-                self.metrics
-                    .model_reloads
-                    .with_label_values(&["refused"])
-                    .inc();
-                tracing::warn!(error = %e, "model reload check failed: the old version keeps serving");
+            Outcome::TimedOut => {
+                refused();
+                self.stuck = running.map(|r| r.thread);
+                tracing::warn!(limit_ms = self.timeout.as_millis() as u64, "model reload check passed serve.model_check_timeout_ms (a hung store?): the old version keeps serving, and no other check starts until this one returns");
+            }
+            Outcome::Lost => {
+                refused();
+                tracing::warn!("model reload check failed: the old version keeps serving");
             }
         }
+        self.refresh();
     }
 }
 
-/// Waits for the running check, if any (never resolves otherwise), for the
-/// daemon's `select!`.
-pub async fn finished(
-    running: Option<&mut Option<(Check, Instant)>>,
-) -> Result<Result<Checked, Refused>, tokio::task::JoinError> {
-    match running {
-        Some(Some((task, _))) => task.await,
-        _ => std::future::pending().await,
+/// Waits for the running check, if any (never resolves otherwise), at most
+/// until its time limit, for the daemon's `select!`.
+pub async fn finished(reloader: Option<&mut Reloader>) -> Outcome {
+    match reloader.and_then(|r| r.running.as_mut()) {
+        Some(run) => match tokio::time::timeout_at(run.deadline, &mut run.answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::Lost,
+            Err(_) => Outcome::TimedOut,
+        },
+        None => std::future::pending().await,
     }
+}
+
+/// A check, on its own thread: reads `current` (a poll stops there if it
+/// names `tried`), then checks the version it names.
+fn run_check(
+    source: &ModelSource,
+    tried: Option<&Path>,
+    live: &Served,
+    loader: &Loader,
+) -> Outcome {
+    let dir = match source.resolve() {
+        Ok(dir) => dir,
+        Err(e) => return Outcome::Unreadable(e),
+    };
+    if tried == Some(dir.as_path()) {
+        return Outcome::Tried;
+    }
+    match check(dir, live, loader) {
+        Ok(Checked::New(c)) => confirm(source, c),
+        checked => Outcome::Checked(checked),
+    }
+}
+
+/// A rollback (or another promotion) during the check must win: only what
+/// `current` names now goes live. The next poll checks whatever that is.
+fn confirm(source: &ModelSource, c: Candidate) -> Outcome {
+    if matches!(source, ModelSource::Store(_)) {
+        let now = source.resolve();
+        if now.as_ref().ok() != Some(&c.dir) {
+            return Outcome::Moved {
+                checked: c.dir,
+                current: now,
+            };
+        }
+    }
+    Outcome::Checked(Ok(Checked::New(c)))
 }
 
 /// SIGHUP, as a stream of requests to check the model.
@@ -419,7 +555,12 @@ mod tests {
             live_dir: root.join("1"),
             loader: Arc::new(|_| never_built()),
         };
-        let r = Reloader::new(reload, slot.clone(), metrics.clone());
+        let r = Reloader::new(
+            reload,
+            slot.clone(),
+            metrics.clone(),
+            Duration::from_secs(60),
+        );
         m.model_version = 2;
         let c = Candidate {
             dir: root.join("2"),
@@ -435,7 +576,7 @@ mod tests {
         let (mut r, slot, metrics, c) = checked_2(d.path());
         // Promoted, checked, then rolled back before the check finished.
         std::fs::write(d.path().join("current"), "1\n").unwrap();
-        r.finish(Ok(Ok(Checked::New(c))));
+        r.finish(confirm(&r.reload.source, c));
         assert_eq!(slot.served().manifest.model_version, 1);
         assert_eq!(metrics.model_reloads.with_label_values(&["ok"]).get(), 0);
 
@@ -443,7 +584,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (mut r, slot, metrics, c) = checked_2(d.path());
         std::fs::write(d.path().join("current"), "2\n").unwrap();
-        r.finish(Ok(Ok(Checked::New(c))));
+        r.finish(confirm(&r.reload.source, c));
         assert_eq!(slot.served().manifest.model_version, 2);
         assert_eq!(metrics.model_reloads.with_label_values(&["ok"]).get(), 1);
     }

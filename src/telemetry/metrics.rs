@@ -46,6 +46,8 @@ pub struct Metrics {
     pub inference_stalled: IntGauge,
     pub model_info: GaugeVec,
     pub model_reloads: IntCounterVec,
+    pub model_reload_skipped: IntCounterVec,
+    pub model_reload_in_progress: IntGauge,
     pub likelihood_keys_rescaled: IntCounter,
     pub build_info: GaugeVec,
     pub ready: Gauge,
@@ -355,6 +357,19 @@ impl Metrics {
                 "Model versions considered for a hot reload, by result (ok: swapped in; refused: failed validation, the old version keeps serving).",
                 &["result"],
             ),
+            model_reload_skipped: counter_vec(
+                &r,
+                "lstm_ae_model_reload_skipped_total",
+                "Model polls and SIGHUPs skipped because a reload check still runs, by reason (check_running: within its time limit; check_timed_out: past serve.model_check_timeout_ms, its thread left behind).",
+                &["reason"],
+            ),
+            model_reload_in_progress: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_model_reload_in_progress",
+                    "1 while a model reload check runs (also one past its time limit, left behind until it returns).",
+                ),
+            ),
             likelihood_keys_rescaled: counter(
                 &r,
                 "lstm_ae_likelihood_keys_rescaled_total",
@@ -480,6 +495,9 @@ impl Metrics {
         }
         for result in ["ok", "refused"] {
             m.model_reloads.with_label_values(&[result]);
+        }
+        for reason in ["check_running", "check_timed_out"] {
+            m.model_reload_skipped.with_label_values(&[reason]);
         }
         for reason in ["expired", "capacity"] {
             m.series_metrics_keys_evicted.with_label_values(&[reason]);

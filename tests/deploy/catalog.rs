@@ -63,6 +63,8 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.inference_stalled.clone()),
         Box::new(m.model_info.clone()),
         Box::new(m.model_reloads.clone()),
+        Box::new(m.model_reload_skipped.clone()),
+        Box::new(m.model_reload_in_progress.clone()),
         Box::new(m.likelihood_keys_rescaled.clone()),
         Box::new(m.build_info.clone()),
         Box::new(m.ready.clone()),
@@ -128,5 +130,5 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 52);
+    assert_eq!(cat.len(), 54);
 }
