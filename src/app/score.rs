@@ -11,7 +11,6 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::ScoreArgs;
-use crate::config::Settings;
 use crate::data::{self, CsvOptions, DataError, Series};
 use crate::infer::{Backend, InferError, OnnxBackend};
 use crate::model::Bundle;
@@ -23,7 +22,7 @@ use crate::score::{
 /// prints the anomalous stretches (and, with `--labels`, which labelled
 /// windows they caught).
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
-    let s = Settings::load(a.config.as_deref())?;
+    let s = super::settings::load(a.config.as_deref(), &a.csv)?;
     let bundle = Bundle::open(&a.model)?;
     let series = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
@@ -151,6 +150,12 @@ pub enum ScoreError {
         features: Vec<String>,
         model: String,
     },
+    #[error("--features (data.feature_columns) names {} columns [{}], but model {model} reads {} features [{}]", given.len(), given.join(", "), features.len(), features.join(", "))]
+    FeatureCount {
+        given: Vec<String>,
+        features: Vec<String>,
+        model: String,
+    },
     #[error("{}: {rows} rows, but model {model} needs at least one window of {window} rows", file.display())]
     TooShort {
         file: std::path::PathBuf,
@@ -218,15 +223,27 @@ impl Scored {
 }
 
 /// Loads the CSV with the bundle's feature columns, refusing a file whose
-/// columns don't match.
+/// columns don't match. Feature columns in `opts` (`--features`) name the
+/// file's columns that feed the model's features, in the model's order.
 pub fn load_for_bundle(
     bundle: &Bundle,
     path: &Path,
     opts: &CsvOptions,
 ) -> Result<Series, ScoreError> {
     let m = &bundle.manifest;
+    let features = match &opts.feature_columns {
+        Some(given) if given.len() != m.feature_names.len() => {
+            return Err(ScoreError::FeatureCount {
+                given: given.clone(),
+                features: m.feature_names.clone(),
+                model: m.model_id.clone(),
+            })
+        }
+        Some(given) => given.clone(),
+        None => m.feature_names.clone(),
+    };
     let opts = CsvOptions {
-        feature_columns: Some(m.feature_names.clone()),
+        feature_columns: Some(features),
         ..opts.clone()
     };
     match data::load_csv(path, &opts) {
