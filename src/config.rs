@@ -543,10 +543,28 @@ impl Settings {
         Self::load_with_env(file, std::env::vars())
     }
 
+    /// [`Settings::load`] with `data` in place of the built-in `[data]`
+    /// defaults (a bundle's recorded data settings): the file and the
+    /// environment still override them.
+    pub fn load_with_data_defaults(
+        file: Option<&Path>,
+        data: &DataSettings,
+    ) -> Result<Settings, ConfigError> {
+        Self::load_over(file, std::env::vars(), Some(data))
+    }
+
     /// [`Settings::load`] with an explicit environment (tests).
     pub fn load_with_env(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        Self::load_over(file, env, None)
+    }
+
+    fn load_over(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        data: Option<&DataSettings>,
     ) -> Result<Settings, ConfigError> {
         let file = match file {
             Some(f) if !f.exists() => {
@@ -582,8 +600,13 @@ impl Settings {
             .build()
             .ok()
             .and_then(|c| c.try_deserialize().ok());
-        let defaults = serde_json::to_value(Settings::default())
+        let mut defaults = serde_json::to_value(Settings::default())
             .map_err(|e| config::ConfigError::Foreign(Box::new(e)))?;
+        if let (Some(data), Some(o)) = (data, defaults.as_object_mut()) {
+            let data = serde_json::to_value(data)
+                .map_err(|e| config::ConfigError::Foreign(Box::new(e)))?;
+            o.insert("data".into(), data);
+        }
         // A calibration rule other than the default takes only its own keys:
         // the default rule's keys merged under it would be unknown fields.
         let mut base = defaults.clone();

@@ -548,3 +548,137 @@ fn a_misspelt_data_flag_lists_the_valid_values() {
         }
     }
 }
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const MACHINE_TEMPERATURE: &str = "data/nab/realKnownCause/machine_temperature_system_failure.csv";
+
+/// Copies the default bundle into `dir` with `manifest` as its manifest.json.
+fn default_bundle_with(dir: &Path, manifest: &Path) -> std::path::PathBuf {
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let from = root().join("models/machine_temperature");
+    std::fs::copy(from.join("model.onnx"), bundle.join("model.onnx")).unwrap();
+    std::fs::copy(manifest, bundle.join("manifest.json")).unwrap();
+    bundle
+}
+
+/// The default model was trained with `timestamp_order = "file"` (its
+/// series repeats an hour at line 10151); its bundle remembers that, so
+/// `score` reads the series to its end with no settings, says where the
+/// settings came from, and writes one line per row.
+#[test]
+fn the_default_model_scores_its_own_series_with_no_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("scores.csv");
+    let model = root().join("models/machine_temperature");
+    let data = root().join(MACHINE_TEMPERATURE);
+    let out = run(
+        &["score", "--model", s(&model), s(&data), "--out", s(&scores)],
+        &[("RUST_LOG", "info")],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("timestamp_order = file (bundle)"), "{err}");
+    let rows = std::fs::read_to_string(&data).unwrap().lines().count();
+    let scored = std::fs::read_to_string(&scores).unwrap().lines().count();
+    assert_eq!(scored, rows, "one line per row, the header included");
+}
+
+/// A manifest written before bundles recorded their data settings still
+/// loads, with the built-in defaults: the default model's series stops at
+/// its repeated hour, naming the flag, and scores with it.
+#[test]
+fn an_old_manifest_without_data_settings_reads_with_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = default_bundle_with(
+        dir.path(),
+        &root().join("tests/fixtures/machine_temperature.format1.manifest.json"),
+    );
+    let data = root().join(MACHINE_TEMPERATURE);
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 10151"), "{err}");
+    assert!(err.contains("--timestamp-order file"), "{err}");
+
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+            "--timestamp-order",
+            "file",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A model trained with `--fill previous` scores the file it was trained
+/// on with no flags; `--fill error` overrides what the bundle remembers.
+#[test]
+fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("holes.csv");
+    write_rows(&data, "timestamp;value", |r| {
+        let v = if r % 50 == 7 {
+            String::new()
+        } else {
+            ((r as f64) / 5.0).sin().to_string()
+        };
+        format!("{};{v}", 1_767_225_600 + 60 * r)
+    });
+    let bundle = dir.path().join("holes");
+    train_with(&data, &bundle, &["--fill", "previous", "--separator", ";"]).unwrap();
+    let recorded = &manifest(&bundle)["data"];
+    assert_eq!(recorded["fill"], "previous", "{recorded}");
+    assert_eq!(recorded["separator"], ";", "{recorded}");
+
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+            "--fill",
+            "error",
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 9"), "{err}");
+}

@@ -22,8 +22,8 @@ use crate::score::{
 /// prints the anomalous stretches (and, with `--labels`, which labelled
 /// windows they caught).
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
-    let s = super::settings::load(a.config.as_deref(), &a.csv)?;
     let bundle = Bundle::open(&a.model)?;
+    let s = super::settings::load_for_bundle(a.config.as_deref(), &a.csv, &bundle.manifest)?;
     let series = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = Rule {

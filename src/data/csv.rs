@@ -235,7 +235,12 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
         values: Vec::new(),
         missing: Vec::new(),
     };
-    let ts_hint = super::timestamp_column_hint(opts.timestamp_column.is_none());
+    // The first column, taken for want of a named one, may be the wrong one.
+    let ts_by_default = opts.timestamp_column.is_none()
+        && !TIMESTAMP_NAMES
+            .iter()
+            .any(|n| header[ts_col].eq_ignore_ascii_case(n));
+    let ts_hint = super::timestamp_column_hint(ts_by_default);
     let mut previous: Option<(i64, String, u64)> = None;
     let mut last_good: Vec<Option<f32>> = vec![None; feature_cols.len()];
     for record in records {
@@ -288,7 +293,7 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                     value: ts_text.to_string(),
                     previous: prev_text.clone(),
                     previous_line: *prev_line,
-                    column_by_default: opts.timestamp_column.is_none(),
+                    column_by_default: ts_by_default,
                 });
             }
         }
