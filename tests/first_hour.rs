@@ -664,6 +664,19 @@ fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
         &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The `filled` column marks the rows whose cell was filled: every row
+    // r with r % 50 == 7, and no other.
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"filled"), "{header:?}");
+    let marked: Vec<usize> = scored
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter(|(_, l)| l.rsplit(',').next() != Some("0"))
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(marked, (0..300).filter(|r| r % 50 == 7).collect::<Vec<_>>());
 
     let out = run(
         &[

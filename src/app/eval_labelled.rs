@@ -222,7 +222,7 @@ fn evaluate_one(
                 )
             })?;
     let bundle = trained.bundle;
-    let series = score::load_for_bundle(&bundle, path, &csv)?;
+    let (series, _) = score::load_for_bundle(&bundle, path, &csv)?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = score::Rule {
         rule: s.anomalies.rule,

@@ -24,13 +24,14 @@ use crate::score::{
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     let bundle = Bundle::open(&a.model)?;
     let s = super::settings::load_for_bundle(a.config.as_deref(), &a.csv, &bundle.manifest)?;
-    let series = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
+    let (series, filled) = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = Rule {
         rule: s.anomalies.rule,
         likelihood_threshold: s.anomalies.likelihood_threshold,
     };
-    let scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
+    let mut scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
+    scored.filled = filled;
     let out = a.out.unwrap_or_else(|| {
         let stem = a
             .file
@@ -183,6 +184,8 @@ pub struct Scored {
     pub anomalous: Vec<Option<bool>>,
     /// Which of the two decides [`Scored::is_anomaly`].
     pub rule: Rule,
+    /// Per row, how many of its cells `data.fill` filled (empty: none).
+    pub filled: Vec<u32>,
 }
 
 /// The anomaly decision, as `[anomalies]` configures the daemon's.
@@ -223,13 +226,13 @@ impl Scored {
 }
 
 /// Loads the CSV with the bundle's feature columns, refusing a file whose
-/// columns don't match. Feature columns in `opts` (`--features`) name the
+/// columns don't match; with it, per row, how many cells were filled. Feature columns in `opts` (`--features`) name the
 /// file's columns that feed the model's features, in the model's order.
 pub fn load_for_bundle(
     bundle: &Bundle,
     path: &Path,
     opts: &CsvOptions,
-) -> Result<Series, ScoreError> {
+) -> Result<(Series, Vec<u32>), ScoreError> {
     let m = &bundle.manifest;
     let features = match &opts.feature_columns {
         Some(given) if given.len() != m.feature_names.len() => {
@@ -246,7 +249,7 @@ pub fn load_for_bundle(
         feature_columns: Some(features),
         ..opts.clone()
     };
-    match data::load_csv(path, &opts) {
+    match data::load_csv_marking_filled(path, &opts) {
         Ok(s) => Ok(s),
         Err(DataError::UnknownColumn { available, .. }) => Err(ScoreError::Columns {
             file: path.to_path_buf(),
@@ -340,18 +343,21 @@ pub fn score_series(
         likelihood,
         anomalous,
         rule,
+        filled: vec![],
     })
 }
 
 /// Writes `timestamp, <features…>, score, normalized_score,
-/// anomaly_likelihood, is_anomaly` (under the configured rule).
+/// anomaly_likelihood, is_anomaly` (under the configured rule), `filled`
+/// (how many of the row's cells `data.fill` filled: the row the score's
+/// window ends at).
 pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
     let s = &scored.series;
     writeln!(
         w,
-        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly",
+        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly,filled",
         s.feature_names.join(",")
     )?;
     for row in 0..s.rows() {
@@ -360,7 +366,7 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
             write!(w, ",{v}")?;
         }
         match scored.scores[row] {
-            Some(sc) => writeln!(
+            Some(sc) => write!(
                 w,
                 ",{sc},{},{},{}",
                 sc / scored.threshold,
@@ -369,8 +375,9 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
                     .unwrap_or_default(),
                 scored.is_anomaly(row) == Some(true)
             )?,
-            None => writeln!(w, ",,,,")?,
+            None => write!(w, ",,,,")?,
         }
+        writeln!(w, ",{}", scored.filled.get(row).copied().unwrap_or(0))?;
     }
     w.flush()
 }

@@ -141,6 +141,15 @@ pub fn parse_separator(s: &str) -> Result<u8, String> {
 
 /// Loads a series; see the module docs for the rules.
 pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Series, DataError> {
+    load_csv_marking_filled(path, opts).map(|(series, _)| series)
+}
+
+/// [`load_csv`], and per row how many of its cells [`FillRule`] filled
+/// (so that output derived from a filled cell can say so).
+pub fn load_csv_marking_filled(
+    path: &Path,
+    opts: &CsvOptions,
+) -> Result<(Series, Vec<u32>), DataError> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
@@ -151,22 +160,29 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Series, DataError> {
         .collect::<String>();
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut parsed = parse_csv(path, body, opts)?;
-    let filled = fill(path, &mut parsed, opts.fill)?;
     let rows = parsed.timestamps.len();
+    let mut filled_per_row = vec![0u32; rows];
+    for m in &parsed.missing {
+        if let Some(n) = filled_per_row.get_mut(m.row) {
+            *n += 1;
+        }
+    }
+    let filled = fill(path, &mut parsed, opts.fill)?;
     let features = parsed.feature_names.len();
     let values = match Array2::from_shape_vec((rows, features), parsed.values) {
         Ok(values) => values,
         // The parser pushes exactly `features` values per row.
         Err(e) => unreachable!("load_csv: broken invariant, {rows} x {features} values: {e}"),
     };
-    Ok(Series {
+    let series = Series {
         path: path.to_path_buf(),
         timestamps: parsed.timestamps,
         feature_names: parsed.feature_names,
         values,
         sha256,
         filled,
-    })
+    };
+    Ok((series, filled_per_row))
 }
 
 /// A missing value waiting for [`fill`]: its row, feature column and why.

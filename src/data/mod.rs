@@ -17,7 +17,8 @@ pub mod window;
 use std::path::PathBuf;
 
 pub use self::csv::{
-    load_csv, parse_separator, CsvOptions, FillRule, Series, TimestampOrder, TIMESTAMP_NAMES,
+    load_csv, load_csv_marking_filled, parse_separator, CsvOptions, FillRule, Series,
+    TimestampOrder, TIMESTAMP_NAMES,
 };
 pub use self::scaler::{Scaler, ScalerKind};
 pub use self::time::{format_timestamp, parse_timestamp};
