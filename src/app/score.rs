@@ -63,11 +63,12 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         AnomalyRule::Likelihood => format!("likelihood ≥ {}", s.anomalies.likelihood_threshold),
     };
     println!(
-        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretches ({rule})",
+        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous in {} stretch{} ({rule})",
         a.file.display(),
         bundle.manifest.model_id,
         bundle.manifest.model_version,
         stretches.len(),
+        if stretches.len() == 1 { "" } else { "es" },
     );
     for (from, to) in stretches.iter().take(20) {
         let peak = match s.anomalies.rule {
