@@ -125,7 +125,7 @@ pub enum DataError {
         /// The setting that would accept the cell, as "; set …", or "".
         hint: &'static str,
     },
-    #[error("{}: line {line}, column '{column}': timestamp '{value}' is not after the previous one, '{previous}' on line {previous_line} (timestamps must strictly increase); if the rows are in the right order (e.g. an hour repeated at a daylight-saving change), pass --timestamp-order file (data.timestamp_order = \"file\") to keep them in file order{}", path.display(), timestamp_column_hint(*column_by_default))]
+    #[error("{}: line {line}, column '{column}': timestamp '{value}' is not after the previous one, '{previous}' on line {previous_line} (timestamps must strictly increase); if the rows are in the right order (e.g. an hour repeated at a daylight-saving change), set data.timestamp_order = \"file\" (--timestamp-order file) to keep them in file order{}", path.display(), timestamp_column_hint(*column_by_default))]
     NonIncreasing {
         path: PathBuf,
         line: u64,
