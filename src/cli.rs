@@ -108,12 +108,38 @@ pub enum ModelsCommand {
     },
 }
 
+/// How a CSV is read: flags over the `[data]` settings of --config (one
+/// flag per setting, same meaning).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// Timestamp column (data.timestamp_column) [default: the first named
+    /// timestamp, time, ts, datetime or date, else the first column].
+    #[arg(long, value_name = "NAME")]
+    pub timestamp_column: Option<String>,
+    /// Feature columns, comma-separated, e.g. cpu,memory
+    /// (data.feature_columns) [default: every column but the timestamp].
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// Field separator: one character, or tab (data.separator) [default: ,].
+    #[arg(long, value_name = "CHAR")]
+    pub separator: Option<String>,
+    /// Empty or NaN values: error | previous | linear (data.fill) [default: error].
+    #[arg(long, value_parser = parse_fill)]
+    pub fill: Option<crate::data::FillRule>,
+    /// increasing | file: keep rows in file order even where a timestamp
+    /// repeats or steps back (data.timestamp_order) [default: increasing].
+    #[arg(long, value_parser = parse_timestamp_order)]
+    pub timestamp_order: Option<crate::data::TimestampOrder>,
+}
+
 /// Where `retrain` and `recalibrate` read recent history.
 #[derive(clap::Args)]
 pub struct SourceArgs {
     /// A CSV (as `train` reads it).
     #[arg(long, conflicts_with = "from_kafka")]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: DataArgs,
     /// The daemon's input topics (`[kafka]` in --config), read without a
     /// consumer group: the daemon's committed offsets never move.
     #[arg(long)]
@@ -238,6 +264,8 @@ pub struct EvalLabelledArgs {
     /// --data); default: <data>/windows.json when it exists.
     #[arg(long)]
     pub windows: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: DataArgs,
 }
 
 #[derive(clap::Args)]
@@ -303,6 +331,8 @@ pub struct TrainArgs {
     /// Training data: a CSV with a timestamp column and numeric columns.
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub csv: DataArgs,
     /// Bundle folder to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -350,6 +380,12 @@ pub struct TrainArgs {
 fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
 }
+fn parse_fill(s: &str) -> std::result::Result<crate::data::FillRule, String> {
+    parse_enum(s)
+}
+fn parse_timestamp_order(s: &str) -> std::result::Result<crate::data::TimestampOrder, String> {
+    parse_enum(s)
+}
 fn parse_format(s: &str) -> std::result::Result<crate::stream::codec::Format, String> {
     parse_enum(s)
 }
@@ -370,6 +406,8 @@ pub struct ScoreArgs {
     pub model: PathBuf,
     /// CSV to score (same feature columns as the training data).
     pub file: PathBuf,
+    #[command(flatten)]
+    pub csv: DataArgs,
     /// Output CSV; default: <file stem>.scored.csv next to the input.
     #[arg(long)]
     pub out: Option<PathBuf>,

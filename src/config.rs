@@ -38,7 +38,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSettings {
-    /// Timestamp column; empty = the column named `timestamp`, else the first.
+    /// Timestamp column; empty = the first named `timestamp`, `time`, `ts`,
+    /// `datetime` or `date` (any case), else the first.
     pub timestamp_column: String,
     /// Feature columns; empty = every column but the timestamp, in file order.
     pub feature_columns: Vec<String>,
@@ -58,6 +59,8 @@ pub struct DataSettings {
     pub validation_fraction: f64,
     /// `standard` (zero mean, unit variance) or `minmax` (training range to [0, 1]).
     pub scaler: ScalerKind,
+    /// The character between fields: `,` `;` `|`…, or `tab`.
+    pub separator: String,
 }
 
 impl DataSettings {
@@ -70,6 +73,8 @@ impl DataSettings {
                 .then(|| self.feature_columns.clone()),
             fill: self.fill,
             timestamp_order: self.timestamp_order,
+            // `validate` refuses any other separator.
+            separator: crate::data::parse_separator(&self.separator).unwrap_or(b','),
         }
     }
 }
@@ -85,6 +90,7 @@ impl Default for DataSettings {
             stride: 1,
             validation_fraction: 0.2,
             scaler: ScalerKind::Standard,
+            separator: ",".into(),
         }
     }
 }
@@ -568,10 +574,28 @@ impl Settings {
         Self::load_with_env(file, std::env::vars())
     }
 
+    /// [`Settings::load`] with `data` in place of the built-in `[data]`
+    /// defaults (a bundle's recorded data settings): the file and the
+    /// environment still override them.
+    pub fn load_with_data_defaults(
+        file: Option<&Path>,
+        data: &DataSettings,
+    ) -> Result<Settings, ConfigError> {
+        Self::load_over(file, std::env::vars(), Some(data))
+    }
+
     /// [`Settings::load`] with an explicit environment (tests).
     pub fn load_with_env(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        Self::load_over(file, env, None)
+    }
+
+    fn load_over(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        data: Option<&DataSettings>,
     ) -> Result<Settings, ConfigError> {
         let file = match file {
             Some(f) if !f.exists() => {
@@ -607,8 +631,13 @@ impl Settings {
             .build()
             .ok()
             .and_then(|c| c.try_deserialize().ok());
-        let defaults = serde_json::to_value(Settings::default())
+        let mut defaults = serde_json::to_value(Settings::default())
             .map_err(|e| config::ConfigError::Foreign(Box::new(e)))?;
+        if let (Some(data), Some(o)) = (data, defaults.as_object_mut()) {
+            let data = serde_json::to_value(data)
+                .map_err(|e| config::ConfigError::Foreign(Box::new(e)))?;
+            o.insert("data".into(), data);
+        }
         // A calibration rule other than the default takes only its own keys:
         // the default rule's keys merged under it would be unknown fields.
         let mut base = defaults.clone();
@@ -649,6 +678,9 @@ impl Settings {
         };
         if self.data.stride == 0 {
             return bad("data.stride", "must be at least 1");
+        }
+        if let Err(e) = crate::data::parse_separator(&self.data.separator) {
+            return bad("data.separator (--separator)", &e);
         }
         if !(self.data.validation_fraction > 0.0 && self.data.validation_fraction < 1.0) {
             return bad(

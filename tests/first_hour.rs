@@ -124,6 +124,8 @@ fn a_flat_series_trains_a_bundle_that_loads_and_flags_a_departure() {
         &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("anomalous in 1 stretch ("), "{said}");
     let scored = std::fs::read_to_string(&scores).unwrap();
     let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
     let col = header
@@ -150,6 +152,8 @@ struct Bad {
     csv: Option<&'static str>,
     /// `LSTM_AE__…` variables set.
     env: &'static [(&'static str, &'static str)],
+    /// More `train` flags.
+    args: &'static [&'static str],
     /// Each must appear in stderr.
     names: &'static [&'static str],
     /// None may appear in stderr (jargon, a wrong suggestion).
@@ -162,6 +166,7 @@ const BAD: &[Bad] = &[
         toml: "[training]\nepochs = 2.5\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["training.epochs", "2.5", "whole number"],
         not: &[],
     },
@@ -170,6 +175,7 @@ const BAD: &[Bad] = &[
         toml: "[training]\nepochs = -1\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["training.epochs", "-1", "whole number"],
         not: &["64 bit"],
     },
@@ -178,6 +184,7 @@ const BAD: &[Bad] = &[
         toml: "calibration = { rule = \"pot\", q = 0.99 }\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["calibration", "`q`", "initial_quantile", "risk"],
         not: &[],
     },
@@ -186,6 +193,7 @@ const BAD: &[Bad] = &[
         toml: "[data]\nfill = \"prev\"\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["data.fill", "prev", "error", "previous", "linear"],
         not: &["variant constructor", "FillRule"],
     },
@@ -194,6 +202,7 @@ const BAD: &[Bad] = &[
         toml: "[model]\nmode = \"recon\"\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["model.mode", "recon", "reconstruct", "predict", "composite"],
         not: &["variant constructor"],
     },
@@ -202,6 +211,7 @@ const BAD: &[Bad] = &[
         toml: "[model]\nactivation = \"sigmoid\"\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["model.activation", "sigmoid", "`tanh` or `relu`"],
         not: &["variant constructor"],
     },
@@ -210,6 +220,7 @@ const BAD: &[Bad] = &[
         toml: "",
         csv: None,
         env: &[("LSTM_AE__TRAINING__BATCH_SIZE", "2.5")],
+        args: &[],
         names: &["training.batch_size", "2.5", "whole number"],
         not: &[],
     },
@@ -218,7 +229,8 @@ const BAD: &[Bad] = &[
         toml: "",
         csv: Some("timestamp,value,value\n"),
         env: &[],
-        names: &["'value'", "twice", "data.feature_columns"],
+        args: &[],
+        names: &["'value'", "twice", "data.feature_columns", "--features"],
         not: &[],
     },
     Bad {
@@ -227,6 +239,7 @@ const BAD: &[Bad] = &[
         // The "header" is a data row: an epoch-seconds timestamp and a value.
         csv: Some("1767225540,3\n"),
         env: &[],
+        args: &[],
         names: &["line 1", "1767225540,3", "header row", "timestamp,value"],
         not: &[],
     },
@@ -235,7 +248,8 @@ const BAD: &[Bad] = &[
         toml: "",
         csv: Some("timestamp;value\n"),
         env: &[],
-        names: &["';'", "separat"],
+        args: &[],
+        names: &["';'", "separat", "--separator"],
         not: &[],
     },
     Bad {
@@ -243,7 +257,8 @@ const BAD: &[Bad] = &[
         toml: "",
         csv: Some("timestamp,value,spare\n"),
         env: &[],
-        names: &["data.fill", "LSTM_AE__DATA__FILL", "[data]"],
+        args: &[],
+        names: &["data.fill", "LSTM_AE__DATA__FILL", "[data]", "--fill"],
         not: &[],
     },
     Bad {
@@ -251,6 +266,7 @@ const BAD: &[Bad] = &[
         toml: "[data]\nmax_rows = 5\n",
         csv: None,
         env: &[],
+        args: &[],
         names: &["--window", "model.window"],
         not: &[],
     },
@@ -259,7 +275,31 @@ const BAD: &[Bad] = &[
         toml: "",
         csv: Some("timestamp,host,value\n"),
         env: &[],
-        names: &["'host'", "not a number", "data.feature_columns"],
+        args: &[],
+        names: &[
+            "'host'",
+            "not a number",
+            "data.feature_columns",
+            "--features",
+        ],
+        not: &[],
+    },
+    Bad {
+        what: "a separator flag of more than one character is refused",
+        toml: "",
+        csv: None,
+        env: &[],
+        args: &["--separator", ";;"],
+        names: &["--separator", "one character", "tab"],
+        not: &[],
+    },
+    Bad {
+        what: "a feature flag naming no column lists the columns",
+        toml: "",
+        csv: None,
+        env: &[],
+        args: &["--features", "valu"],
+        names: &["'valu'", "the columns are", "value"],
         not: &[],
     },
 ];
@@ -315,7 +355,10 @@ fn bad_input_stops_with_one_error_naming_the_fix() {
                 "--hidden",
                 "2",
                 "--quiet",
-            ],
+            ]
+            .into_iter()
+            .chain(bad.args.iter().copied())
+            .collect::<Vec<_>>(),
             bad.env,
         );
         let err = text(&out.stderr);
@@ -333,4 +376,324 @@ fn bad_input_stops_with_one_error_naming_the_fix() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Writes `header`, then 300 rows of `row(r)` under it.
+fn write_rows(path: &Path, header: &str, row: impl Fn(usize) -> String) {
+    let mut body = format!("{header}\n");
+    for r in 0..300 {
+        body.push_str(&row(r));
+        body.push('\n');
+    }
+    std::fs::write(path, body).unwrap();
+}
+
+/// Trains a one-epoch bundle on `data` with `flags`; the stderr on failure.
+fn train_with(data: &Path, bundle: &Path, flags: &[&str]) -> Result<(), String> {
+    let mut args = vec![
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(bundle),
+        "--window",
+        "8",
+        "--hidden",
+        "2",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    args.extend_from_slice(flags);
+    let out = run(&args, &[]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// What is written, the header, each row, the flags, the features expected.
+type FlagCase = (
+    &'static str,
+    String,
+    Box<dyn Fn(usize) -> String>,
+    Vec<&'static str>,
+    Vec<&'static str>,
+);
+
+/// Each fix an error names is a flag that works: the file the error was
+/// about trains with it, and the bundle reads the columns the flags chose.
+#[test]
+fn the_data_flags_read_the_files_the_errors_are_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = |r: usize| 1_767_225_600 + 60 * r;
+    let wave = |r: usize| ((r as f64) / 5.0).sin();
+    let cases: Vec<FlagCase> = vec![
+        (
+            "semicolons",
+            "timestamp;value".into(),
+            Box::new(move |r| format!("{};{}", ts(r), wave(r))),
+            vec!["--separator", ";"],
+            vec!["value"],
+        ),
+        (
+            "tabs",
+            "timestamp\tvalue".into(),
+            Box::new(move |r| format!("{}\t{}", ts(r), wave(r))),
+            vec!["--separator", "tab"],
+            vec!["value"],
+        ),
+        (
+            "pipes, a hole and a text column",
+            "ts|host|cpu|memory".into(),
+            Box::new(move |r| {
+                let cpu = if r == 10 {
+                    String::new()
+                } else {
+                    wave(r).to_string()
+                };
+                format!("{}|web-1|{cpu}|{}", ts(r), r % 7)
+            }),
+            vec![
+                "--separator",
+                "|",
+                "--fill",
+                "linear",
+                "--features",
+                "memory,cpu",
+            ],
+            vec!["memory", "cpu"],
+        ),
+        (
+            "a timestamp column named elsewhere",
+            "value,reading_time".into(),
+            Box::new(move |r| format!("{},{}", wave(r), ts(r))),
+            vec!["--timestamp-column", "reading_time"],
+            vec!["value"],
+        ),
+        (
+            "a timestamp column called time, not first",
+            "value,time".into(),
+            Box::new(move |r| format!("{},{}", wave(r), ts(r))),
+            vec![],
+            vec!["value"],
+        ),
+        (
+            "an hour repeated",
+            "timestamp,value".into(),
+            Box::new(move |r| format!("{},{}", ts(if r == 100 { 99 } else { r }), wave(r))),
+            vec!["--timestamp-order", "file"],
+            vec!["value"],
+        ),
+    ];
+    let mut failures = vec![];
+    // Without the flag, the timestamps in the second column of cases[3]
+    // are not found: the error names the flag.
+    let data = dir.path().join("elsewhere.csv");
+    write_rows(&data, &cases[3].1, &cases[3].2);
+    match train_with(&data, &dir.path().join("elsewhere"), &[]) {
+        Ok(()) => failures.push("value,reading_time trained without --timestamp-column".into()),
+        Err(e) if !e.contains("--timestamp-column") || !e.contains("data.timestamp_column") => {
+            failures.push(format!("value,reading_time: {e}"))
+        }
+        Err(_) => {}
+    }
+    for (i, (what, header, row, flags, features)) in cases.into_iter().enumerate() {
+        let data = dir.path().join(format!("f{i}.csv"));
+        write_rows(&data, &header, row);
+        let bundle = dir.path().join(format!("b{i}"));
+        match train_with(&data, &bundle, &flags) {
+            Err(e) => failures.push(format!("{what}: {e}")),
+            Ok(()) => {
+                let got = manifest(&bundle)["feature_names"].clone();
+                if got != serde_json::json!(features) {
+                    failures.push(format!("{what}: feature_names {got}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A misspelt value of a data flag is a usage error (exit 2) that lists
+/// the valid values, on every command that reads a CSV.
+#[test]
+fn a_misspelt_data_flag_lists_the_valid_values() {
+    for (command, flag, bad, valid) in [
+        (
+            &["train", "--data", "x.csv", "--out", "b"][..],
+            "--fill",
+            "prev",
+            &["error", "previous", "linear"][..],
+        ),
+        (
+            &["score", "--model", "b", "x.csv"][..],
+            "--timestamp-order",
+            "sorted",
+            &["increasing", "file"][..],
+        ),
+        (
+            &["eval", "labelled", "--data", "d", "--out", "o"][..],
+            "--fill",
+            "zero",
+            &["previous", "linear"][..],
+        ),
+    ] {
+        let mut args = command.to_vec();
+        args.extend([flag, bad]);
+        let out = run(&args, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        for word in std::iter::once(&flag).chain(valid) {
+            assert!(err.contains(word), "{command:?}: no {word}: {err}");
+        }
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const MACHINE_TEMPERATURE: &str = "data/nab/realKnownCause/machine_temperature_system_failure.csv";
+
+/// Copies the default bundle into `dir` with `manifest` as its manifest.json.
+fn default_bundle_with(dir: &Path, manifest: &Path) -> std::path::PathBuf {
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let from = root().join("models/machine_temperature");
+    std::fs::copy(from.join("model.onnx"), bundle.join("model.onnx")).unwrap();
+    std::fs::copy(manifest, bundle.join("manifest.json")).unwrap();
+    bundle
+}
+
+/// The default model was trained with `timestamp_order = "file"` (its
+/// series repeats an hour at line 10151); its bundle remembers that, so
+/// `score` reads the series to its end with no settings, says where the
+/// settings came from, and writes one line per row.
+#[test]
+fn the_default_model_scores_its_own_series_with_no_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("scores.csv");
+    let model = root().join("models/machine_temperature");
+    let data = root().join(MACHINE_TEMPERATURE);
+    let out = run(
+        &["score", "--model", s(&model), s(&data), "--out", s(&scores)],
+        &[("RUST_LOG", "info")],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("timestamp_order = file (bundle)"), "{err}");
+    let rows = std::fs::read_to_string(&data).unwrap().lines().count();
+    let scored = std::fs::read_to_string(&scores).unwrap().lines().count();
+    assert_eq!(scored, rows, "one line per row, the header included");
+}
+
+/// A manifest written before bundles recorded their data settings still
+/// loads, with the built-in defaults: the default model's series stops at
+/// its repeated hour, naming the flag, and scores with it.
+#[test]
+fn an_old_manifest_without_data_settings_reads_with_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = default_bundle_with(
+        dir.path(),
+        &root().join("tests/fixtures/machine_temperature.format1.manifest.json"),
+    );
+    let data = root().join(MACHINE_TEMPERATURE);
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 10151"), "{err}");
+    assert!(err.contains("--timestamp-order file"), "{err}");
+
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+            "--timestamp-order",
+            "file",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A model trained with `--fill previous` scores the file it was trained
+/// on with no flags; `--fill error` overrides what the bundle remembers.
+#[test]
+fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("holes.csv");
+    write_rows(&data, "timestamp;value", |r| {
+        let v = if r % 50 == 7 {
+            String::new()
+        } else {
+            ((r as f64) / 5.0).sin().to_string()
+        };
+        format!("{};{v}", 1_767_225_600 + 60 * r)
+    });
+    let bundle = dir.path().join("holes");
+    train_with(&data, &bundle, &["--fill", "previous", "--separator", ";"]).unwrap();
+    let recorded = &manifest(&bundle)["data"];
+    assert_eq!(recorded["fill"], "previous", "{recorded}");
+    assert_eq!(recorded["separator"], ";", "{recorded}");
+
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The `filled` column marks the rows whose cell was filled: every row
+    // r with r % 50 == 7, and no other.
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"filled"), "{header:?}");
+    let marked: Vec<usize> = scored
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter(|(_, l)| l.rsplit(',').next() != Some("0"))
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(marked, (0..300).filter(|r| r % 50 == 7).collect::<Vec<_>>());
+
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            s(&data),
+            "--out",
+            s(&scores),
+            "--fill",
+            "error",
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 9"), "{err}");
 }

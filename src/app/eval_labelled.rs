@@ -28,7 +28,7 @@ use crate::train::fit::Quiet;
 /// `lstm-ae eval labelled`: evaluates, writes the report, prints the
 /// pooled figures of both rules.
 pub fn run(a: EvalLabelledArgs) -> Result<()> {
-    let settings = Settings::load(a.config.as_deref())?;
+    let settings = super::settings::load(a.config.as_deref(), &a.csv)?;
     if !(a.train_fraction > 0.0 && a.train_fraction < 1.0) {
         anyhow::bail!("--train-fraction must be between 0 and 1 (exclusive)");
     }
@@ -222,7 +222,7 @@ fn evaluate_one(
                 )
             })?;
     let bundle = trained.bundle;
-    let series = score::load_for_bundle(&bundle, path, &csv)?;
+    let (series, _) = score::load_for_bundle(&bundle, path, &csv)?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = score::Rule::of(&s.anomalies);
     let scored = score::score_series(&bundle, &mut backend, series, &s.postprocess, rule)

@@ -26,6 +26,7 @@ pub mod recalibrate;
 pub mod retrain;
 pub mod score;
 pub mod serve;
+pub mod settings;
 pub mod source;
 pub mod train;
 pub mod train_report;

@@ -20,8 +20,8 @@ use ndarray::{concatenate, Array2, Axis};
 use crate::config::Settings;
 use crate::data::{self, Scaler, Series};
 use crate::model::manifest::{
-    Lineage, Manifest, OnnxInfo, ScoreSummary, Threshold, TrainingData, TrainingSummary,
-    FORMAT_VERSION,
+    DataRecord, Lineage, Manifest, OnnxInfo, ScoreSummary, Threshold, TrainingData,
+    TrainingSummary, FORMAT_VERSION,
 };
 use crate::model::onnx::{export_bytes, ExportInfo, OPSET};
 use crate::model::{bundle, Bundle, BundleError, ModelSpec, Params};
@@ -378,6 +378,13 @@ pub fn fit_and_write(
                 .collect(),
         },
         lineage: plan.lineage,
+        data: Some(DataRecord {
+            timestamp_column: settings.data.timestamp_column.clone(),
+            feature_columns: settings.data.feature_columns.clone(),
+            separator: settings.data.separator.clone(),
+            fill: settings.data.fill,
+            timestamp_order: settings.data.timestamp_order,
+        }),
     };
     Bundle::write(out, &mut manifest, &onnx)?;
     let bundle = Bundle::open(out)?;

@@ -27,7 +27,7 @@ use crate::train::calibrate;
 /// `lstm-ae recalibrate`: re-fits, writes and (unless `--no-promote`)
 /// promotes; prints the old and new threshold.
 pub fn run(a: RecalibrateArgs) -> Result<()> {
-    let s = Settings::load(a.config.as_deref())?;
+    let s = super::settings::load(a.config.as_deref(), &a.source.csv)?;
     let opts = RecalibrateOptions {
         store: a.store.clone(),
         source: SourceOptions::from(&a.source),

@@ -44,7 +44,7 @@ pub const EXIT_REJECTED: u8 = 3;
 /// `lstm-ae retrain`: the settings, then the flags over them; exit code 3
 /// when the gate rejected the candidate.
 pub fn run(a: RetrainArgs) -> Result<ExitCode> {
-    let mut s = Settings::load(a.config.as_deref())?;
+    let mut s = super::settings::load(a.config.as_deref(), &a.source.csv)?;
     if let Some(v) = a.epochs {
         s.training.epochs = v;
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::ScoreArgs;
-use crate::config::{AnomalySettings, Settings};
+use crate::config::AnomalySettings;
 use crate::data::{self, CsvOptions, DataError, Series};
 use crate::infer::{Backend, InferError, OnnxBackend};
 use crate::model::Bundle;
@@ -23,12 +23,13 @@ use crate::score::{
 /// prints the incidents (and, with `--labels`, which labelled windows the
 /// anomalous windows caught).
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
-    let s = Settings::load(a.config.as_deref())?;
     let bundle = Bundle::open(&a.model)?;
-    let series = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
+    let s = super::settings::load_for_bundle(a.config.as_deref(), &a.csv, &bundle.manifest)?;
+    let (series, filled) = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = Rule::of(&s.anomalies);
-    let scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
+    let mut scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
+    scored.filled = filled;
     let out = a.out.unwrap_or_else(|| {
         let stem = a
             .file
@@ -59,11 +60,12 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         AnomalyRule::Likelihood => format!("likelihood ≥ {}", s.anomalies.likelihood_threshold),
     };
     println!(
-        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous windows in {} incidents ({rule}; an incident closes after {} normal windows)",
+        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous windows in {} incident{} ({rule}; an incident closes after {} normal windows)",
         a.file.display(),
         bundle.manifest.model_id,
         bundle.manifest.model_version,
         scored.incidents.len(),
+        if scored.incidents.len() == 1 { "" } else { "s" },
         s.anomalies.close_after,
     );
     for i in scored.incidents.iter().take(20) {
@@ -149,6 +151,12 @@ pub enum ScoreError {
         features: Vec<String>,
         model: String,
     },
+    #[error("--features (data.feature_columns) names {} columns [{}], but model {model} reads {} features [{}]", given.len(), given.join(", "), features.len(), features.join(", "))]
+    FeatureCount {
+        given: Vec<String>,
+        features: Vec<String>,
+        model: String,
+    },
     #[error("{}: {rows} rows, but model {model} needs at least one window of {window} rows", file.display())]
     TooShort {
         file: std::path::PathBuf,
@@ -182,6 +190,8 @@ pub struct Scored {
     pub incidents: Vec<Incident>,
     /// Ids of the incidents still open at the last row.
     pub open_at_end: Vec<String>,
+    /// Per row, how many of its cells `data.fill` filled (empty: none).
+    pub filled: Vec<u32>,
 }
 
 /// The anomaly decision, as `[anomalies]` configures the daemon's.
@@ -235,18 +245,30 @@ impl Scored {
 }
 
 /// Loads the CSV with the bundle's feature columns, refusing a file whose
-/// columns don't match.
+/// columns don't match; with it, per row, how many cells were filled. Feature columns in `opts` (`--features`) name the
+/// file's columns that feed the model's features, in the model's order.
 pub fn load_for_bundle(
     bundle: &Bundle,
     path: &Path,
     opts: &CsvOptions,
-) -> Result<Series, ScoreError> {
+) -> Result<(Series, Vec<u32>), ScoreError> {
     let m = &bundle.manifest;
+    let features = match &opts.feature_columns {
+        Some(given) if given.len() != m.feature_names.len() => {
+            return Err(ScoreError::FeatureCount {
+                given: given.clone(),
+                features: m.feature_names.clone(),
+                model: m.model_id.clone(),
+            })
+        }
+        Some(given) => given.clone(),
+        None => m.feature_names.clone(),
+    };
     let opts = CsvOptions {
-        feature_columns: Some(m.feature_names.clone()),
+        feature_columns: Some(features),
         ..opts.clone()
     };
-    match data::load_csv(path, &opts) {
+    match data::load_csv_marking_filled(path, &opts) {
         Ok(s) => Ok(s),
         Err(DataError::UnknownColumn { available, .. }) => Err(ScoreError::Columns {
             file: path.to_path_buf(),
@@ -352,18 +374,21 @@ pub fn score_series(
         rule,
         incidents,
         open_at_end,
+        filled: vec![],
     })
 }
 
 /// Writes `timestamp, <features…>, score, normalized_score,
-/// anomaly_likelihood, is_anomaly` (under the configured rule).
+/// anomaly_likelihood, is_anomaly` (under the configured rule), `filled`
+/// (how many of the row's cells `data.fill` filled: the row the score's
+/// window ends at).
 pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
     let s = &scored.series;
     writeln!(
         w,
-        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly",
+        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly,filled",
         s.feature_names.join(",")
     )?;
     for row in 0..s.rows() {
@@ -372,7 +397,7 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
             write!(w, ",{v}")?;
         }
         match scored.scores[row] {
-            Some(sc) => writeln!(
+            Some(sc) => write!(
                 w,
                 ",{sc},{},{},{}",
                 sc / scored.threshold,
@@ -381,8 +406,9 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
                     .unwrap_or_default(),
                 scored.is_anomaly(row) == Some(true)
             )?,
-            None => writeln!(w, ",,,,")?,
+            None => write!(w, ",,,,")?,
         }
+        writeln!(w, ",{}", scored.filled.get(row).copied().unwrap_or(0))?;
     }
     w.flush()
 }

@@ -11,7 +11,7 @@ use crate::config::Settings;
 
 /// `lstm-ae train`: the settings, then the flags over them.
 pub fn run(a: TrainArgs) -> Result<()> {
-    let mut s = Settings::load(a.config.as_deref())?;
+    let mut s = super::settings::load(a.config.as_deref(), &a.csv)?;
     let m = &mut s.model;
     if let Some(v) = a.window {
         m.window = v;

@@ -87,20 +87,69 @@ pub enum TimestampOrder {
 }
 
 /// Which columns to read and how to treat missing values.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvOptions {
-    /// The timestamp column. Default: the column named `timestamp`
-    /// (case-insensitive), else the first column.
+    /// The timestamp column. Default: the first column named as in
+    /// [`TIMESTAMP_NAMES`], else the first column.
     pub timestamp_column: Option<String>,
     /// The feature columns, in this order (names match exactly). Default:
     /// every column except the timestamp, in file order.
     pub feature_columns: Option<Vec<String>>,
     pub fill: FillRule,
     pub timestamp_order: TimestampOrder,
+    /// The byte between fields (see [`parse_separator`]).
+    pub separator: u8,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            timestamp_column: None,
+            feature_columns: None,
+            fill: FillRule::default(),
+            timestamp_order: TimestampOrder::default(),
+            separator: b',',
+        }
+    }
+}
+
+/// Names a timestamp column is found by when none is set, in this order
+/// (case-insensitive); a file with none of them has it first.
+pub const TIMESTAMP_NAMES: [&str; 5] = ["timestamp", "time", "ts", "datetime", "date"];
+
+/// Reads a field separator as written in settings or on the command line:
+/// one ASCII character, or `tab` / `\t` for a tab.
+pub fn parse_separator(s: &str) -> Result<u8, String> {
+    let b = match s {
+        "tab" | "\\t" | "\t" => b'\t',
+        _ => match s.as_bytes() {
+            [b] if b.is_ascii() => *b,
+            _ => {
+                return Err(format!(
+                    "'{s}' is not one character; use e.g. ',', ';', '|' or tab"
+                ))
+            }
+        },
+    };
+    if matches!(b, b'"' | b'\n' | b'\r') || b.is_ascii_alphanumeric() {
+        return Err(format!(
+            "'{s}' cannot separate fields; use e.g. ',', ';', '|' or tab"
+        ));
+    }
+    Ok(b)
 }
 
 /// Loads a series; see the module docs for the rules.
 pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Series, DataError> {
+    load_csv_marking_filled(path, opts).map(|(series, _)| series)
+}
+
+/// [`load_csv`], and per row how many of its cells [`FillRule`] filled
+/// (so that output derived from a filled cell can say so).
+pub fn load_csv_marking_filled(
+    path: &Path,
+    opts: &CsvOptions,
+) -> Result<(Series, Vec<u32>), DataError> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
@@ -111,22 +160,29 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Series, DataError> {
         .collect::<String>();
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut parsed = parse_csv(path, body, opts)?;
-    let filled = fill(path, &mut parsed, opts.fill)?;
     let rows = parsed.timestamps.len();
+    let mut filled_per_row = vec![0u32; rows];
+    for m in &parsed.missing {
+        if let Some(n) = filled_per_row.get_mut(m.row) {
+            *n += 1;
+        }
+    }
+    let filled = fill(path, &mut parsed, opts.fill)?;
     let features = parsed.feature_names.len();
     let values = match Array2::from_shape_vec((rows, features), parsed.values) {
         Ok(values) => values,
         // The parser pushes exactly `features` values per row.
         Err(e) => unreachable!("load_csv: broken invariant, {rows} x {features} values: {e}"),
     };
-    Ok(Series {
+    let series = Series {
         path: path.to_path_buf(),
         timestamps: parsed.timestamps,
         feature_names: parsed.feature_names,
         values,
         sha256,
         filled,
-    })
+    };
+    Ok((series, filled_per_row))
 }
 
 /// A missing value waiting for [`fill`]: its row, feature column and why.
@@ -158,6 +214,7 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
     let mut lines = LineCounter::new(body);
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
+        .delimiter(opts.separator)
         .flexible(true)
         .trim(::csv::Trim::All)
         .from_reader(body);
@@ -180,7 +237,7 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
             reason: format!(
                 "line 1, '{}', is data, not a header row: add a first line naming the columns, \
                  e.g. timestamp,value (docs/guide.md, *Your CSV*)",
-                header.join(",")
+                header.join(&char::from(opts.separator).to_string())
             ),
         });
     }
@@ -194,6 +251,12 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
         values: Vec::new(),
         missing: Vec::new(),
     };
+    // The first column, taken for want of a named one, may be the wrong one.
+    let ts_by_default = opts.timestamp_column.is_none()
+        && !TIMESTAMP_NAMES
+            .iter()
+            .any(|n| header[ts_col].eq_ignore_ascii_case(n));
+    let ts_hint = super::timestamp_column_hint(ts_by_default);
     let mut previous: Option<(i64, String, u64)> = None;
     let mut last_good: Vec<Option<f32>> = vec![None; feature_cols.len()];
     for record in records {
@@ -233,7 +296,7 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
             } else {
                 CellProblem::BadTimestamp
             };
-            bad_cell(ts_col, problem)
+            bad_cell_hint(ts_col, problem, ts_hint)
         })?;
         if let (TimestampOrder::Increasing, Some((prev, prev_text, prev_line))) =
             (opts.timestamp_order, &previous)
@@ -246,6 +309,7 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                     value: ts_text.to_string(),
                     previous: prev_text.clone(),
                     previous_line: *prev_line,
+                    column_by_default: ts_by_default,
                 });
             }
         }
@@ -263,9 +327,9 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                         FillRule::Error => return Err(bad_cell_hint(
                             col,
                             problem,
-                            "; set data.fill = \"previous\" or \"linear\" to fill missing values \
-                             (`[data]` then `fill = \"linear\"` in the --config file, or \
-                             LSTM_AE__DATA__FILL=linear)",
+                            "; set data.fill = \"previous\" or \"linear\" to fill missing values: \
+                             --fill linear, or `[data]` then `fill = \"linear\"` in the --config \
+                             file, or LSTM_AE__DATA__FILL=linear",
                         )),
                         FillRule::Previous => match last_good[feature] {
                             Some(v) => {
@@ -303,8 +367,9 @@ fn parse_csv(path: &Path, body: &[u8], opts: &CsvOptions) -> Result<Parsed, Data
                     return Err(bad_cell_hint(
                         col,
                         problem,
-                        "; to leave a text column out, list the numeric columns in \
-                         data.feature_columns (e.g. LSTM_AE__DATA__FEATURE_COLUMNS=cpu,memory)",
+                        "; to leave a text column out, list the numeric columns with \
+                         --features cpu,memory (data.feature_columns, \
+                         LSTM_AE__DATA__FEATURE_COLUMNS=cpu,memory)",
                     ))
                 }
                 Err(problem) => return Err(bad_cell(col, problem)),
@@ -379,9 +444,9 @@ fn resolve_columns(
             .iter()
             .position(|h| h == name)
             .ok_or_else(|| unknown("timestamp", name))?,
-        None => header
+        None => TIMESTAMP_NAMES
             .iter()
-            .position(|h| h.eq_ignore_ascii_case("timestamp"))
+            .find_map(|n| header.iter().position(|h| h.eq_ignore_ascii_case(n)))
             .unwrap_or(0),
     };
     let feature_cols: Vec<usize> = match &opts.feature_columns {
@@ -421,26 +486,23 @@ fn resolve_columns(
                 path: path.to_path_buf(),
                 reason: format!(
                     "the header names column '{}' twice (columns {a} and {b}): rename one, \
-                     or pick the feature columns with data.feature_columns",
+                     or pick the feature columns with --features (data.feature_columns)",
                     header[c]
                 ),
             });
         }
     }
     if feature_cols.is_empty() {
-        // Only commas separate fields: a `;` or tab in the lone column name
-        // is the likely cause.
-        let separator = [';', '\t', '|']
+        // Another separator in the lone column name is the likely cause.
+        let separator = [(',', ","), (';', ";"), ('\t', "tab"), ('|', "|")]
             .into_iter()
-            .find(|c| header[ts_col].contains(*c))
-            .map(|c| {
+            .find(|(c, _)| *c != char::from(opts.separator) && header[ts_col].contains(*c))
+            .map(|(c, flag)| {
                 format!(
-                    "; the fields look separated by {:?}, but only commas separate fields: \
-                     convert the file (e.g. tr {:?} ',', when no field holds a comma)",
-                    c.to_string(),
-                    c.to_string()
+                    "; the fields look separated by '{}': pass --separator '{flag}' \
+                     (data.separator)",
+                    c.escape_default()
                 )
-                .replace('"', "'")
             })
             .unwrap_or_default();
         return Err(DataError::BadColumns {

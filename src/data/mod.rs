@@ -16,13 +16,27 @@ pub mod window;
 
 use std::path::PathBuf;
 
-pub use self::csv::{load_csv, CsvOptions, FillRule, Series, TimestampOrder};
+pub use self::csv::{
+    load_csv, load_csv_marking_filled, parse_separator, CsvOptions, FillRule, Series,
+    TimestampOrder, TIMESTAMP_NAMES,
+};
 pub use self::scaler::{Scaler, ScalerKind};
 pub use self::time::{format_timestamp, parse_timestamp};
 pub use self::window::{
     chronological_split, gather_batch_major, gather_horizon_time_major, gather_time_major,
     window_starts, Split,
 };
+
+/// Where a timestamp cell is wrong in a column picked by default, the
+/// column may be the wrong one: the flag that names another.
+pub(crate) fn timestamp_column_hint(column_by_default: bool) -> &'static str {
+    if column_by_default {
+        "; if the timestamps are in another column, name it with --timestamp-column \
+         (data.timestamp_column)"
+    } else {
+        ""
+    }
+}
 
 /// What is wrong with one cell of a CSV file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +125,7 @@ pub enum DataError {
         /// The setting that would accept the cell, as "; set …", or "".
         hint: &'static str,
     },
-    #[error("{}: line {line}, column '{column}': timestamp '{value}' is not after the previous one, '{previous}' on line {previous_line} (timestamps must strictly increase); if the rows are in the right order (e.g. an hour repeated at a daylight-saving change), set data.timestamp_order = \"file\" to keep them in file order", path.display())]
+    #[error("{}: line {line}, column '{column}': timestamp '{value}' is not after the previous one, '{previous}' on line {previous_line} (timestamps must strictly increase); if the rows are in the right order (e.g. an hour repeated at a daylight-saving change), set data.timestamp_order = \"file\" (--timestamp-order file) to keep them in file order{}", path.display(), timestamp_column_hint(*column_by_default))]
     NonIncreasing {
         path: PathBuf,
         line: u64,
@@ -119,6 +133,8 @@ pub enum DataError {
         value: String,
         previous: String,
         previous_line: u64,
+        /// The timestamp column was picked by default, not named.
+        column_by_default: bool,
     },
     #[error("{}: line {line}, column '{column}': cannot fill the {problem}: {reason}", path.display())]
     CannotFill {

@@ -5,14 +5,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Fallback, ModelSpec, ThresholdRule};
-use crate::data::Scaler;
+use crate::data::{FillRule, Scaler, TimestampOrder};
 
 /// Bumped when a field changes meaning or is added (manifests refuse
 /// unknown fields); readers refuse newer formats and read older ones.
 /// 2: `lineage` (model store versions) and `threshold.fallback` (small
 /// training sets); a binary that reads only format 1 says "upgrade" for
-/// these instead of failing on an unknown field.
-pub const FORMAT_VERSION: u32 = 2;
+/// these instead of failing on an unknown field. 3: `data` (how the
+/// training CSV was read).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The anomaly threshold and how it was set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +71,20 @@ pub struct TrainingData {
     /// First and last timestamps, RFC 3339.
     pub first_timestamp: String,
     pub last_timestamp: String,
+}
+
+/// How the training CSV was read (the `[data]` settings that say so), so
+/// that `score` reads a new file of the same kind the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRecord {
+    /// Empty: found by name, else the first column.
+    pub timestamp_column: String,
+    /// Empty: every column but the timestamp.
+    pub feature_columns: Vec<String>,
+    pub separator: String,
+    pub fill: FillRule,
+    pub timestamp_order: TimestampOrder,
 }
 
 /// How training went.
@@ -143,6 +158,10 @@ pub struct Manifest {
     /// `lstm-ae train`, so older manifests still read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<Lineage>,
+    /// How the training CSV was read; absent in manifests written before
+    /// it existed, which are read with the built-in `[data]` defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataRecord>,
 }
 
 /// What made a store version.
