@@ -215,6 +215,8 @@ pub struct RetrainArgs {
 
 #[derive(clap::Args)]
 pub struct RecalibrateArgs {
+    /// Model store folder (models/<name>): its live version is rescored
+    /// and its threshold refitted.
     #[arg(long)]
     pub store: PathBuf,
     #[command(flatten)]
@@ -282,8 +284,8 @@ pub struct EvalNabArgs {
     /// the series listed there are evaluated.
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// TOML evaluation settings (model, training, retrain, postprocess); see
-    /// `eval::nab::run::NabEvalConfig`.
+    /// TOML evaluation settings: [model], [training], [retrain] and
+    /// [postprocess] (docs/configuration.md, "eval nab --config").
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Series evaluated in parallel (0 = every core).
@@ -357,6 +359,9 @@ pub struct TrainArgs {
     /// Maximum epochs (early stopping may end sooner).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Adam's step size (training.learning_rate).
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
     /// Seed of initialisation and shuffling: same seed, same model.
     #[arg(long)]
     pub seed: Option<u64>,

@@ -149,6 +149,20 @@ fn the_same_seed_gives_the_same_model() {
     let read = |d: &std::path::Path| std::fs::read(d.join("model.onnx")).unwrap();
     assert_eq!(read(&a), read(&b), "same seed, same weights");
     assert_ne!(read(&a), read(&c), "another seed, other weights");
+
+    // train takes --learning-rate as retrain does: it changes the weights,
+    // and a value the settings refuse is named.
+    let d = dir.path().join("d");
+    let out = train(&data, &d, &["--seed", "7", "--learning-rate", "0.05"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ne!(read(&a), read(&d), "another learning rate, other weights");
+    let out = train(&data, &dir.path().join("e"), &["--learning-rate", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("training.learning_rate"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(v) = a.epochs {
         t.epochs = v;
     }
+    if let Some(v) = a.learning_rate {
+        t.learning_rate = v;
+    }
     if let Some(v) = a.seed {
         t.seed = v;
     }
