@@ -125,7 +125,7 @@ fn a_flat_series_trains_a_bundle_that_loads_and_flags_a_departure() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
-    assert!(said.contains("anomalous in 1 stretch ("), "{said}");
+    assert!(said.contains("anomalous windows in 1 incident ("), "{said}");
     let scored = std::fs::read_to_string(&scores).unwrap();
     let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
     let col = header
