@@ -349,16 +349,22 @@ fn the_image_scores_a_real_broker_stream_and_drains_on_docker_stop() {
         lstm_ae::stream::records::format_ts_ms(lstm_ae::data::parse_timestamp(&stamps[r]).unwrap())
     };
     let (dip_first, dip_last) = (ts(DIP.start), ts(DIP.end - 1 + T - 1));
-    let anomalies: Vec<String> = broker
+    // Incident records: every one names its first and latest anomalous
+    // window's end; an incident over the dip overlaps its windows' ends.
+    let incidents: Vec<(String, String)> = broker
         .read_all("lstm-ae.anomalies", idle)
         .iter()
-        .map(|r| r.json()["window_end_ts"].as_str().unwrap().to_string())
+        .map(|r| {
+            let v = r.json();
+            let end = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            (end("first_window_end_ts"), end("last_window_end_ts"))
+        })
         .collect();
     assert!(
-        anomalies
+        incidents
             .iter()
-            .any(|end| *end >= dip_first && *end <= dip_last),
-        "no anomaly over the dip ({dip_first} .. {dip_last}): {anomalies:?}"
+            .any(|(first, last)| *first <= dip_last && *last >= dip_first),
+        "no incident over the dip ({dip_first} .. {dip_last}): {incidents:?}"
     );
     let mut dead: Vec<String> = broker
         .read_all("lstm-ae.dead-letters", idle)
