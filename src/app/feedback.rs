@@ -76,13 +76,21 @@ pub fn marks_for(settings: &Settings, file: Option<&Path>) -> Result<Option<Mark
     }
 }
 
+/// A file of marks' text; a file not there yet holds none.
+fn read_text(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn parse_file(path: &Path, text: &str, max: usize) -> Result<Marks> {
+    parse_lines(text, max).map_err(|(line, e)| anyhow::anyhow!("{}:{line}: {e}", path.display()))
+}
+
 fn read_file(path: &Path, max: usize) -> Result<Marks> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    parse_lines(&text, max).map_err(|(line, e)| anyhow::anyhow!("{}:{line}: {e}", path.display()))
+    parse_file(path, &read_text(path)?, max)
 }
 
 /// The topic's marks. A record that is not a valid mark is skipped with a
@@ -184,23 +192,27 @@ fn add(a: FeedbackAddArgs) -> Result<()> {
 fn delete(id: &str, t: &FeedbackTarget) -> Result<()> {
     match store(t)? {
         Store::File(path, max) => {
-            let marks = read_file(&path, max)?;
-            if marks.get(id).is_none() {
+            let text = read_text(&path)?;
+            if parse_file(&path, &text, max)?.get(id).is_none() {
                 bail!(
                     "{} has no mark {id:?} (lstm-ae feedback list --file {} shows them)",
                     path.display(),
                     path.display()
                 );
             }
-            let text = std::fs::read_to_string(&path)?;
             let kept: String = text
                 .lines()
                 .filter(|l| Mark::from_json(l.trim().as_bytes()).map_or(true, |m| m.id != id))
                 .map(|l| format!("{l}\n"))
                 .collect();
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            // A random name made with create_new, not the process id: that
+            // is 1 in every container, and two deletes must not share it.
+            let tmp = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
             {
-                let mut f = std::fs::File::create(&tmp)
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
                     .with_context(|| format!("writing {}", tmp.display()))?;
                 f.write_all(kept.as_bytes())?;
                 f.sync_all()?;

@@ -105,11 +105,10 @@ pub fn recalibrate_store(settings: &Settings, opts: &RecalibrateOptions) -> Resu
         };
         // Incident and maintenance windows are not the normal data the
         // threshold describes.
-        let starts: Vec<usize> = data::window_starts(0, s.rows(), spec.window, 0, 1)
-            .into_iter()
-            .filter(|&st| !is_marked(st, &[Verdict::Incident, Verdict::Maintenance]))
-            .collect();
-        marked_out += data::window_starts(0, s.rows(), spec.window, 0, 1).len() - starts.len();
+        let mut starts = data::window_starts(0, s.rows(), spec.window, 0, 1);
+        let all = starts.len();
+        starts.retain(|&st| !is_marked(st, &[Verdict::Incident, Verdict::Maintenance]));
+        marked_out += all - starts.len();
         for chunk in starts.chunks(super::score::BATCH) {
             let x = data::gather_batch_major(s.values.view(), chunk, spec.window);
             let out = backend.infer(x.view())?;
