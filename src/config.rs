@@ -440,6 +440,10 @@ pub struct WindowingSettings {
     pub key_ttl_ms: u64,
     /// Most keys in memory; the least recently updated makes room.
     pub max_keys: usize,
+    /// A step longer than this many typical steps is a gap: the key's
+    /// window restarts after it (and offline `score` cuts the file there).
+    /// 0 windows across any step.
+    pub max_gap_steps: u32,
 }
 
 impl Default for WindowingSettings {
@@ -448,6 +452,7 @@ impl Default for WindowingSettings {
             stride: 1,
             key_ttl_ms: 3_600_000,
             max_keys: 100_000,
+            max_gap_steps: crate::data::DEFAULT_MAX_GAP_STEPS,
         }
     }
 }

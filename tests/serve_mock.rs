@@ -404,7 +404,15 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
             sha256: String::new(),
             filled: 0,
         };
-        let offline = score_series(&bundle, &mut backend, series, &s.postprocess, rule).unwrap();
+        let offline = score_series(
+            &bundle,
+            &mut backend,
+            series,
+            &s.postprocess,
+            rule,
+            s.windowing.max_gap_steps,
+        )
+        .unwrap();
         for row in t - 1..n {
             let key = (format!("key-{k}"), format_ts_ms(ts(row)));
             let want = offline.likelihood[row].unwrap();

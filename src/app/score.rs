@@ -28,7 +28,14 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     let (series, filled) = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = Rule::of(&s.anomalies);
-    let mut scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
+    let mut scored = score_series(
+        &bundle,
+        &mut backend,
+        series,
+        &s.postprocess,
+        rule,
+        s.windowing.max_gap_steps,
+    )?;
     scored.filled = filled;
     let out = a.out.unwrap_or_else(|| {
         let stem = a
@@ -84,6 +91,14 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
             } else {
                 ""
             }
+        );
+    }
+    if scored.gaps > 0 {
+        println!(
+            "  {} gap{} in time (a step over windowing.max_gap_steps = {} typical steps): no window spans one",
+            scored.gaps,
+            if scored.gaps == 1 { "" } else { "s" },
+            s.windowing.max_gap_steps,
         );
     }
     if scored.incidents.len() > 20 {
@@ -164,6 +179,14 @@ pub enum ScoreError {
         window: usize,
         model: String,
     },
+    #[error("{}: no {window} consecutive rows without a gap in time: {gaps} gaps (steps over windowing.max_gap_steps = {max_gap_steps} typical steps) leave at most {longest} rows in a row; set LSTM_AE__WINDOWING__MAX_GAP_STEPS to a larger number, or 0 to window across gaps", file.display())]
+    GapsShorterThanWindow {
+        file: std::path::PathBuf,
+        gaps: usize,
+        longest: usize,
+        window: usize,
+        max_gap_steps: u32,
+    },
     #[error("model {0} is a predict-only bundle: it has no reconstruction decoder, so no anomaly score; train it with --mode composite or --mode reconstruct (model.mode) to score")]
     NoScore(String),
     #[error("the model returned no `score` output")]
@@ -192,6 +215,8 @@ pub struct Scored {
     pub open_at_end: Vec<String>,
     /// Per row, how many of its cells `data.fill` filled (empty: none).
     pub filled: Vec<u32>,
+    /// Gaps in time no window spans (`windowing.max_gap_steps`).
+    pub gaps: usize,
 }
 
 /// The anomaly decision, as `[anomalies]` configures the daemon's.
@@ -284,13 +309,16 @@ pub fn load_for_bundle(
 /// enough to keep memory flat on long series.
 pub const BATCH: usize = 256;
 
-/// Scores every window (stride 1) of `series`.
+/// Scores every window (stride 1) of `series` that spans no gap in time
+/// longer than `max_gap_steps` typical steps (the daemon's rule, with the
+/// file's median step; 0: windows across any step).
 pub fn score_series(
     bundle: &Bundle,
     backend: &mut dyn Backend,
     series: Series,
     post: &PostprocessConfig,
     rule: Rule,
+    max_gap_steps: u32,
 ) -> Result<Scored, ScoreError> {
     let m = &bundle.manifest;
     if !m.spec.mode.has_reconstruction() {
@@ -305,7 +333,20 @@ pub fn score_series(
             model: m.model_id.clone(),
         });
     }
-    let starts = data::window_starts(0, series.rows(), t, 0, 1);
+    let runs = data::gapless_runs(&series.timestamps, max_gap_steps);
+    let starts: Vec<usize> = runs
+        .iter()
+        .flat_map(|r| data::window_starts(r.start, r.end, t, 0, 1))
+        .collect();
+    if starts.is_empty() {
+        return Err(ScoreError::GapsShorterThanWindow {
+            file: series.path.clone(),
+            gaps: runs.len() - 1,
+            longest: runs.iter().map(|r| r.len()).max().unwrap_or(0),
+            window: t,
+            max_gap_steps,
+        });
+    }
     let mut scorer = Scorer::new(
         ScorerConfig {
             rule: rule.rule,
@@ -375,6 +416,7 @@ pub fn score_series(
         incidents,
         open_at_end,
         filled: vec![],
+        gaps: runs.len() - 1,
     })
 }
 

@@ -23,8 +23,8 @@ pub use self::csv::{
 pub use self::scaler::{Scaler, ScalerKind};
 pub use self::time::{format_timestamp, parse_timestamp};
 pub use self::window::{
-    chronological_split, gather_batch_major, gather_horizon_time_major, gather_time_major,
-    window_starts, Split,
+    chronological_split, gapless_runs, gather_batch_major, gather_horizon_time_major,
+    gather_time_major, is_gap, median_step, window_starts, Split, DEFAULT_MAX_GAP_STEPS,
 };
 
 /// Where a timestamp cell is wrong in a column picked by default, the

@@ -35,6 +35,52 @@ pub fn window_starts(
     (from..=to - span).step_by(stride).collect()
 }
 
+/// Default `windowing.max_gap_steps`: a step longer than this many typical
+/// steps is a gap that no window spans. Ten tolerates jitter and a few
+/// missed readings, and still splits at a stopped sensor or an outage.
+pub const DEFAULT_MAX_GAP_STEPS: u32 = 10;
+
+/// The median step between consecutive `timestamps` (the typical step of a
+/// series); `None` with fewer than two. The median, not the mean, so that
+/// the gaps being looked for do not stretch the yardstick.
+pub fn median_step(timestamps: &[i64]) -> Option<i64> {
+    let mut steps: Vec<i64> = timestamps
+        .windows(2)
+        .map(|p| p[1].saturating_sub(p[0]))
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    // The lower median of an even count: with few steps the smaller one is
+    // the cadence, the larger may already be a pause.
+    let mid = (steps.len() - 1) / 2;
+    Some(*steps.select_nth_unstable(mid).1)
+}
+
+/// Whether a `step` between two points is a gap in time: longer than
+/// `max_gap_steps` times the `typical` step. `max_gap_steps = 0` turns the
+/// rule off; an unknown (non-positive) typical step finds no gap.
+pub fn is_gap(step: i64, typical: i64, max_gap_steps: u32) -> bool {
+    max_gap_steps > 0 && typical > 0 && step > typical.saturating_mul(i64::from(max_gap_steps))
+}
+
+/// The row ranges of a series between its gaps in time ([`is_gap`] against
+/// the series' [`median_step`]): windows are cut inside each range, so no
+/// window spans a gap. One range when there is none.
+pub fn gapless_runs(timestamps: &[i64], max_gap_steps: u32) -> Vec<std::ops::Range<usize>> {
+    let typical = median_step(timestamps).unwrap_or(0);
+    let mut runs = vec![];
+    let mut start = 0;
+    for (i, p) in timestamps.windows(2).enumerate() {
+        if is_gap(p[1].saturating_sub(p[0]), typical, max_gap_steps) {
+            runs.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    runs.push(start..timestamps.len());
+    runs
+}
+
 /// Window start rows on either side of a chronological split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
@@ -218,6 +264,28 @@ pub fn gather_batch_major(values: ArrayView2<f32>, starts: &[usize], window: usi
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gaps_split_a_series_where_a_step_exceeds_the_typical_step_times_the_limit() {
+        // Steps of 60 s, then 11 minutes (a gap at 10 steps), then 10
+        // minutes (not one), then 60 s.
+        let ts = [0, 60, 120, 780, 840, 1440, 1500].map(|s: i64| s * 1000);
+        assert_eq!(super::median_step(&ts), Some(60_000));
+        assert_eq!(super::gapless_runs(&ts, 10), vec![0..3, 3..7]);
+        assert_eq!(super::gapless_runs(&ts, 9), vec![0..3, 3..5, 5..7]);
+        assert_eq!(
+            super::gapless_runs(&ts, 0),
+            vec![0..7],
+            "0 turns the rule off"
+        );
+        assert_eq!(super::gapless_runs(&ts[..1], 10), vec![0..1]);
+        assert_eq!(super::gapless_runs(&[], 10), vec![0..0]);
+        assert!(!super::is_gap(i64::MAX, 0, 10), "no typical step, no gap");
+        assert!(
+            !super::is_gap(i64::MAX, i64::MAX / 2, 10),
+            "the limit saturates instead of overflowing"
+        );
+    }
+
     use super::*;
     use ndarray::Array2;
 

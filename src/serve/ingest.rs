@@ -290,6 +290,7 @@ impl Ingest {
                     .inc_by(n as u64);
             }
         }
+        m.window_gaps.inc_by(ev.gap_restarts as u64);
         m.buffered_points_dropped.inc_by(ev.dropped_points as u64);
     }
 
@@ -571,6 +572,10 @@ mod tests {
     const T: usize = 3;
 
     fn ingest() -> (Ingest, EventQueue, Metrics) {
+        ingest_with_gaps(0)
+    }
+
+    fn ingest_with_gaps(max_gap_steps: u32) -> (Ingest, EventQueue, Metrics) {
         let events: EventQueue = Arc::default();
         let metrics = Metrics::new();
         let cfg = IngestConfig {
@@ -584,6 +589,7 @@ mod tests {
                 features: 1,
                 key_ttl_ms: 1_000,
                 max_keys: 2,
+                max_gap_steps,
             },
             max_batch: 1,
             max_wait_ms: 0,
@@ -737,6 +743,49 @@ mod tests {
         i.evict_idle(11_001);
         assert_eq!(expired(), 1);
         assert_eq!(commits(&mut i), vec![(0, 1)]);
+    }
+
+    /// A key's points a minute apart, then eleven minutes of silence: no
+    /// window spans the silence, the key's next window is the first three
+    /// points after it, and the gap is counted.
+    #[test]
+    fn a_gap_in_time_restarts_the_keys_window_and_is_counted() {
+        let (mut i, _, metrics) = ingest_with_gaps(10);
+        let mut windows = vec![];
+        // Epoch seconds (the integer rule): steps of 60 s, then 660 s.
+        for (offset, ts) in [60, 120, 180, 240, 900, 960, 1020, 1080]
+            .into_iter()
+            .enumerate()
+        {
+            let out = i.on_message(&msg(0, offset as i64, &point("a", ts)), 0);
+            for job in out.batch.unwrap_or_default() {
+                windows.push((job.start_ts_ms / 1000, job.end_ts_ms / 1000));
+            }
+        }
+        assert_eq!(
+            windows,
+            vec![(60, 180), (120, 240), (900, 1020), (960, 1080)]
+        );
+        assert_eq!(metrics.window_gaps.get(), 1);
+        assert_eq!(
+            metrics.buffered_points_dropped.get(),
+            0,
+            "the points before the gap were scored"
+        );
+        // Off: the same points are windowed across the silence.
+        let (mut i, _, metrics) = ingest();
+        let mut ends = vec![];
+        for (offset, ts) in [60, 120, 180, 240, 900].into_iter().enumerate() {
+            let out = i.on_message(&msg(0, offset as i64, &point("a", ts)), 0);
+            ends.extend(
+                out.batch
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|j| j.end_ts_ms / 1000),
+            );
+        }
+        assert_eq!(ends, vec![180, 240, 900]);
+        assert_eq!(metrics.window_gaps.get(), 0);
     }
 
     #[test]

@@ -291,6 +291,8 @@ mod tests {
                 features: 1,
                 key_ttl_ms: 1 << 40,
                 max_keys: 100,
+                // The reference model below knows no gap rule.
+                max_gap_steps: 0,
             })
             .unwrap();
             let mut tracker = OffsetTracker::new();

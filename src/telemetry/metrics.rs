@@ -37,6 +37,7 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     pub window_keys_evicted: IntCounterVec,
     pub buffered_points_dropped: IntCounter,
+    pub window_gaps: IntCounter,
     pub open_incidents: IntGauge,
     pub incident_keys_evicted: IntCounterVec,
     pub likelihood_keys_evicted: IntCounterVec,
@@ -297,6 +298,11 @@ impl Metrics {
                 &r,
                 "lstm_ae_buffered_points_dropped_total",
                 "Points dropped from window buffers with their evicted key (never scored; not replayed).",
+            ),
+            window_gaps: counter(
+                &r,
+                "lstm_ae_window_gaps_total",
+                "Gaps in time: a key's step longer than windowing.max_gap_steps typical steps, after which its window restarted (no window spans the gap).",
             ),
             open_incidents: register(
                 &r,

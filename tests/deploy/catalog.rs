@@ -54,6 +54,7 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.commit_failures.clone()),
         Box::new(m.window_keys_evicted.clone()),
         Box::new(m.buffered_points_dropped.clone()),
+        Box::new(m.window_gaps.clone()),
         Box::new(m.open_incidents.clone()),
         Box::new(m.incident_keys_evicted.clone()),
         Box::new(m.likelihood_keys_evicted.clone()),
@@ -130,5 +131,5 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 54);
+    assert_eq!(cat.len(), 55);
 }

@@ -49,6 +49,19 @@
 //!   ms (49.7 days) of event time after its key's previous one starts the
 //!   key over, counted as an expired key (no window spans such a gap).
 //!
+//! ## Gaps in time
+//!
+//! A key whose points stop and resume is not windowed across the pause as
+//! if it were contiguous: a step longer than `max_gap_steps` times the
+//! key's typical step ([`crate::data::window::is_gap`]) restarts the key's
+//! window. Its buffered points are given up (they were in earlier windows
+//! already with stride 1), the point after the gap is the first of a new
+//! window, and the restart is counted ([`Eviction::gap_restarts`]). The
+//! typical step is the median step of the key's last emitted window, so a
+//! key has none (and no gap is found) before its first window; it is kept
+//! across the restart. Offline `score` applies the same rule with the
+//! file's median step.
+//!
 //! ## One partition per key
 //!
 //! A key's points must all arrive on one partition: Kafka orders messages
@@ -94,6 +107,7 @@ use hashlink::LinkedHashMap;
 
 use self::ring::Points;
 use super::ParamError;
+use crate::data::window::{is_gap, median_step, DEFAULT_MAX_GAP_STEPS};
 
 /// Where a point came from in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,10 +131,14 @@ pub struct WindowerConfig {
     pub key_ttl_ms: u64,
     /// Most keys kept at once; the least recently updated makes room.
     pub max_keys: usize,
+    /// A step longer than this many typical steps restarts the key's
+    /// window (see "Gaps in time"); 0 windows across any step.
+    pub max_gap_steps: u32,
 }
 
 impl WindowerConfig {
-    /// T and F with the defaults: stride 1, one hour TTL, 100 000 keys.
+    /// T and F with the defaults: stride 1, one hour TTL, 100 000 keys,
+    /// gaps at [`DEFAULT_MAX_GAP_STEPS`] typical steps.
     pub fn new(window: usize, features: usize) -> Self {
         Self {
             window,
@@ -128,6 +146,7 @@ impl WindowerConfig {
             features,
             key_ttl_ms: 3_600_000,
             max_keys: 100_000,
+            max_gap_steps: DEFAULT_MAX_GAP_STEPS,
         }
     }
 }
@@ -208,6 +227,8 @@ pub struct Eviction {
     pub capacity_keys: usize,
     /// Keys dropped because their partition was revoked.
     pub revoked_keys: usize,
+    /// Keys whose window restarted after a gap in time (the key stays).
+    pub gap_restarts: usize,
     /// Buffered points discarded with them.
     pub dropped_points: usize,
 }
@@ -215,7 +236,7 @@ pub struct Eviction {
 impl Eviction {
     /// Whether anything was dropped.
     pub fn is_empty(&self) -> bool {
-        self.expired_keys + self.capacity_keys + self.revoked_keys == 0
+        self.expired_keys + self.capacity_keys + self.revoked_keys + self.gap_restarts == 0
     }
 }
 
@@ -239,6 +260,8 @@ struct KeyState {
     /// Accepted points still to ignore before the next window starts
     /// (`stride` − T; `Windower::new` keeps `stride` below 2³²).
     skip: u32,
+    /// Median step of the key's last window, in ms; 0 before its first.
+    typical_step: u32,
     last_ts: i64,
     last_partition: i32,
     touched_ms: i64,
@@ -457,6 +480,7 @@ impl Windower {
         let fresh = || KeyState {
             points: Points::default(),
             skip: 0,
+            typical_step: 0,
             last_ts: ts_ms,
             last_partition: origin.partition,
             touched_ms: clock,
@@ -555,6 +579,19 @@ fn apply(
             0
         }
     };
+    // A gap in time: the next window starts after it (module docs).
+    if is_gap(
+        i64::from(ts_step),
+        i64::from(state.typical_step),
+        cfg.max_gap_steps,
+    ) {
+        // Not counted as dropped: with stride 1 they were all in earlier
+        // windows; the restart itself is counted.
+        give_up_points(held, buffered, state);
+        evicted.gap_restarts += 1;
+        state.points.clear();
+        state.skip = 0;
+    }
 
     // The key's one hold follows its oldest stored offset.
     let before = (state.points.len() > 0).then(|| state.hold());
@@ -580,6 +617,9 @@ fn apply(
             holds: vec![hold],
             completed_by: point.origin,
         };
+        state.typical_step = median_step(&w.timestamps)
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(0);
         // Slide: keep exactly the points the next window needs.
         let drop = stride.min(t);
         remove_hold(held, hold);
@@ -619,6 +659,8 @@ mod tests {
             features,
             key_ttl_ms: 1_000,
             max_keys: 100,
+            // Off: these tests step time freely; the gap tests turn it on.
+            max_gap_steps: 0,
         }
     }
 
@@ -1050,6 +1092,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Regular steps of 10 ms, then 101 ms (over 10 steps): the window
+    /// restarts after the gap, the key's hold moves to the first point
+    /// after it, the typical step is kept (a second gap is found at once),
+    /// and a step of exactly 10 typical steps is not a gap.
+    #[test]
+    fn a_gap_in_time_restarts_the_window_and_releases_the_points_before_it() {
+        let mut w = Windower::new(WindowerConfig {
+            max_gap_steps: 10,
+            ..cfg(3, 1, 1)
+        })
+        .unwrap();
+        let mut ends = vec![];
+        let mut gaps = 0;
+        let mut push = |w: &mut Windower, ts: i64, offset: i64| {
+            let out = push1(w, "a", ts, ts as f32, at(0, offset));
+            gaps += out.evicted.gap_restarts;
+            assert_eq!(out.evicted.dropped_points, 0);
+            if let Some(win) = out.window {
+                ends.push((win.start_ts_ms, win.end_ts_ms));
+            }
+        };
+        // Before the first window there is no typical step: 500 ms is no gap.
+        for (o, ts) in [0, 500, 510, 520].into_iter().enumerate() {
+            push(&mut w, ts, o as i64);
+        }
+        assert_eq!(w.min_held_offset(0), Some(2));
+        // The last window (500, 510, 520) has steps 10, 10: typical 10 ms.
+        push(&mut w, 621, 4);
+        assert_eq!(
+            w.min_held_offset(0),
+            Some(4),
+            "the points before the gap are released"
+        );
+        assert_eq!(w.buffered_points(), 1);
+        for (o, ts) in [(5, 631), (6, 641), (7, 741), (8, 842)] {
+            // 741: exactly 10 steps, not a gap; 842: 101 ms, a gap.
+            push(&mut w, ts, o);
+        }
+        assert_eq!(ends, vec![(0, 510), (500, 520), (621, 641), (631, 741)]);
+        assert_eq!(gaps, 2);
+        assert_eq!(w.min_held_offset(0), Some(8));
     }
 
     #[test]
