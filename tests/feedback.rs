@@ -451,3 +451,141 @@ fn retrain_leaves_out_marked_incidents_and_keeps_marked_false_positives() {
         "the live threshold flags the spike inside the false-positive mark: {v5}"
     );
 }
+
+/// `retrain --from-kafka` takes its marks from the feedback topic when no
+/// `--feedback` file is given: an incident mark added with `feedback add`
+/// leaves its windows out, a false-positive mark added later keeps the
+/// windows the live model flags, and a mark of another key changes
+/// nothing.
+#[test]
+fn retrain_from_kafka_reads_the_marks_on_the_feedback_topic() {
+    const POINTS: &str = "lstm-ae.points";
+    const FEEDBACK: &str = "lstm-ae.feedback";
+    let dir = test_dir();
+    let broker = Broker::start(dir.path(), true);
+    broker.create_topic(POINTS, 1);
+    broker.create_topic(FEEDBACK, 1);
+    let brokers = broker.brokers();
+
+    // Two series from the CSV generator the file test uses: "clean", and
+    // "spiky" with +8 on rows 400..440.
+    let mut msgs = vec![];
+    for (key, spike) in [("clean", None), ("spiky", Some(400..440))] {
+        let csv = dir.path().join(format!("{key}.csv"));
+        common::sine_csv(&csv, 1000, spike);
+        let text = std::fs::read_to_string(&csv).unwrap();
+        for (r, line) in text.lines().skip(1).enumerate() {
+            let value: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+            let body = serde_json::json!({"key": key, "ts": row_ms(r), "value": value});
+            msgs.push((key.to_string(), body.to_string().into_bytes()));
+        }
+    }
+    broker.produce(POINTS, &msgs);
+
+    let cfg = dir.path().join("retrain.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\nfeedback_topic = \"{FEEDBACK}\"\n[[kafka.inputs]]\ntopic = \"{POINTS}\"\nformat = \"points\"\n[training]\nbatch_size = 32\n"
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("LSTM_AE__KAFKA__BROKERS", brokers.as_str()),
+        ("LSTM_AE__KAFKA__FEEDBACK_TOPIC", FEEDBACK),
+    ];
+    let ts = |r: usize| lstm_ae::stream::records::format_ts_ms(row_ms(r));
+    let add = |id: &str, key: &str, rows: std::ops::Range<usize>, verdict: &str| {
+        ok(
+            &[
+                "feedback",
+                "add",
+                "--id",
+                id,
+                "--verdict",
+                verdict,
+                "--key",
+                key,
+                "--from",
+                &ts(rows.start),
+                "--to",
+                &ts(rows.end),
+            ],
+            &env,
+        )
+    };
+    add("i1", "clean", 200..230, "incident");
+    add("i2", "spiky", 300..301, "maintenance");
+
+    let store = dir.path().join("store");
+    let retrain = |key: &str, extra: &[&str]| {
+        let mut args = vec![
+            "retrain",
+            "--store",
+            s(&store),
+            "--from-kafka",
+            "--config",
+            s(&cfg),
+            "--key",
+            key,
+            "--window",
+            "16",
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--threads",
+            "1",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args, &[]);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(3)),
+            "{}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+
+    let out = retrain("clean", &[]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("1/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["lineage"]["source"]["kind"], "kafka", "{m}");
+    let span =
+        (m["spec"]["window"].as_u64().unwrap() + m["spec"]["horizon"].as_u64().unwrap()) as usize;
+    // Every window with a row in 200..230 of "clean"; the marks of
+    // "spiky" do not count.
+    assert_eq!(
+        lineage(&store, 1)["marked_windows_excluded"],
+        30 + span - 1,
+        "{out}"
+    );
+
+    // "spiky" with the live model v1: it flags the spike. Only the
+    // one-row maintenance mark of "spiky" is on the topic for it.
+    retrain("spiky", &["--no-promote"]);
+    let plain = lineage(&store, 2);
+    assert_eq!(plain["parent_version"], 1);
+    assert_eq!(plain["marked_windows_excluded"], span, "{plain}");
+    let flagged = plain["excluded_windows"].as_u64().unwrap();
+    assert!(flagged > 0, "the live model flags the spike: {plain}");
+    assert!(
+        plain.get("false_positive_windows_kept").is_none(),
+        "{plain}"
+    );
+
+    // The operator marks the spike a false positive on the topic; the next
+    // retrain keeps what the live model flags inside it.
+    add("fp1", "spiky", 380..470, "false_positive");
+    retrain("spiky", &["--no-promote"]);
+    let marked = lineage(&store, 3);
+    assert_eq!(marked["parent_version"], 1);
+    let kept = marked["false_positive_windows_kept"].as_u64().unwrap();
+    assert!(kept > 0, "{marked}");
+    assert_eq!(
+        marked["excluded_windows"].as_u64().unwrap() + kept,
+        flagged,
+        "every flagged window is either excluded or kept as a false positive: {marked}"
+    );
+}
