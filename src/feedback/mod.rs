@@ -35,11 +35,17 @@ pub struct FeedbackSettings {
     /// Marks kept at most; a mark beyond is refused and counted. Memory:
     /// at most `max_marks` × [`MAX_RECORD_BYTES`] plus a small index.
     pub max_marks: usize,
+    /// How long the daemon's start may take to read the whole feedback
+    /// topic; past it the daemon does not start.
+    pub start_timeout_ms: u64,
 }
 
 impl Default for FeedbackSettings {
     fn default() -> Self {
-        FeedbackSettings { max_marks: 10_000 }
+        FeedbackSettings {
+            max_marks: 10_000,
+            start_timeout_ms: 30_000,
+        }
     }
 }
 
