@@ -13,7 +13,9 @@ use common::broker::{produce, test_dir, Broker, Daemon, Record, TopicReader};
 const FEEDBACK: &str = "lstm-ae.feedback";
 const SCORES: &str = "lstm-ae.scores";
 const ANOMALIES: &str = "lstm-ae.anomalies";
+const DEAD_LETTERS: &str = "lstm-ae.dead-letters";
 const KEYS: usize = 3;
+const T: usize = 64; // the default model's window
 const T0: i64 = 1_700_000_000_000;
 
 fn ts(i: usize) -> i64 {
@@ -238,6 +240,91 @@ fn opens(records: &[serde_json::Value], key: &str) -> usize {
         .iter()
         .filter(|r| r["key"] == key && r["state"] == "open")
         .count()
+}
+
+/// A valid mark's record, keyed by its id.
+fn mark(id: &str, key: &str) -> (String, Vec<u8>) {
+    let body = serde_json::json!({"id": id, "key": key, "from": ts(0), "to": ts(10_000), "verdict": "maintenance"});
+    (id.to_string(), body.to_string().into_bytes())
+}
+
+#[test]
+fn bad_feedback_records_are_dead_lettered_with_a_reason_and_the_daemon_keeps_scoring() {
+    let dir = test_dir();
+    let broker = setup(dir.path());
+    let brokers = broker.brokers();
+    // Before the start: a valid mark and a malformed record.
+    let malformed = ("m-bad".to_string(), b"{\"id\":\"m-bad\",".to_vec());
+    produce(
+        &brokers,
+        FEEDBACK,
+        &[mark("m1", "pump-9"), malformed.clone()],
+    );
+    let daemon = start(dir.path(), &broker);
+    assert_eq!(daemon.metric("lstm_ae_feedback_marks"), 1.0);
+    // While it runs: oversized, an unknown field, a key that is not the id.
+    let (_, valid) = mark("m2", "pump-8");
+    let mut big: serde_json::Value = serde_json::from_slice(&valid).unwrap();
+    big["comment"] = "c".repeat(5_000).into();
+    let oversized = ("m2".to_string(), big.to_string().into_bytes());
+    let mut typo: serde_json::Value = serde_json::from_slice(&valid).unwrap();
+    typo["verdcit"] = "incident".into();
+    let unknown = ("m2".to_string(), typo.to_string().into_bytes());
+    let wrong_key = ("m3".to_string(), valid.clone());
+    let bad = [oversized.clone(), unknown.clone(), wrong_key.clone()];
+    produce(&brokers, FEEDBACK, &bad);
+    daemon.wait_until(30, "four records refused", |d| {
+        d.metric("lstm_ae_feedback_records_total{result=\"refused\"}") == 4.0
+    });
+    assert_eq!(
+        daemon.metric("lstm_ae_feedback_records_total{result=\"applied\"}"),
+        1.0
+    );
+    // Nothing applied half: the one valid mark only.
+    assert_eq!(daemon.metric("lstm_ae_feedback_marks"), 1.0);
+
+    // The copies are queued without waiting for the broker: wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut dlq = read_to_end(&broker, DEAD_LETTERS);
+    while dlq.len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        dlq = read_to_end(&broker, DEAD_LETTERS);
+    }
+    let got: Vec<(String, Vec<u8>, String, String)> = dlq
+        .iter()
+        .map(|r| {
+            assert_eq!(r.header("lstm_ae.source.topic"), Some(FEEDBACK));
+            (
+                r.key.clone().unwrap(),
+                r.payload.clone(),
+                r.header("lstm_ae.error.kind").unwrap().to_string(),
+                r.header("lstm_ae.error.message").unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        (&malformed, "feedback_invalid_record", "EOF"),
+        (&oversized, "feedback_oversized", "at most 4096"),
+        (&unknown, "feedback_invalid_record", "verdcit"),
+        (&wrong_key, "feedback_key_is_not_id", "is not its id"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for ((key, payload, kind, message), ((k, v), want_kind, says)) in got.iter().zip(want) {
+        assert_eq!((key, payload), (k, v), "the record's own bytes");
+        assert_eq!(kind, want_kind);
+        assert!(message.contains(says), "{message:?} does not say {says:?}");
+    }
+    assert_eq!(
+        daemon.metric("lstm_ae_dead_letters_total{reason=\"feedback_invalid_record\"}"),
+        2.0
+    );
+
+    // It keeps scoring.
+    produce(&brokers, "lstm-ae.points", &points(0, T + 9, 0..0));
+    daemon.wait_until(120, "windows scored", |d| {
+        d.metric("lstm_ae_windows_scored_total") >= (KEYS * 10) as f64
+    });
+    assert_eq!(daemon.get("/healthz").0, 200);
 }
 
 #[test]

@@ -128,6 +128,20 @@ pub enum FeedbackError {
     TombstoneWithoutKey,
 }
 
+impl FeedbackError {
+    /// A low-cardinality name of the error, for dead-letter headers and
+    /// metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FeedbackError::TooLarge(_) => "feedback_oversized",
+            FeedbackError::Json(_) => "feedback_invalid_record",
+            FeedbackError::Field { .. } => "feedback_invalid_field",
+            FeedbackError::KeyIsNotId { .. } => "feedback_key_is_not_id",
+            FeedbackError::TombstoneWithoutKey => "feedback_tombstone_without_key",
+        }
+    }
+}
+
 fn field(field: &'static str, reason: impl Into<String>) -> FeedbackError {
     FeedbackError::Field {
         field,

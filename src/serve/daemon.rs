@@ -137,7 +137,7 @@ pub(super) async fn run(
     consumer.subscribe(&topics)?;
     let producer: FutureProducer = kafka::config(k, Client::DaemonProducer).create()?;
     // Before the first window: the operator's marks, read whole.
-    let (marks, feedback) = feedback::start(k, &config.feedback, metrics.clone())
+    let (marks, feedback) = feedback::start(k, &config.feedback, producer.clone(), metrics.clone())
         .await?
         .unzip();
     let w = &config.windowing;

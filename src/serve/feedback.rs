@@ -8,18 +8,27 @@
 //! never across I/O), so the sink's per-window lookup waits at most that
 //! long, never for the broker.
 //!
-//! A record that is not a valid mark changes nothing: it is counted and
-//! logged.
+//! A record that is not a valid mark changes nothing: it is counted, and
+//! copied to the dead-letter topic (when one is set) with the reason in
+//! the usual headers ([`DeadLetterHeaders`]). The topic is read again from
+//! the start at every start, so such a record is dead-lettered again after
+//! each restart until a valid record of its id replaces it (or compaction
+//! drops it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::error::ServeError;
 use crate::config::KafkaSettings;
 use crate::feedback::{read_record, Applied, FeedbackSettings, Marks, Verdict};
 use crate::kafka::feedback::{RawRecord, TopicFollower};
 use crate::score::CloseReason;
+use crate::stream::dead_letter::DeadLetterHeaders;
 use crate::telemetry::Metrics;
 
 /// The marks the follower keeps and the sink reads.
@@ -57,11 +66,13 @@ impl Drop for Follower {
 /// daemon runs applies within about this long after it reaches the broker.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Applies records to the set and counts them.
+/// Applies records to the set, counts them, and dead-letters the bad ones.
 struct Applier {
     marks: SharedMarks,
     max_marks: usize,
     topic: String,
+    dead_letter_topic: String,
+    producer: FutureProducer,
     metrics: Metrics,
 }
 
@@ -73,6 +84,7 @@ impl Applier {
             Err(e) => {
                 m.feedback_records.with_label_values(&["refused"]).inc();
                 tracing::warn!(topic = %self.topic, partition = r.partition, offset = r.offset, error = %e, "feedback record refused: nothing applied");
+                self.dead_letter(&r, e.kind(), &e.to_string());
                 return;
             }
         };
@@ -88,6 +100,49 @@ impl Applier {
             m.feedback_records.with_label_values(&["applied"]).inc();
         }
     }
+
+    /// Queues a copy of `r` on the dead-letter topic, without waiting for
+    /// the broker: a lost copy costs a triage aid, not a mark.
+    fn dead_letter(&self, r: &RawRecord, kind: &'static str, message: &str) {
+        if self.dead_letter_topic.is_empty() {
+            return;
+        }
+        let reason = DeadLetterHeaders::new(kind, message, &self.topic, r.partition, r.offset);
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in reason.pairs() {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut rec: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.dead_letter_topic).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        // The producer's queue is bounded; a full one is waited out a
+        // little, then the copy is given up.
+        for _ in 0..100 {
+            match self.producer.send_result(rec) {
+                Ok(_delivery) => {
+                    self.metrics.dead_letters.with_label_values(&[kind]).inc();
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "feedback record not dead-lettered");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("feedback record not dead-lettered: the producer's queue stayed full");
+    }
 }
 
 /// Reads the whole feedback topic, then follows it on a thread of its
@@ -98,6 +153,7 @@ impl Applier {
 pub async fn start(
     kafka: &KafkaSettings,
     settings: &FeedbackSettings,
+    producer: FutureProducer,
     metrics: Metrics,
 ) -> Result<Option<(SharedMarks, Follower)>, ServeError> {
     let topic = kafka.feedback_topic.clone();
@@ -108,6 +164,8 @@ pub async fn start(
         marks: Arc::new(RwLock::new(Marks::new(settings.max_marks))),
         max_marks: settings.max_marks,
         topic: topic.clone(),
+        dead_letter_topic: kafka.dead_letter_topic.clone(),
+        producer,
         metrics,
     };
     let timeout = Duration::from_millis(settings.start_timeout_ms);

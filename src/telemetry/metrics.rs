@@ -239,7 +239,7 @@ impl Metrics {
             feedback_records: counter_vec(
                 &r,
                 "lstm_ae_feedback_records_total",
-                "Records read from kafka.feedback_topic, by result (applied; refused: invalid; full: a new mark beyond feedback.max_marks, not kept).",
+                "Records read from kafka.feedback_topic, by result (applied; refused: invalid, dead-lettered; full: a new mark beyond feedback.max_marks, not kept).",
                 &["result"],
             ),
             dead_letters: counter_vec(
