@@ -327,6 +327,127 @@ fn bad_feedback_records_are_dead_lettered_with_a_reason_and_the_daemon_keeps_sco
     assert_eq!(daemon.get("/healthz").0, 200);
 }
 
+/// Counts the bytes each thread holds, for the memory bound of the marks.
+/// (jemalloc's per-thread counters need its `stats` build, which the
+/// daemon does not use.)
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        // Const-initialised and without a destructor: reading it never
+        // allocates, so the allocator may use it.
+        static LIVE: Cell<i64> = const { Cell::new(0) };
+    }
+
+    fn add(n: i64) {
+        // Unavailable while a thread is torn down: not counted then.
+        let _ = LIVE.try_with(|c| c.set(c.get() + n));
+    }
+
+    pub struct Counting;
+
+    // SAFETY: every call is passed on unchanged to the system allocator;
+    // the wrapper only counts sizes.
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            add(l.size() as i64);
+            System.alloc(l)
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            add(-(l.size() as i64));
+            System.dealloc(p, l)
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            add(l.size() as i64);
+            System.alloc_zeroed(l)
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            add(new as i64 - l.size() as i64);
+            System.realloc(p, l, new)
+        }
+    }
+
+    /// Bytes allocated and not freed by the current thread: the other tests
+    /// of this binary run on threads of their own.
+    pub fn live() -> i64 {
+        LIVE.with(Cell::get)
+    }
+}
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
+
+/// The bound docs/feedback.md gives for a mark of a plain series key with
+/// a short comment (the bound for any mark is `MAX_BYTES_PER_MARK`).
+const BYTES_PER_PLAIN_MARK: usize = 1024;
+
+/// Builds `n` marks from `make(i)` and returns the bytes they hold.
+fn held(n: usize, make: impl Fn(usize) -> lstm_ae::feedback::Mark) -> usize {
+    use lstm_ae::feedback::{Applied, Change, Marks};
+    let before = counting::live();
+    let mut marks = Marks::new(n);
+    for i in 0..n {
+        assert_eq!(marks.apply(Change::Put(make(i))), Applied::Added);
+    }
+    let bytes = (counting::live() - before) as usize;
+    assert_eq!(marks.len(), n);
+    drop(marks);
+    bytes
+}
+
+#[test]
+fn marks_stay_within_the_documented_bytes_per_mark() {
+    use lstm_ae::feedback::{
+        Mark, Verdict, MAX_AUTHOR_BYTES, MAX_BYTES_PER_MARK, MAX_COMMENT_BYTES, MAX_ID_BYTES,
+        MAX_KEY_BYTES,
+    };
+    const H: i64 = 3_600_000;
+    // 10^5 plain marks: a series key each, an id as `feedback add` makes it.
+    let n = 100_000;
+    let plain = held(n, |i| {
+        Mark::new(
+            &format!("maintenance-{i:012x}"),
+            &format!("pump-{i:06}"),
+            T0,
+            T0 + H,
+            Verdict::Maintenance,
+            Some("kernel update".into()),
+            Some("ops".into()),
+            Some(T0),
+        )
+        .unwrap()
+    });
+    assert!(
+        plain <= n * BYTES_PER_PLAIN_MARK,
+        "{n} plain marks hold {plain} bytes"
+    );
+    // The largest marks there are: every field at its longest, a glob key
+    // of one token per byte.
+    let m = 2_000;
+    let largest = held(m, |i| {
+        let id = format!("{i:0w$}", w = MAX_ID_BYTES);
+        let key = "h?".repeat(MAX_KEY_BYTES / 2);
+        Mark::new(
+            &id,
+            &key,
+            T0,
+            T0 + H,
+            Verdict::FalsePositive,
+            Some("c".repeat(MAX_COMMENT_BYTES)),
+            Some("a".repeat(MAX_AUTHOR_BYTES)),
+            Some(T0),
+        )
+        .unwrap()
+    });
+    assert!(
+        largest <= m * MAX_BYTES_PER_MARK,
+        "{m} largest marks hold {largest} bytes: {} per mark",
+        largest / m
+    );
+}
+
 #[test]
 fn a_feedback_topic_that_cannot_be_read_stops_the_start_with_a_clear_error() {
     let dir = test_dir();
