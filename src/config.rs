@@ -817,6 +817,9 @@ impl Settings {
         if self.feedback.max_marks == 0 {
             return bad("feedback.max_marks", "must be at least 1");
         }
+        if self.feedback.start_timeout_ms == 0 {
+            return bad("feedback.start_timeout_ms", "must be at least 1");
+        }
         Ok(())
     }
 }

@@ -42,6 +42,7 @@ impl From<&Settings> for DaemonConfig {
             runtime: s.runtime.clone(),
             series_metrics: s.series_metrics.clone(),
             remote_write: s.remote_write.clone(),
+            feedback: s.feedback.clone(),
         }
     }
 }

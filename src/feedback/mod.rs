@@ -19,8 +19,10 @@
 //! was.
 //!
 //! [`Marks`] is the bounded set a reader keeps: at most `max_marks` marks,
-//! each at most [`MAX_RECORD_BYTES`] as JSON, so its memory is bounded by
-//! `max_marks × MAX_RECORD_BYTES` plus a small index per mark.
+//! each at most [`MAX_RECORD_BYTES`] as JSON and [`MAX_BYTES_PER_MARK`] in
+//! memory with its share of the indexes (a glob key is compiled to one
+//! token per byte, which makes the largest marks larger in memory than as
+//! JSON).
 
 use std::collections::HashMap;
 
@@ -33,18 +35,27 @@ use crate::data::time::{epoch_integer_ms, format_timestamp, parse_rfc3339};
 #[serde(default, deny_unknown_fields)]
 pub struct FeedbackSettings {
     /// Marks kept at most; a mark beyond is refused and counted. Memory:
-    /// at most `max_marks` × [`MAX_RECORD_BYTES`] plus a small index.
+    /// at most `max_marks` × [`MAX_BYTES_PER_MARK`].
     pub max_marks: usize,
+    /// How long the daemon's start may take to read the whole feedback
+    /// topic; past it the daemon does not start.
+    pub start_timeout_ms: u64,
 }
 
 impl Default for FeedbackSettings {
     fn default() -> Self {
-        FeedbackSettings { max_marks: 10_000 }
+        FeedbackSettings {
+            max_marks: 10_000,
+            start_timeout_ms: 30_000,
+        }
     }
 }
 
 /// The largest mark record accepted, as JSON bytes.
 pub const MAX_RECORD_BYTES: usize = 4096;
+/// The most memory one mark of a [`Marks`] set takes, indexes included
+/// (tests/feedback_daemon.rs measures it; docs/feedback.md, *The daemon*).
+pub const MAX_BYTES_PER_MARK: usize = 16 * 1024;
 /// The longest `id`, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 /// The longest `key` (or glob), in bytes: the longest series key the
@@ -120,6 +131,20 @@ pub enum FeedbackError {
     KeyIsNotId { found: String, id: String },
     #[error("a tombstone needs the mark's id as its Kafka key")]
     TombstoneWithoutKey,
+}
+
+impl FeedbackError {
+    /// A low-cardinality name of the error, for dead-letter headers and
+    /// metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FeedbackError::TooLarge(_) => "feedback_oversized",
+            FeedbackError::Json(_) => "feedback_invalid_record",
+            FeedbackError::Field { .. } => "feedback_invalid_field",
+            FeedbackError::KeyIsNotId { .. } => "feedback_key_is_not_id",
+            FeedbackError::TombstoneWithoutKey => "feedback_tombstone_without_key",
+        }
+    }
 }
 
 fn field(field: &'static str, reason: impl Into<String>) -> FeedbackError {

@@ -22,8 +22,8 @@ pub enum Client {
     DaemonConsumer,
     /// The daemon's producer of output records and dead letters.
     DaemonProducer,
-    /// `retrain` / `recalibrate --from-kafka` and `feedback list`: assigns
-    /// partitions itself and
+    /// `retrain` / `recalibrate --from-kafka`, `feedback list` and the
+    /// daemon's follower of the feedback topic: assigns partitions itself and
     /// never joins the daemon's group or commits, so the daemon's committed
     /// offsets cannot move.
     HistoryReader,

@@ -25,7 +25,9 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use super::incident::{IncidentConfig, IncidentEvent, IncidentState, Incidents, Observation};
+use super::incident::{
+    CloseReason, IncidentConfig, IncidentEvent, IncidentState, Incidents, Observation,
+};
 use super::{KeyEvictions, KeyedLikelihood, PostprocessConfig, PostprocessError, WindowErrors};
 use crate::model::Manifest;
 use crate::stream::records::{
@@ -258,6 +260,28 @@ impl Scorer {
     /// Decides about the next window of `w.key`; windows of a key must come
     /// in event-time order. `now_ms` is processing time from a monotonic clock.
     pub fn decide(&mut self, w: &WindowScore<'_>, now_ms: u64) -> Decision {
+        self.decide_with(w, now_ms, None)
+    }
+
+    /// Decides about a window an operator's mark covers: `anomalous` is
+    /// what the rule says, but the window neither opens nor extends an
+    /// incident; the key's incident, if one is open, closes with `mark`
+    /// (see [`Incidents::close`]).
+    pub fn decide_marked(
+        &mut self,
+        w: &WindowScore<'_>,
+        now_ms: u64,
+        mark: CloseReason,
+    ) -> Decision {
+        self.decide_with(w, now_ms, Some(mark))
+    }
+
+    fn decide_with(
+        &mut self,
+        w: &WindowScore<'_>,
+        now_ms: u64,
+        mark: Option<CloseReason>,
+    ) -> Decision {
         let normalized = w.score / self.threshold;
         let finite_score = w.score.is_finite() && normalized.is_finite();
         let mut likelihood = None;
@@ -285,6 +309,16 @@ impl Scorer {
                 _ => None,
             }
         };
+        if let Some(reason) = mark {
+            let step = self.incidents.close(w.key, reason, now_ms);
+            return Decision {
+                normalized,
+                likelihood,
+                anomalous,
+                incident_id: step.incident_id,
+                incident: step.event,
+            };
+        }
         let feature_errors = self.feature_errors(w.squared_error);
         let step = self.incidents.observe(
             w.key,
@@ -373,6 +407,7 @@ impl Scorer {
             anomaly_likelihood: d.likelihood,
             anomalous: d.anomalous.is_some(),
             incident_id: d.incident_id.clone(),
+            suppressed: None,
             last_point,
         }
     }

@@ -62,6 +62,12 @@ pub enum CloseReason {
     Normal,
     /// The key's state was dropped (`max_keys` or its TTL).
     Evicted,
+    /// A window of the key fell in an operator's `maintenance` mark
+    /// ([`Incidents::close`]).
+    Maintenance,
+    /// A window of the key fell in an operator's `false_positive` mark.
+    #[serde(rename = "false_positive")]
+    FalsePositive,
 }
 
 impl CloseReason {
@@ -69,6 +75,8 @@ impl CloseReason {
         match self {
             CloseReason::Normal => "normal",
             CloseReason::Evicted => "evicted",
+            CloseReason::Maintenance => "maintenance",
+            CloseReason::FalsePositive => "false_positive",
         }
     }
 }
@@ -336,6 +344,26 @@ impl Incidents {
             }),
         }
     }
+
+    /// A window of `key` an operator's mark takes out of the rule: it
+    /// neither opens nor extends an incident, and the key's incident, if
+    /// one is open, closes now with `reason`.
+    pub fn close(&mut self, key: &str, reason: CloseReason, now_ms: u64) -> Step {
+        let evicted = &mut self.evicted;
+        self.keys
+            .expire_with(now_ms, |k, i| evicted.push(closed_by_eviction(k, i)));
+        match self.keys.remove(key) {
+            None => Step::default(),
+            Some(i) => Step {
+                incident_id: Some(i.id.clone()),
+                event: Some(IncidentEvent {
+                    state: IncidentState::Close,
+                    close_reason: Some(reason),
+                    incident: i,
+                }),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +438,25 @@ mod tests {
         assert_eq!(events[0].incident_id, None);
         assert_eq!(events[7].incident_id, None);
         assert!(inc.is_empty(), "a closed incident leaves no state");
+    }
+
+    #[test]
+    fn a_marked_window_closes_the_open_incident_and_opens_none() {
+        let mut inc = rule(3, 0);
+        let opened = inc.observe("k", &obs(1, 2.0), 0);
+        let id = opened.event.unwrap().incident.id;
+        let step = inc.close("k", CloseReason::Maintenance, 0);
+        let close = step.event.expect("the open incident closes");
+        assert_eq!(close.state, Close);
+        assert_eq!(close.close_reason, Some(CloseReason::Maintenance));
+        assert_eq!(close.incident.id, id);
+        assert_eq!(step.incident_id, Some(id));
+        assert!(inc.is_empty());
+        // Further marked windows: nothing open, nothing to close.
+        assert_eq!(inc.close("k", CloseReason::Maintenance, 0), Step::default());
+        // After the mark, an anomalous window opens a new incident.
+        let again = inc.observe("k", &obs(9, 2.0), 0);
+        assert_eq!(again.event.map(|e| e.state), Some(Open));
     }
 
     #[test]

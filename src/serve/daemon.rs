@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::backend::{Batch, Inference, ModelSlot, Served};
 use super::error::{PipelineError, ServeError};
+use super::feedback;
 use super::ingest::{self, DeadLetter, Ingest, IngestConfig, Job, MessageView};
 use super::model::Model;
 use super::reload;
@@ -28,6 +29,7 @@ use super::sink::{self, Ack};
 use crate::config::{
     AnomalySettings, KafkaSettings, RuntimeSettings, ServeSettings, WindowingSettings,
 };
+use crate::feedback::FeedbackSettings;
 use crate::kafka::consumer::{self, Committer, Context, DeadLetterCopy};
 use crate::kafka::{self, Client};
 use crate::score::{IncidentConfig, PostprocessConfig, Scorer, ScorerConfig};
@@ -56,6 +58,8 @@ pub struct DaemonConfig {
     pub series_metrics: SeriesMetricsSettings,
     /// The remote-write sink of the per-series samples (off without a URL).
     pub remote_write: RemoteWriteSettings,
+    /// The bound and start-up timeout of the operator's marks.
+    pub feedback: FeedbackSettings,
 }
 
 /// What a run did, for the demo's summary and the logs.
@@ -132,6 +136,10 @@ pub(super) async fn run(
     let topics: Vec<&str> = k.inputs.iter().map(|i| i.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
     let producer: FutureProducer = kafka::config(k, Client::DaemonProducer).create()?;
+    // Before the first window: the operator's marks, read whole.
+    let (marks, feedback) = feedback::start(k, &config.feedback, producer.clone(), metrics.clone())
+        .await?
+        .unzip();
     let w = &config.windowing;
     let ingest = Ingest::new(
         IngestConfig {
@@ -194,6 +202,7 @@ pub(super) async fn run(
             metrics: metrics.clone(),
             clock,
             series,
+            marks,
         }
         .run(scored_rx),
     );
@@ -220,6 +229,7 @@ pub(super) async fn run(
         reloader,
         hangup: reload::Hangup::new(),
         remote_writer,
+        _feedback: feedback,
     };
     let failure = pipeline.consume(shutdown).await;
     pipeline.drain(failure).await
@@ -253,6 +263,8 @@ struct Pipeline {
     hangup: reload::Hangup,
     /// Sends the per-series samples; shut down by the drain.
     remote_writer: Option<RemoteWriter>,
+    /// Follows the feedback topic until the pipeline is dropped.
+    _feedback: Option<feedback::Follower>,
 }
 
 /// Work the loop could not hand on yet for want of a permit; while there is

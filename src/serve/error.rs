@@ -66,4 +66,6 @@ pub enum ServeError {
     SeriesMetrics(#[from] super::series::SeriesSettingsError),
     #[error(transparent)]
     RemoteWrite(#[from] super::remote_write::RemoteWriteError),
+    #[error("feedback topic (kafka.feedback_topic): {0}")]
+    Feedback(String),
 }

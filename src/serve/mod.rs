@@ -13,6 +13,10 @@
 //!          offsets ◄──────────────────────── acks (holds released on delivery) ────────┘
 //! ```
 //!
+//! With `kafka.feedback_topic` set, the operator's marks are read whole
+//! before the pipeline starts and followed on a thread (`feedback.rs`); the
+//! sink asks them about each window before the incident rule.
+//!
 //! The sink also hands each scored window's facts to the per-series
 //! outputs (`series_outputs.rs`: the `lstm_ae_series_*` gauges of
 //! [`series`] and the [`remote_write`] client), neither of which ever makes
@@ -66,6 +70,7 @@
 mod backend;
 mod daemon;
 mod error;
+mod feedback;
 pub mod ingest;
 mod model;
 mod reload;

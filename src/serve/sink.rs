@@ -10,6 +10,10 @@
 //! [`super::backend::Batch`]), so a stalled thread stops intake instead of
 //! growing memory.
 //!
+//! A window in an operator's `maintenance` or `false_positive` mark of its
+//! key is decided with [`Scorer::decide_marked`]: it stays out of
+//! incidents, and its scores record says which mark suppressed it.
+//!
 //! A failed delivery is fatal and noticed at once, even with no input
 //! arriving: the daemon stops without committing the window.
 
@@ -25,6 +29,7 @@ use tokio::task::JoinSet;
 
 use super::backend::{ScoredBatch, ScoredMsg, Served};
 use super::error::PipelineError;
+use super::feedback::{suppressing, SharedMarks};
 use super::series_outputs::SeriesOutputs;
 use crate::config::KafkaSettings;
 use crate::score::{Scorer, WindowScore};
@@ -222,6 +227,8 @@ pub struct Sink {
     pub clock: tokio::time::Instant,
     /// Per-series gauges and remote writes of each scored window.
     pub series: SeriesOutputs,
+    /// The operator's marks, when `kafka.feedback_topic` is set.
+    pub marks: Option<SharedMarks>,
 }
 
 impl Sink {
@@ -296,7 +303,17 @@ impl Sink {
                 expected: &s.expected,
                 model_version: &s.model.version,
             };
-            let d = self.scorer.decide(&w, now);
+            // A window in a maintenance or false-positive mark of its key
+            // stays out of incidents (docs/feedback.md, *The daemon*).
+            let mark = self
+                .marks
+                .as_ref()
+                .and_then(|marks| suppressing(marks, &job.key, job.end_ts_ms));
+            let d = match mark {
+                None => self.scorer.decide(&w, now),
+                Some(reason) => self.scorer.decide_marked(&w, now, reason),
+            };
+            let suppressed = mark.filter(|_| d.anomalous.is_some());
             let manifest = &s.model.manifest;
             self.series.window(
                 &w,
@@ -318,13 +335,19 @@ impl Sink {
             }
             let mut outputs: Vec<(Topic, Vec<u8>)> = Vec::with_capacity(3);
             if !self.kafka.scores_topic.is_empty() {
-                let rec = self.scorer.score_record(&w, &d);
+                let mut rec = self.scorer.score_record(&w, &d);
+                rec.suppressed = suppressed.map(|r| r.as_str().to_string());
                 outputs.push((Topic::Scores, rec.to_json()?));
             }
             let emb = self.scorer.embedding_record(&w, &d, s.embedding);
             outputs.push((Topic::Embeddings, emb.to_json()?));
             if d.anomalous.is_some() {
                 m.anomalies.inc();
+            }
+            if let Some(reason) = suppressed {
+                m.anomalies_suppressed
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
             }
             if let Some(event) = &d.incident {
                 let rec = self.scorer.incident_record(

@@ -192,6 +192,10 @@ pub struct ScoreRecord {
     /// one while its key's incident is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<String>,
+    /// The verdict of the operator's mark that kept this anomalous window
+    /// out of the anomalies topic (`maintenance`, `false_positive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
     /// The window's last point and the model's expected value for it, per
     /// feature in the model's order.
     pub last_point: Vec<PointValue>,

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub windows_scored: IntCounter,
     pub anomalies: IntCounter,
     pub incident_records: IntCounterVec,
+    pub anomalies_suppressed: IntCounterVec,
+    pub feedback_marks: IntGauge,
+    pub feedback_records: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub points_rejected: IntCounterVec,
     pub outputs_produced: IntCounterVec,
@@ -213,13 +216,32 @@ impl Metrics {
             anomalies: counter(
                 &r,
                 "lstm_ae_anomalies_total",
-                "Anomalous windows under anomalies.rule (each is part of an incident).",
+                "Anomalous windows under anomalies.rule (each is part of an incident, unless an operator's mark suppresses it).",
             ),
             incident_records: counter_vec(
                 &r,
                 "lstm_ae_incident_records_total",
                 "Records published on the anomalies topic, by incident state (open, update, close).",
                 &["state"],
+            ),
+            anomalies_suppressed: counter_vec(
+                &r,
+                "lstm_ae_anomalies_suppressed_total",
+                "Anomalous windows an operator's mark kept out of incidents and the anomalies topic, by the mark's verdict (maintenance, false_positive).",
+                &["reason"],
+            ),
+            feedback_marks: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_feedback_marks",
+                    "Operator marks the daemon holds from kafka.feedback_topic (at most feedback.max_marks).",
+                ),
+            ),
+            feedback_records: counter_vec(
+                &r,
+                "lstm_ae_feedback_records_total",
+                "Records read from kafka.feedback_topic, by result (applied; refused: invalid, dead-lettered; full: a new mark beyond feedback.max_marks, not kept).",
+                &["result"],
             ),
             dead_letters: counter_vec(
                 &r,
@@ -495,6 +517,12 @@ impl Metrics {
         for reason in ["expired", "capacity"] {
             m.incident_keys_evicted.with_label_values(&[reason]);
             m.likelihood_keys_evicted.with_label_values(&[reason]);
+        }
+        for reason in ["maintenance", "false_positive"] {
+            m.anomalies_suppressed.with_label_values(&[reason]);
+        }
+        for result in ["applied", "refused", "full"] {
+            m.feedback_records.with_label_values(&[result]);
         }
         for state in ["open", "update", "close"] {
             m.incident_records.with_label_values(&[state]);
