@@ -313,13 +313,16 @@ impl Sink {
             } else {
                 m.non_finite_scores.inc();
             }
-            if let Some(l) = d.likelihood {
+            if let Some(l) = d.likelihood.filter(|l| l.is_finite()) {
                 m.anomaly_likelihood.observe(l);
             }
             let mut outputs: Vec<(Topic, Vec<u8>)> = Vec::with_capacity(3);
             if !self.kafka.scores_topic.is_empty() {
                 let rec = self.scorer.score_record(&w, &d);
                 outputs.push((Topic::Scores, rec.to_json()?));
+            }
+            if s.embedding.iter().any(|x| !x.is_finite()) {
+                m.non_finite_embeddings.inc();
             }
             let emb = self.scorer.embedding_record(&w, &d, s.embedding);
             outputs.push((Topic::Embeddings, emb.to_json()?));
@@ -365,6 +368,8 @@ impl Sink {
             });
         }
         m.likelihood_keys.set(self.scorer.likelihood_keys() as i64);
+        m.likelihood_errors_refused
+            .inc_by(self.scorer.take_refused_likelihood_errors());
         m.open_incidents.set(self.scorer.open_incidents() as i64);
         let ev = self.scorer.take_evictions();
         for (counter, e) in [

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub incident_keys_evicted: IntCounterVec,
     pub likelihood_keys_evicted: IntCounterVec,
     pub non_finite_scores: IntCounter,
+    pub non_finite_embeddings: IntCounter,
+    pub likelihood_errors_refused: IntCounter,
     pub dead_letters_in_flight: IntGauge,
     pub batches_in_flight: IntGauge,
     pub inference_stalled: IntGauge,
@@ -321,6 +323,16 @@ impl Metrics {
                 &r,
                 "lstm_ae_non_finite_scores_total",
                 "Windows whose score is infinite or NaN (published as anomalies with reason non_finite_score).",
+            ),
+            non_finite_embeddings: counter(
+                &r,
+                "lstm_ae_non_finite_embeddings_total",
+                "Windows whose embedding has an infinite or NaN value (published with the largest f32, 3.4028235e38, in its place).",
+            ),
+            likelihood_errors_refused: counter(
+                &r,
+                "lstm_ae_likelihood_errors_refused_total",
+                "Window errors kept out of a key's likelihood history: infinite, NaN, or too large for its moments to stay finite (the window's likelihood is 0).",
             ),
             dead_letters_in_flight: register(
                 &r,
