@@ -629,3 +629,75 @@ fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Under `cooperative-sticky` a daemon that joins takes some of the first
+/// daemon's partitions away and nothing else: the first keeps the rest, so
+/// its `/readyz` must stay 200 through the rebalance and after it.
+#[test]
+fn a_partial_revoke_under_cooperative_sticky_keeps_the_daemon_ready() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n) = (20, 200);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 4);
+    let cfg = dir.path().join("cooperative.toml");
+    std::fs::write(
+        &cfg,
+        "[kafka]\nsession_timeout_ms = 6000\n[kafka.consumer]\n\"heartbeat.interval.ms\" = \"500\"\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n",
+    )
+    .unwrap();
+    let consumed = |d: &Daemon| {
+        d.metric(&format!(
+            "lstm_ae_messages_consumed_total{{topic=\"{POINTS}\"}}"
+        ))
+    };
+    let a = Daemon::start(dir.path(), &broker.brokers(), Some(&cfg), &[]);
+    a.wait_until(120, "the first daemon's assignment", |d| {
+        d.get("/readyz").0 == 200
+    });
+    let b = Daemon::start(dir.path(), &broker.brokers(), Some(&cfg), &[]);
+    // Watch the first daemon through the second one's join, and 3 s more.
+    let mut not_ready = vec![];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut settled: Option<Instant> = None;
+    loop {
+        let (status, body) = a.get("/readyz");
+        if status != 200 {
+            not_ready.push(body);
+        }
+        if settled.is_none() && b.get("/readyz").0 == 200 {
+            settled = Some(Instant::now());
+        }
+        if settled.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second daemon never got partitions"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Both own partitions now: data on every partition reaches both.
+    broker.produce(POINTS, &points(keys, 0, n));
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &expected(keys, n),
+        300,
+        "after the cooperative rebalance",
+        |_| {},
+    );
+    let (ca, cb) = (consumed(&a), consumed(&b));
+    assert!(
+        ca > 0.0 && cb > 0.0,
+        "the partitions are shared: {ca} and {cb} messages"
+    );
+    assert!(
+        not_ready.is_empty(),
+        "the first daemon was not ready {} times while it kept partitions, e.g. {:?}",
+        not_ready.len(),
+        not_ready.first()
+    );
+    assert_eq!(a.get("/readyz").0, 200);
+}
