@@ -701,3 +701,93 @@ fn a_partial_revoke_under_cooperative_sticky_keeps_the_daemon_ready() {
     );
     assert_eq!(a.get("/readyz").0, 200);
 }
+
+/// Sends `sig` (e.g. `-STOP`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// A broker that stops answering (SIGSTOP) holds at most
+/// `serve.max_outputs_in_flight` of the daemon's outputs: the output queue
+/// fills to that bound and stays there, intake pauses, and after SIGCONT
+/// every window comes out.
+#[test]
+fn a_stopped_broker_holds_at_most_max_outputs_in_flight() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n) = (20, 1_000);
+    let (bound, max_batch, batches) = (40.0, 16.0, 1.0);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 1);
+    let want = expected(keys, n);
+    broker.produce(POINTS, &points(keys, 0, n));
+    let d = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            ("LSTM_AE__SERVE__MAX_OUTPUTS_IN_FLIGHT", "40"),
+            ("LSTM_AE__SERVE__INFERENCE_THREADS", "1"),
+            ("LSTM_AE__SERVE__MAX_BATCH", "16"),
+            ("LSTM_AE__SERVE__MAX_BATCHES_IN_FLIGHT", "1"),
+        ],
+    );
+    let scored = |d: &Daemon| d.metric("lstm_ae_windows_scored_total");
+    d.wait_until(120, "scoring under way", |d| scored(d) >= 100.0);
+    signal(broker.pid(), "-STOP");
+    let at_stop = scored(&d);
+    let stopped = Instant::now();
+    let (mut outputs, mut windows) = (vec![], vec![]);
+    while stopped.elapsed() < Duration::from_secs(4) {
+        outputs.push(d.metric("lstm_ae_outputs_in_flight"));
+        windows.push(d.metric("lstm_ae_windows_in_flight"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = scored(&d);
+    signal(broker.pid(), "-CONT");
+    println!(
+        "broker stopped 4 s: windows scored {at_stop} -> {after} of {}; outputs in flight {:?}; windows in flight at most {:?}",
+        want.len(),
+        outputs.last(),
+        windows.iter().cloned().fold(0.0, f64::max)
+    );
+    assert!(
+        after < want.len() as f64,
+        "the daemon scored everything before the broker stopped: the test proves nothing"
+    );
+    assert!(
+        outputs.iter().all(|&o| o <= bound),
+        "outputs in flight above the bound {bound}: {outputs:?}"
+    );
+    assert_eq!(
+        outputs.last().copied(),
+        Some(bound),
+        "the output queue fills to its bound and stays there: {outputs:?}"
+    );
+    // The windows held: the unacknowledged ones (each has an output), the
+    // batches in flight (one, plus one per thread), the batch waiting for
+    // their permit and the batcher's.
+    let held = bound + (batches + 1.0 + 2.0) * max_batch;
+    assert!(
+        windows.iter().all(|&w| w <= held),
+        "windows in flight above {held}: {windows:?}"
+    );
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &want,
+        300,
+        "after the broker resumed",
+        |_| {},
+    );
+    let duplicates = seen.settle(&mut reader, &want, "after the broker resumed");
+    println!(
+        "then every window: {} expected, {duplicates} duplicates",
+        want.len()
+    );
+}

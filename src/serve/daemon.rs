@@ -193,6 +193,7 @@ pub(super) async fn run(
             metrics: metrics.clone(),
             clock,
             series,
+            output_permits: Arc::new(Semaphore::new(sv.max_outputs_in_flight.max(1))),
         }
         .run(scored_rx),
     );

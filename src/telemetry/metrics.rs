@@ -44,6 +44,7 @@ pub struct Metrics {
     pub non_finite_embeddings: IntCounter,
     pub likelihood_errors_refused: IntCounter,
     pub dead_letters_in_flight: IntGauge,
+    pub outputs_in_flight: IntGauge,
     pub batches_in_flight: IntGauge,
     pub inference_stalled: IntGauge,
     pub model_info: GaugeVec,
@@ -339,6 +340,13 @@ impl Metrics {
                 IntGauge::new(
                     "lstm_ae_dead_letters_in_flight",
                     "Dead letters queued for the broker and not yet acknowledged (bounded by serve.max_dead_letters_in_flight).",
+                ),
+            ),
+            outputs_in_flight: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_outputs_in_flight",
+                    "Output messages (embeddings, scores, incident records) queued for the broker and not yet acknowledged (bounded by serve.max_outputs_in_flight).",
                 ),
             ),
             batches_in_flight: register(
