@@ -449,6 +449,10 @@ pub struct WindowingSettings {
     pub key_ttl_ms: u64,
     /// Most keys in memory; the least recently updated makes room.
     pub max_keys: usize,
+    /// Points in a row from another partition, each later than the key's
+    /// last, after which a key moves there (its later points arrive there
+    /// after a partition-count increase); 0 = never.
+    pub key_move_after: u32,
 }
 
 impl Default for WindowingSettings {
@@ -457,6 +461,7 @@ impl Default for WindowingSettings {
             stride: 1,
             key_ttl_ms: 3_600_000,
             max_keys: 100_000,
+            key_move_after: 3,
         }
     }
 }

@@ -791,3 +791,81 @@ fn a_stopped_broker_holds_at_most_max_outputs_in_flight() {
         want.len()
     );
 }
+
+/// `messages` produced to partition `partition` of `topic`, whatever their
+/// keys: what the default partitioner does to a key's later messages after
+/// the topic's partitions are increased (tansu has no CreatePartitions).
+fn produce_to(brokers: &str, topic: &str, partition: i32, messages: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (k, v) in messages {
+        while p
+            .send(BaseRecord::to(topic).key(k).payload(v).partition(partition))
+            .is_err()
+        {
+            p.poll(Duration::from_millis(10));
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// A key whose later points arrive on another partition (a partition-count
+/// increase) moves there after `windowing.key_move_after` of them: the
+/// earlier ones are dead-lettered, and from the one that moves it the key
+/// is windowed again, instead of every point being dead-lettered until the
+/// key's TTL runs out.
+#[test]
+fn a_key_whose_points_move_to_another_partition_follows_them() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n, moved_at) = (3, 200, 100);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 2);
+    let d = Daemon::start(dir.path(), &broker.brokers(), None, &[]);
+    d.wait_until(120, "a partition assignment", |d| d.get("/readyz").0 == 200);
+    // Before the increase every key is on partition 0.
+    produce_to(&broker.brokers(), POINTS, 0, &points(keys, 0, moved_at));
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    let before = expected(keys, moved_at);
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &before,
+        300,
+        "before the move",
+        |_| {},
+    );
+    // After it, every key's later points land on partition 1.
+    produce_to(&broker.brokers(), POINTS, 1, &points(keys, moved_at, n));
+    // The third point on partition 1 moves a key and starts it over: its
+    // next window ends T points later.
+    let restart = moved_at + 2;
+    let after: BTreeSet<(String, i64)> = (0..keys)
+        .flat_map(|k| (restart + T - 1..n).map(move |i| (key(k), ts(i))))
+        .collect();
+    let want: BTreeSet<(String, i64)> = before.union(&after).cloned().collect();
+    wait_for_windows(&mut reader, &mut seen, &want, 300, "after the move", |_| {});
+    let duplicates = seen.settle(&mut reader, &want, "after the move");
+    let dead = broker.read_all(DEAD_LETTERS, Duration::from_secs(3));
+    let reasons: Vec<&str> = dead
+        .iter()
+        .filter_map(|r| r.header("lstm_ae.error.kind"))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["key_on_two_partitions"; 2 * keys],
+        "the two points before each key's move, nothing else"
+    );
+    assert_eq!(
+        d.metric("lstm_ae_window_keys_evicted_total{reason=\"moved\"}"),
+        keys as f64
+    );
+    println!(
+        "moved keys: {} windows expected, all present, nothing else; {duplicates} duplicates",
+        want.len()
+    );
+}

@@ -146,6 +146,7 @@ pub(super) async fn run(
                 features: f,
                 key_ttl_ms: w.key_ttl_ms,
                 max_keys: w.max_keys,
+                key_move_after: w.key_move_after,
             },
             max_batch: sv.max_batch,
             max_wait_ms: sv.max_wait_ms,

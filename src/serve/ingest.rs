@@ -283,6 +283,7 @@ impl Ingest {
             ("expired", ev.expired_keys),
             ("capacity", ev.capacity_keys),
             ("revoked", ev.revoked_keys),
+            ("moved", ev.moved_keys),
         ] {
             if n > 0 {
                 m.window_keys_evicted
@@ -584,6 +585,7 @@ mod tests {
                 features: 1,
                 key_ttl_ms: 1_000,
                 max_keys: 2,
+                key_move_after: 3,
             },
             max_batch: 1,
             max_wait_ms: 0,

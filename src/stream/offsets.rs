@@ -291,6 +291,7 @@ mod tests {
                 features: 1,
                 key_ttl_ms: 1 << 40,
                 max_keys: 100,
+                key_move_after: 3,
             })
             .unwrap();
             let mut tracker = OffsetTracker::new();

@@ -293,7 +293,7 @@ impl Metrics {
             window_keys_evicted: counter_vec(
                 &r,
                 "lstm_ae_window_keys_evicted_total",
-                "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked).",
+                "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked; moved: started over on another partition, windowing.key_move_after).",
                 &["reason"],
             ),
             buffered_points_dropped: counter(
