@@ -16,6 +16,9 @@ use crate::train::TrainOptions;
 pub const MAX_BATCH_LIMIT: usize = 65_536;
 /// Largest `serve.max_batches_in_flight` accepted.
 pub const MAX_BATCHES_IN_FLIGHT_LIMIT: usize = 4_096;
+/// Largest `serve.max_outputs_in_flight` accepted (librdkafka's own queue
+/// holds 100,000 messages by default).
+pub const MAX_OUTPUTS_IN_FLIGHT_LIMIT: usize = 1_000_000;
 
 /// Whether librdkafka reads a boolean property as true: it takes `true`
 /// and `t` in any case, and `1`. Surrounding spaces are ignored here: better
@@ -400,6 +403,11 @@ pub struct ServeSettings {
     /// Dead letters queued for the broker at once; beyond it, consumption
     /// waits (a flood of bad input on a slow broker cannot grow memory).
     pub max_dead_letters_in_flight: usize,
+    /// Output messages (embeddings, scores, incident records) queued for
+    /// the broker and not yet acknowledged, at once; beyond it the sink
+    /// waits, and intake pauses once the batches in flight are used up (a
+    /// slow broker cannot fill librdkafka's queue).
+    pub max_outputs_in_flight: usize,
     /// When `model` is a store: how often its `current` version is checked
     /// for a hot reload (SIGHUP checks at once); 0 = only on SIGHUP.
     pub model_poll_ms: u64,
@@ -423,6 +431,7 @@ impl Default for ServeSettings {
             drain_timeout_ms: 10_000,
             inference_stall_ms: 30_000,
             max_dead_letters_in_flight: 1_000,
+            max_outputs_in_flight: 10_000,
             model_poll_ms: 5_000,
             model_check_timeout_ms: 60_000,
             metrics_listen: "127.0.0.1:9898".into(),
@@ -444,6 +453,10 @@ pub struct WindowingSettings {
     /// window restarts after it (and offline `score` cuts the file there).
     /// 0 windows across any step.
     pub max_gap_steps: u32,
+    /// Points in a row from another partition, each later than the key's
+    /// last, after which a key moves there (its later points arrive there
+    /// after a partition-count increase); 0 = never.
+    pub key_move_after: u32,
 }
 
 impl Default for WindowingSettings {
@@ -453,6 +466,7 @@ impl Default for WindowingSettings {
             key_ttl_ms: 3_600_000,
             max_keys: 100_000,
             max_gap_steps: crate::data::DEFAULT_MAX_GAP_STEPS,
+            key_move_after: 3,
         }
     }
 }
@@ -739,6 +753,11 @@ impl Settings {
                 "serve.max_batches_in_flight",
                 self.serve.max_batches_in_flight,
                 MAX_BATCHES_IN_FLIGHT_LIMIT,
+            ),
+            (
+                "serve.max_outputs_in_flight",
+                self.serve.max_outputs_in_flight,
+                MAX_OUTPUTS_IN_FLIGHT_LIMIT,
             ),
         ] {
             if v == 0 || v > max {

@@ -629,3 +629,243 @@ fn two_daemons_share_the_partitions_and_one_takes_over_when_the_other_dies() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Under `cooperative-sticky` a daemon that joins takes some of the first
+/// daemon's partitions away and nothing else: the first keeps the rest, so
+/// its `/readyz` must stay 200 through the rebalance and after it.
+#[test]
+fn a_partial_revoke_under_cooperative_sticky_keeps_the_daemon_ready() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n) = (20, 200);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 4);
+    let cfg = dir.path().join("cooperative.toml");
+    std::fs::write(
+        &cfg,
+        "[kafka]\nsession_timeout_ms = 6000\n[kafka.consumer]\n\"heartbeat.interval.ms\" = \"500\"\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n",
+    )
+    .unwrap();
+    let consumed = |d: &Daemon| {
+        d.metric(&format!(
+            "lstm_ae_messages_consumed_total{{topic=\"{POINTS}\"}}"
+        ))
+    };
+    let a = Daemon::start(dir.path(), &broker.brokers(), Some(&cfg), &[]);
+    a.wait_until(120, "the first daemon's assignment", |d| {
+        d.get("/readyz").0 == 200
+    });
+    let b = Daemon::start(dir.path(), &broker.brokers(), Some(&cfg), &[]);
+    // Watch the first daemon through the second one's join, and 3 s more.
+    let mut not_ready = vec![];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut settled: Option<Instant> = None;
+    loop {
+        let (status, body) = a.get("/readyz");
+        if status != 200 {
+            not_ready.push(body);
+        }
+        if settled.is_none() && b.get("/readyz").0 == 200 {
+            settled = Some(Instant::now());
+        }
+        if settled.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second daemon never got partitions"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Both own partitions now: data on every partition reaches both.
+    broker.produce(POINTS, &points(keys, 0, n));
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &expected(keys, n),
+        300,
+        "after the cooperative rebalance",
+        |_| {},
+    );
+    let (ca, cb) = (consumed(&a), consumed(&b));
+    assert!(
+        ca > 0.0 && cb > 0.0,
+        "the partitions are shared: {ca} and {cb} messages"
+    );
+    assert!(
+        not_ready.is_empty(),
+        "the first daemon was not ready {} times while it kept partitions, e.g. {:?}",
+        not_ready.len(),
+        not_ready.first()
+    );
+    assert_eq!(a.get("/readyz").0, 200);
+}
+
+/// Sends `sig` (e.g. `-STOP`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// A broker that stops answering (SIGSTOP) holds at most
+/// `serve.max_outputs_in_flight` of the daemon's outputs: the output queue
+/// fills to that bound and stays there, intake pauses, and after SIGCONT
+/// every window comes out.
+#[test]
+fn a_stopped_broker_holds_at_most_max_outputs_in_flight() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n) = (20, 1_000);
+    let (bound, max_batch, batches) = (40.0, 16.0, 1.0);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 1);
+    let want = expected(keys, n);
+    broker.produce(POINTS, &points(keys, 0, n));
+    let d = Daemon::start(
+        dir.path(),
+        &broker.brokers(),
+        None,
+        &[
+            ("LSTM_AE__SERVE__MAX_OUTPUTS_IN_FLIGHT", "40"),
+            ("LSTM_AE__SERVE__INFERENCE_THREADS", "1"),
+            ("LSTM_AE__SERVE__MAX_BATCH", "16"),
+            ("LSTM_AE__SERVE__MAX_BATCHES_IN_FLIGHT", "1"),
+        ],
+    );
+    let scored = |d: &Daemon| d.metric("lstm_ae_windows_scored_total");
+    d.wait_until(120, "scoring under way", |d| scored(d) >= 100.0);
+    signal(broker.pid(), "-STOP");
+    let at_stop = scored(&d);
+    let stopped = Instant::now();
+    let (mut outputs, mut windows) = (vec![], vec![]);
+    while stopped.elapsed() < Duration::from_secs(4) {
+        outputs.push(d.metric("lstm_ae_outputs_in_flight"));
+        windows.push(d.metric("lstm_ae_windows_in_flight"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = scored(&d);
+    signal(broker.pid(), "-CONT");
+    println!(
+        "broker stopped 4 s: windows scored {at_stop} -> {after} of {}; outputs in flight {:?}; windows in flight at most {:?}",
+        want.len(),
+        outputs.last(),
+        windows.iter().cloned().fold(0.0, f64::max)
+    );
+    assert!(
+        after < want.len() as f64,
+        "the daemon scored everything before the broker stopped: the test proves nothing"
+    );
+    assert!(
+        outputs.iter().all(|&o| o <= bound),
+        "outputs in flight above the bound {bound}: {outputs:?}"
+    );
+    assert_eq!(
+        outputs.last().copied(),
+        Some(bound),
+        "the output queue fills to its bound and stays there: {outputs:?}"
+    );
+    // The windows held: the unacknowledged ones (each has an output), the
+    // batches in flight (one, plus one per thread), the batch waiting for
+    // their permit and the batcher's.
+    let held = bound + (batches + 1.0 + 2.0) * max_batch;
+    assert!(
+        windows.iter().all(|&w| w <= held),
+        "windows in flight above {held}: {windows:?}"
+    );
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &want,
+        300,
+        "after the broker resumed",
+        |_| {},
+    );
+    let duplicates = seen.settle(&mut reader, &want, "after the broker resumed");
+    println!(
+        "then every window: {} expected, {duplicates} duplicates",
+        want.len()
+    );
+}
+
+/// `messages` produced to partition `partition` of `topic`, whatever their
+/// keys: what the default partitioner does to a key's later messages after
+/// the topic's partitions are increased (tansu has no CreatePartitions).
+fn produce_to(brokers: &str, topic: &str, partition: i32, messages: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (k, v) in messages {
+        while p
+            .send(BaseRecord::to(topic).key(k).payload(v).partition(partition))
+            .is_err()
+        {
+            p.poll(Duration::from_millis(10));
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// A key whose later points arrive on another partition (a partition-count
+/// increase) moves there after `windowing.key_move_after` of them: the
+/// earlier ones are dead-lettered, and from the one that moves it the key
+/// is windowed again, instead of every point being dead-lettered until the
+/// key's TTL runs out.
+#[test]
+fn a_key_whose_points_move_to_another_partition_follows_them() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, n, moved_at) = (3, 200, 100);
+    let dir = common::broker::test_dir();
+    let broker = setup(dir.path(), 2);
+    let d = Daemon::start(dir.path(), &broker.brokers(), None, &[]);
+    d.wait_until(120, "a partition assignment", |d| d.get("/readyz").0 == 200);
+    // Before the increase every key is on partition 0.
+    produce_to(&broker.brokers(), POINTS, 0, &points(keys, 0, moved_at));
+    let mut reader = TopicReader::new(&broker.brokers(), EMBEDDINGS);
+    let mut seen = Seen::default();
+    let before = expected(keys, moved_at);
+    wait_for_windows(
+        &mut reader,
+        &mut seen,
+        &before,
+        300,
+        "before the move",
+        |_| {},
+    );
+    // After it, every key's later points land on partition 1.
+    produce_to(&broker.brokers(), POINTS, 1, &points(keys, moved_at, n));
+    // The third point on partition 1 moves a key and starts it over: its
+    // next window ends T points later.
+    let restart = moved_at + 2;
+    let after: BTreeSet<(String, i64)> = (0..keys)
+        .flat_map(|k| (restart + T - 1..n).map(move |i| (key(k), ts(i))))
+        .collect();
+    let want: BTreeSet<(String, i64)> = before.union(&after).cloned().collect();
+    wait_for_windows(&mut reader, &mut seen, &want, 300, "after the move", |_| {});
+    let duplicates = seen.settle(&mut reader, &want, "after the move");
+    let dead = broker.read_all(DEAD_LETTERS, Duration::from_secs(3));
+    let reasons: Vec<&str> = dead
+        .iter()
+        .filter_map(|r| r.header("lstm_ae.error.kind"))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["key_on_two_partitions"; 2 * keys],
+        "the two points before each key's move, nothing else"
+    );
+    assert_eq!(
+        d.metric("lstm_ae_window_keys_evicted_total{reason=\"moved\"}"),
+        keys as f64
+    );
+    println!(
+        "moved keys: {} windows expected, all present, nothing else; {duplicates} duplicates",
+        want.len()
+    );
+}

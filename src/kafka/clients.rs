@@ -85,9 +85,11 @@ pub fn config(k: &KafkaSettings, client: Client) -> ClientConfig {
             // never subscribes and never commits leaves the daemon's group
             // alone.
             outside_the_group(&mut c, &format!("lstm-ae-retrain-{}", std::process::id()));
+            // End-of-partition reports tell `read_to_end` that offsets
+            // below the end that never come hold no message.
             c.set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                .set("enable.partition.eof", "false");
+                .set("enable.partition.eof", "true");
         }
         Client::Printer => {
             outside_the_group(&mut c, PRINTER_GROUP);
@@ -336,6 +338,7 @@ mod tests {
         assert_eq!(c.get("group.instance.id"), None);
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("enable.partition.eof"), Some("true"));
     }
 
     #[test]

@@ -154,6 +154,11 @@ impl TopicFollower {
                     }
                     out.push(RawRecord::from(&m));
                 }
+                // The history reader's client reports reaching a
+                // partition's end (`enable.partition.eof`): that one is done.
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ends.remove(&p);
+                }
                 // Transient consumer errors are retried until the deadline.
                 Some(Err(e)) => tracing::warn!(error = %e, topic, "feedback topic read: retrying"),
                 None => {
@@ -175,6 +180,8 @@ impl TopicFollower {
     pub fn next(&self, wait: Duration) -> Option<RawRecord> {
         match self.consumer.poll(wait)? {
             Ok(m) => Some(RawRecord::from(&m)),
+            // Caught up with a partition: news, not an error.
+            Err(KafkaError::PartitionEOF(_)) => None,
             Err(e) => {
                 tracing::warn!(error = %e, topic = %self.topic, "feedback topic: retrying");
                 None

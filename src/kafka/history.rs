@@ -29,6 +29,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 
 use super::clients::{config, Client};
+use super::read_to_end::{read_to_end, ReadError, Span};
 use crate::config::KafkaSettings;
 use crate::data::Series;
 use crate::model::manifest::PartitionRange;
@@ -42,8 +43,8 @@ pub enum HistoryError {
     Format { topic: String, format: Format },
     #[error("input topic {0} does not exist or has no partitions")]
     NoTopic(String),
-    #[error("reading history did not reach the end offsets within {0:?}: {1}")]
-    Timeout(Duration, String),
+    #[error("reading history: {0}")]
+    Read(#[from] ReadError),
     #[error("no points in the requested range ({0}) of {1}")]
     Empty(String, String),
     #[error("--offsets names partition {partition} of {topic}, which has partitions {have:?}")]
@@ -214,7 +215,6 @@ pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryErro
     let consumer: BaseConsumer = config(kafka, Client::HistoryReader).create()?;
     let started = Instant::now();
     let meta_timeout = Duration::from_secs(10);
-    let mut assign = TopicPartitionList::new();
     let mut ranges: Vec<PartitionRange> = vec![];
     for input in &kafka.inputs {
         let md = consumer.fetch_metadata(Some(&input.topic), meta_timeout)?;
@@ -264,84 +264,55 @@ pub fn read(kafka: &KafkaSettings, req: &Request) -> Result<History, HistoryErro
                 from,
                 to: high,
             });
-            if from < high {
-                assign.add_partition_offset(&input.topic, p, Offset::Offset(from))?;
-            }
         }
     }
     let mut points: BTreeMap<String, Vec<(i64, Vec<f32>)>> = BTreeMap::new();
     let (mut messages, mut skipped) = (0usize, 0usize);
     let mut hasher = Sha256::new();
-    let mut position: BTreeMap<(String, i32), i64> = ranges
-        .iter()
-        .map(|r| ((r.topic.clone(), r.partition), r.from))
-        .collect();
-    let done = |position: &BTreeMap<(String, i32), i64>| {
-        ranges
+    let deadline = started + req.timeout;
+    for input in &kafka.inputs {
+        let spans: Vec<Span> = ranges
             .iter()
-            .all(|r| position[&(r.topic.clone(), r.partition)] >= r.to)
-    };
-    if assign.count() > 0 {
-        consumer.assign(&assign)?;
-    }
-    while !done(&position) {
-        if started.elapsed() > req.timeout {
-            let behind: Vec<String> = ranges
-                .iter()
-                .filter(|r| position[&(r.topic.clone(), r.partition)] < r.to)
-                .map(|r| {
-                    format!(
-                        "{}/{} at {} of {}",
-                        r.topic,
-                        r.partition,
-                        position[&(r.topic.clone(), r.partition)],
-                        r.to
-                    )
-                })
-                .collect();
-            return Err(HistoryError::Timeout(req.timeout, behind.join(", ")));
-        }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m?;
-        let key = (m.topic().to_string(), m.partition());
-        let Some(end) = ranges
-            .iter()
-            .find(|r| r.topic == key.0 && r.partition == key.1)
-            .map(|r| r.to)
-        else {
-            continue;
-        };
-        if m.offset() >= end {
-            position.insert(key, end);
-            continue;
-        }
-        position.insert(key, m.offset() + 1);
-        messages += 1;
-        let decoded = codec::decode(
-            Format::Points,
-            m.key(),
-            m.payload(),
-            req.features,
-            0,
-            kafka.max_message_bytes,
-        );
-        match decoded {
-            Ok(Decoded::Point { key, ts_ms, values })
-                if req.keys.matches(&key)
-                    && req.since_ms.is_none_or(|s| ts_ms >= s)
-                    && req.until_ms.is_none_or(|u| ts_ms < u) =>
-            {
-                hasher.update(key.as_bytes());
-                hasher.update(ts_ms.to_le_bytes());
-                for v in &values {
-                    hasher.update(v.to_le_bytes());
+            .filter(|r| r.topic == input.topic)
+            .map(|r| Span {
+                partition: r.partition,
+                from: r.from,
+                to: r.to,
+            })
+            .collect();
+        read_to_end(
+            &consumer,
+            &input.topic,
+            &spans,
+            deadline,
+            req.timeout,
+            |m| {
+                messages += 1;
+                let decoded = codec::decode(
+                    Format::Points,
+                    m.key(),
+                    m.payload(),
+                    req.features,
+                    0,
+                    kafka.max_message_bytes,
+                );
+                match decoded {
+                    Ok(Decoded::Point { key, ts_ms, values })
+                        if req.keys.matches(&key)
+                            && req.since_ms.is_none_or(|s| ts_ms >= s)
+                            && req.until_ms.is_none_or(|u| ts_ms < u) =>
+                    {
+                        hasher.update(key.as_bytes());
+                        hasher.update(ts_ms.to_le_bytes());
+                        for v in &values {
+                            hasher.update(v.to_le_bytes());
+                        }
+                        points.entry(key).or_default().push((ts_ms, values));
+                    }
+                    _ => skipped += 1,
                 }
-                points.entry(key).or_default().push((ts_ms, values));
-            }
-            _ => skipped += 1,
-        }
+            },
+        )?;
     }
     let sha: String = hasher
         .finalize()

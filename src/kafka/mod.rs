@@ -11,10 +11,13 @@
 //!   the committer, and the copy of a message for the dead-letter topic.
 //! - [`history`]: a time or offset range of the input topics read back
 //!   outside any consumer group.
+//! - [`read_to_end`]: reading partitions from given offsets to their end
+//!   offsets, and knowing when that is done (transaction markers, holes).
 
 pub mod clients;
 pub mod consumer;
 pub mod feedback;
 pub mod history;
+pub mod read_to_end;
 
 pub use clients::{config, Client};

@@ -248,6 +248,14 @@ impl Scorer {
         }
     }
 
+    /// Window errors that did not enter a key's likelihood history since the
+    /// last call (non-finite, or too large for finite moments; each scored 0).
+    pub fn take_refused_likelihood_errors(&mut self) -> u64 {
+        self.likelihood
+            .as_mut()
+            .map_or(0, KeyedLikelihood::take_refused)
+    }
+
     /// Raw `rows × F` values in scaled units, as the model's score is.
     fn scaled(&self, raw: &[f32]) -> Vec<f32> {
         let f = self.features;
@@ -376,7 +384,7 @@ impl Scorer {
             window_start_ts: format_ts_ms(w.start_ts_ms),
             window_end_ts: format_ts_ms(w.end_ts_ms),
             model_version: w.model_version.to_string(),
-            embedding,
+            embedding: embedding.into_iter().map(finite_or_max).collect(),
             score: finite_or_max(w.score),
             normalized_score: finite_or_max(d.normalized),
             anomaly_likelihood: d.likelihood,
@@ -427,7 +435,7 @@ impl Scorer {
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, e)| e.is_finite())
+            .map(|(i, e)| (i, finite_or_max(e)))
             .collect();
         features.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         features.truncate(self.cfg.top_contributors);
@@ -641,6 +649,44 @@ mod tests {
             assert_eq!(a["state"], "open");
             assert!((a["peak_score"].as_f64().unwrap() / f64::from(f32::MAX) - 1.0).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn a_non_finite_embedding_value_is_written_as_the_largest_f32() {
+        let m = manifest();
+        let (t, f) = (m.spec.window, m.spec.features);
+        let mut s = Scorer::new(cfg(), &m).unwrap();
+        let values = vec![1.0f32; t * f];
+        let mut se = vec![0.01f32; t * f];
+        se[f] = f32::INFINITY;
+        let expected = vec![1.0f32; f];
+        let w = WindowScore {
+            key: "k",
+            start_ts_ms: 0,
+            end_ts_ms: 1,
+            timestamps: &[],
+            values: &values,
+            score: 0.5,
+            squared_error: &se,
+            prediction: None,
+            expected: &expected,
+            model_version: "1",
+        };
+        let d = s.decide(&w, 0);
+        let rec = s.embedding_record(&w, &d, vec![0.5, f32::NAN, f32::NEG_INFINITY]);
+        let text = String::from_utf8(rec.to_json().unwrap()).unwrap();
+        assert!(!text.contains("null"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let emb: Vec<f32> = v["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(emb, vec![0.5, f32::MAX, f32::MAX]);
+        // The infinite cell (row 1, feature 0) leads the contributors.
+        let c = s.contributors(&w);
+        assert_eq!((c[0].step, c[0].squared_error), (1, f32::MAX), "{c:?}");
     }
 
     #[test]

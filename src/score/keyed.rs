@@ -232,6 +232,9 @@ pub struct KeyedLikelihood {
     horizon: usize,
     features: usize,
     keys: RecentKeys<KeyState>,
+    /// Errors refused by a key's history since the last call to
+    /// [`KeyedLikelihood::take_refused`].
+    refused: u64,
 }
 
 impl KeyedLikelihood {
@@ -248,12 +251,19 @@ impl KeyedLikelihood {
             horizon,
             features,
             keys: RecentKeys::new(max_keys, ttl_ms),
+            refused: 0,
         })
     }
 
     /// Keys dropped since the last call.
     pub fn take_evictions(&mut self) -> KeyEvictions {
         self.keys.take_evictions()
+    }
+
+    /// Errors that did not enter a key's history since the last call
+    /// (non-finite, or too large for finite moments; they scored 0).
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
     }
 
     /// Bytes held for `key`'s state (see `KeyState::bytes`), if it has one.
@@ -303,11 +313,14 @@ impl KeyedLikelihood {
             None => None,
         };
         let raw = cfg.combine(w.reconstruction, prediction);
-        let score = state.post.push_window(raw, w.values, features);
+        let score = state.post.try_push_window(raw, w.values, features);
         if let Some(forecast) = &w.forecast {
             state.forecasts.add(forecast);
         }
-        score
+        if score.is_none() {
+            self.refused += 1;
+        }
+        score.unwrap_or(0.0)
     }
 }
 
@@ -443,6 +456,24 @@ mod tests {
             assert_eq!(keyed.push("a", w(ea), 0), a.push(ea));
             assert_eq!(keyed.push("b", w(eb), 0), b.push(eb));
         }
+    }
+
+    #[test]
+    fn refused_errors_are_counted_and_score_0() {
+        let mut keyed = KeyedLikelihood::new(cfg(), 0, 1, 10, u64::MAX).unwrap();
+        let w = |e| WindowErrors {
+            reconstruction: e,
+            timestamps: &[],
+            last_point: vec![0.0],
+            forecast: None,
+            values: &[],
+        };
+        assert_eq!(keyed.push("a", w(0.1), 0), 0.0);
+        assert_eq!(keyed.take_refused(), 0);
+        assert_eq!(keyed.push("a", w(f64::INFINITY), 0), 0.0);
+        assert_eq!(keyed.push("b", w(f64::NAN), 0), 0.0);
+        assert_eq!(keyed.take_refused(), 2);
+        assert_eq!(keyed.take_refused(), 0);
     }
 
     #[test]

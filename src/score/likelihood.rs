@@ -257,6 +257,11 @@ impl Moments {
     pub fn std_dev(&self) -> f64 {
         self.variance.max(0.0).sqrt()
     }
+
+    /// Whether the mean and the variance are finite numbers.
+    pub fn is_finite(&self) -> bool {
+        self.mean.is_finite() && self.variance.is_finite()
+    }
 }
 
 /// Streaming state of one series: feed it every row's raw error in order.
@@ -352,25 +357,51 @@ impl Postprocessor {
     /// are `window` (rows × `features`, row-major, oldest first; the last row
     /// is the one scored). The range check compares that row with every
     /// value seen before it, this window's earlier rows included, so with
-    /// windows of stride 1 every row counts once. A non-finite error changes
-    /// nothing and scores 0.
+    /// windows of stride 1 every row counts once. A refused error
+    /// ([`Postprocessor::try_push_window`]) changes nothing and scores 0.
     pub fn push_window(&mut self, raw: f64, window: &[f32], features: usize) -> f64 {
+        self.try_push_window(raw, window, features).unwrap_or(0.0)
+    }
+
+    /// [`Postprocessor::push_window`], or `None` when the error is refused:
+    /// it is not finite, or so large that the short-term mean or the
+    /// moments would stop being finite. A refused error leaves the state as
+    /// it was: one infinite mean would turn every later score into NaN.
+    pub fn try_push_window(&mut self, raw: f64, window: &[f32], features: usize) -> Option<f64> {
         if !raw.is_finite() {
-            return 0.0;
+            return None;
         }
-        let novel = self.cfg.range_check && features > 0 && self.novel(window, features);
         let x = if self.cfg.log_errors {
             (raw.max(0.0) + self.cfg.error_floor).ln()
         } else {
             raw
         };
-        if self.short.len() >= self.cfg.short_window {
+        // The short-term mean and the moments as they would be with `x`,
+        // computed before any of the state changes. Summed afresh (a few
+        // values): a running sum would carry the rounding of a huge error
+        // long after it left the window.
+        let full = self.short.len() >= self.cfg.short_window;
+        let kept = self.short.iter().skip(usize::from(full));
+        let m = (kept.clone().sum::<f64>() + x) / (kept.count() + 1) as f64;
+        let mut history = self.history;
+        history.push(m, self.cfg.long_window);
+        let coarse = self.coarse.as_deref().map(|[coarse, history]| {
+            let (mut coarse, before, mut after) = (*coarse, *history, *history);
+            coarse.push(x, self.cfg.short_window * self.cfg.coarse_factor);
+            after.push(coarse.mean(), self.cfg.long_window);
+            (coarse, before, after)
+        });
+        let finite = m.is_finite()
+            && history.is_finite()
+            && coarse.is_none_or(|(c, _, h)| c.is_finite() && h.is_finite());
+        if !finite {
+            return None;
+        }
+        let novel = self.cfg.range_check && features > 0 && self.novel(window, features);
+        if full {
             self.short.pop_front();
         }
         self.short.push_back(x);
-        // Summed afresh (a few values): a running sum would carry the
-        // rounding of a huge error long after it left the window.
-        let m = self.short.iter().sum::<f64>() / self.short.len() as f64;
         let warm = self.history.count() >= self.cfg.min_history as u64;
         let mut score = if warm {
             self.tail_score(m, &self.history)
@@ -378,14 +409,11 @@ impl Postprocessor {
             0.0
         };
         let novel = novel && warm;
-        self.history.push(m, self.cfg.long_window);
-        if let Some([coarse, history]) = self.coarse.as_deref_mut() {
-            coarse.push(x, self.cfg.short_window * self.cfg.coarse_factor);
-            let c = coarse.mean();
-            let before = *history;
-            history.push(c, self.cfg.long_window);
+        self.history = history;
+        if let (Some((c, before, after)), Some(state)) = (coarse, self.coarse.as_deref_mut()) {
+            *state = [c, after];
             if warm {
-                score = score.max(self.tail_score(c, &before));
+                score = score.max(self.tail_score(c.mean(), &before));
             }
         }
         let likelihood = self.fire(score);
@@ -396,9 +424,9 @@ impl Postprocessor {
             self.range_quiet -= 1;
         } else if novel {
             self.range_quiet = self.refractory();
-            return 1.0;
+            return Some(1.0);
         }
-        likelihood
+        Some(likelihood)
     }
 
     /// The score of a mean `m` against the history of such means: its
@@ -587,6 +615,36 @@ mod tests {
     /// (1.2e−7) of `b`.
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol.max(2e-7 * b.abs())
+    }
+
+    /// Without the log transform a finite but huge error squares past
+    /// f64::MAX in the variance; once in, every later score would be NaN.
+    #[test]
+    fn an_error_too_large_for_finite_moments_leaves_the_state_alone() {
+        let mut p = Postprocessor::new(plain(3, 50, 5)).unwrap();
+        let mut q = p.clone();
+        let normal = |i: usize| 0.1 + 0.01 * (i % 7) as f64;
+        for i in 0..30 {
+            assert_eq!(p.push(normal(i)), q.push(normal(i)));
+        }
+        let refused: Vec<f64> = [1e308, f64::MAX, f64::INFINITY, f64::NAN]
+            .into_iter()
+            .map(|raw| p.push(raw))
+            .collect();
+        for i in 30..60 {
+            let (a, b) = (p.push(normal(i)), q.push(normal(i)));
+            assert!((0.0..=1.0).contains(&a), "row {i}: {a}");
+            assert_eq!(a, b, "row {i}");
+        }
+        assert_eq!(refused, vec![0.0; 4]);
+        for raw in [1e308, f64::INFINITY, f64::NAN] {
+            assert_eq!(p.try_push_window(raw, &[], 0), None, "{raw}");
+        }
+        assert_eq!(
+            p.try_push_window(0.1, &[], 0),
+            q.try_push_window(0.1, &[], 0)
+        );
+        assert!(p.try_push_window(0.1, &[], 0).is_some());
     }
 
     #[test]

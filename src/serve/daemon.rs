@@ -155,6 +155,7 @@ pub(super) async fn run(
                 key_ttl_ms: w.key_ttl_ms,
                 max_keys: w.max_keys,
                 max_gap_steps: w.max_gap_steps,
+                key_move_after: w.key_move_after,
             },
             max_batch: sv.max_batch,
             max_wait_ms: sv.max_wait_ms,
@@ -203,6 +204,7 @@ pub(super) async fn run(
             clock,
             series,
             marks,
+            output_permits: Arc::new(Semaphore::new(sv.max_outputs_in_flight.max(1))),
         }
         .run(scored_rx),
     );

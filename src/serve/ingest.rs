@@ -144,8 +144,10 @@ pub struct Ingest {
     /// endless rebalance.
     commit_in_flight: bool,
     metrics: Metrics,
-    /// Whether some partition is assigned (for readiness).
-    assigned: bool,
+    /// The partitions assigned (ids), for readiness: under
+    /// `cooperative-sticky` a rebalance revokes or assigns some partitions
+    /// only, so readiness follows the set, not the last event.
+    owned: HashSet<i32>,
     revoked: Revoked,
     /// The key TTL's clock (see [`Ingest::set_blocked`]).
     ttl: TtlClock,
@@ -198,7 +200,7 @@ impl Ingest {
             confirmed: HashMap::new(),
             commit_in_flight: false,
             metrics,
-            assigned: false,
+            owned: HashSet::new(),
             revoked: Revoked::default(),
             ttl: TtlClock::default(),
             cfg,
@@ -210,9 +212,9 @@ impl Ingest {
         self.revoked.clone()
     }
 
-    /// Whether partitions are assigned (after the last applied event).
+    /// Whether some partition is assigned (after the last applied event).
     pub fn assigned(&self) -> bool {
-        self.assigned
+        !self.owned.is_empty()
     }
 
     /// Applies the queued consumer events. Called before every message:
@@ -229,9 +231,7 @@ impl Ingest {
                     tracing::info!(partitions = ?parts, "partitions assigned");
                     for (topic, p) in &parts {
                         self.revoked.assign(topic, *p);
-                    }
-                    if !parts.is_empty() {
-                        self.assigned = true;
+                        self.owned.insert(self.ids.id(topic, *p));
                     }
                 }
                 ConsumerEvent::Revoked(parts) => {
@@ -239,7 +239,6 @@ impl Ingest {
                     for (topic, p) in parts {
                         self.revoke(&topic, p);
                     }
-                    self.assigned = false;
                 }
                 ConsumerEvent::CommitFailed => self.commit_in_flight = false,
                 ConsumerEvent::Committed(offsets) => {
@@ -258,6 +257,7 @@ impl Ingest {
 
     fn revoke(&mut self, topic: &str, p: i32) {
         let id = self.ids.id(topic, p);
+        self.owned.remove(&id);
         self.tracker.forget(id);
         self.confirmed.remove(&id);
         let ev = self.windower.forget_partition(id);
@@ -283,6 +283,7 @@ impl Ingest {
             ("expired", ev.expired_keys),
             ("capacity", ev.capacity_keys),
             ("revoked", ev.revoked_keys),
+            ("moved", ev.moved_keys),
         ] {
             if n > 0 {
                 m.window_keys_evicted
@@ -590,6 +591,7 @@ mod tests {
                 key_ttl_ms: 1_000,
                 max_keys: 2,
                 max_gap_steps,
+                key_move_after: 3,
             },
             max_batch: 1,
             max_wait_ms: 0,
@@ -674,6 +676,48 @@ mod tests {
         // Offset 5 is buffered in the new assignment: it must stay uncommitted.
         assert_eq!(commits(&mut i), vec![(0, 5)]);
         assert!(i.assigned());
+    }
+
+    /// Under `cooperative-sticky` a rebalance revokes only the partitions
+    /// that move: the daemon stays ready while it still owns some.
+    #[test]
+    fn readiness_follows_the_partitions_owned_through_partial_revokes() {
+        let (mut i, events, _) = ingest();
+        let apply = |i: &mut Ingest, e: ConsumerEvent| {
+            events.lock().unwrap().push(e);
+            i.apply_events();
+            i.assigned()
+        };
+        let parts = |ps: &[(&str, i32)]| -> Vec<(String, i32)> {
+            ps.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+        };
+        assert!(!i.assigned());
+        assert!(apply(
+            &mut i,
+            ConsumerEvent::Assigned(parts(&[("in", 0), ("in", 1)]))
+        ));
+        assert!(apply(&mut i, ConsumerEvent::Revoked(parts(&[("in", 0)]))));
+        // An incremental assignment adds to what is owned.
+        assert!(apply(
+            &mut i,
+            ConsumerEvent::Assigned(parts(&[("other", 0)]))
+        ));
+        assert!(apply(&mut i, ConsumerEvent::Revoked(parts(&[("in", 1)]))));
+        assert!(apply(&mut i, ConsumerEvent::Assigned(vec![])));
+        assert!(!apply(
+            &mut i,
+            ConsumerEvent::Revoked(parts(&[("other", 0)]))
+        ));
+        // An eager rebalance revokes everything, then assigns everything.
+        assert!(apply(
+            &mut i,
+            ConsumerEvent::Assigned(parts(&[("in", 0), ("in", 1)]))
+        ));
+        assert!(!apply(
+            &mut i,
+            ConsumerEvent::Revoked(parts(&[("in", 0), ("in", 1)]))
+        ));
+        assert!(apply(&mut i, ConsumerEvent::Assigned(parts(&[("in", 1)]))));
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //! key is decided with [`Scorer::decide_marked`]: it stays out of
 //! incidents, and its scores record says which mark suppressed it.
 //!
+//! Every output holds one of `serve.max_outputs_in_flight` permits from
+//! the moment it is queued until the broker acknowledges it: a slow broker
+//! makes the sink wait for permits, which keeps the batches' permits out and
+//! so pauses intake, instead of filling librdkafka's queue.
+//!
 //! A failed delivery is fatal and noticed at once, even with no input
 //! arriving: the daemon stops without committing the window.
 
@@ -21,10 +26,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Histogram, IntCounter};
+use prometheus::{Histogram, IntCounter, IntGauge};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::backend::{ScoredBatch, ScoredMsg, Served};
@@ -91,8 +96,54 @@ pub fn latency_seconds(now_ms: i64, input_ts_ms: i64) -> Option<f64> {
     (ms >= 0).then(|| ms as f64 / 1000.0)
 }
 
-/// Queues one message; waits while librdkafka's queue is full (that wait
-/// is back-pressure on the whole pipeline).
+/// An output queued for the broker: holds its permit until it is dropped
+/// after the acknowledgement (or the failure) comes back.
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: IntGauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Where outputs get their permits, and the gauge of those out.
+struct Outputs<'a> {
+    producer: &'a FutureProducer,
+    permits: &'a Arc<Semaphore>,
+    gauge: &'a IntGauge,
+}
+
+impl Outputs<'_> {
+    /// Queues one message once a permit is free; waits while librdkafka's
+    /// queue is full too (both waits are back-pressure on the whole
+    /// pipeline).
+    async fn enqueue(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(DeliveryFuture, InFlight), PipelineError> {
+        let permit =
+            self.permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| PipelineError::Dropped {
+                    topic: topic.to_string(),
+                })?;
+        self.gauge.inc();
+        let held = InFlight {
+            _permit: permit,
+            gauge: self.gauge.clone(),
+        };
+        Ok((enqueue(self.producer, topic, key, payload).await?, held))
+    }
+}
+
+/// Queues one message; waits while librdkafka's queue is full.
 async fn enqueue(
     producer: &FutureProducer,
     topic: &str,
@@ -167,7 +218,7 @@ impl TopicMetrics {
 
 /// One window's queued outputs and what its acknowledgement releases.
 struct WindowDelivery {
-    pending: Vec<(Topic, DeliveryFuture)>,
+    pending: Vec<(Topic, DeliveryFuture, InFlight)>,
     holds: Vec<Hold>,
     input_ts: Option<i64>,
 }
@@ -181,7 +232,7 @@ async fn deliver(
     topics: Arc<TopicMetrics>,
 ) -> Result<(), PipelineError> {
     for w in windows {
-        for (topic, fut) in w.pending {
+        for (topic, fut, held) in w.pending {
             // Only topics in use get outputs, so the handles are there.
             let handles = topics.get(topic);
             let name = || handles.map_or(String::new(), |h| h.0.clone());
@@ -205,6 +256,7 @@ async fn deliver(
                 }
                 Err(_) => return Err(PipelineError::Dropped { topic: name() }),
             }
+            drop(held);
         }
         metrics.windows_in_flight.dec();
         // The ingest loop may already be gone at the very end of a drain.
@@ -229,6 +281,8 @@ pub struct Sink {
     pub series: SeriesOutputs,
     /// The operator's marks, when `kafka.feedback_topic` is set.
     pub marks: Option<SharedMarks>,
+    /// `serve.max_outputs_in_flight` permits, one per unacknowledged output.
+    pub output_permits: Arc<Semaphore>,
 }
 
 impl Sink {
@@ -330,7 +384,7 @@ impl Sink {
             } else {
                 m.non_finite_scores.inc();
             }
-            if let Some(l) = d.likelihood {
+            if let Some(l) = d.likelihood.filter(|l| l.is_finite()) {
                 m.anomaly_likelihood.observe(l);
             }
             let mut outputs: Vec<(Topic, Vec<u8>)> = Vec::with_capacity(3);
@@ -338,6 +392,9 @@ impl Sink {
                 let mut rec = self.scorer.score_record(&w, &d);
                 rec.suppressed = suppressed.map(|r| r.as_str().to_string());
                 outputs.push((Topic::Scores, rec.to_json()?));
+            }
+            if s.embedding.iter().any(|x| !x.is_finite()) {
+                m.non_finite_embeddings.inc();
             }
             let emb = self.scorer.embedding_record(&w, &d, s.embedding);
             outputs.push((Topic::Embeddings, emb.to_json()?));
@@ -360,23 +417,24 @@ impl Sink {
                     .with_label_values(&[event.state.as_str()])
                     .inc();
             }
+            let queue = Outputs {
+                producer: &self.producer,
+                permits: &self.output_permits,
+                gauge: &m.outputs_in_flight,
+            };
             let mut pending = Vec::with_capacity(outputs.len());
             for (topic, payload) in &outputs {
                 let name = topic.name(&self.kafka);
-                pending.push((
-                    *topic,
-                    enqueue(&self.producer, name, &s.job.key, payload).await?,
-                ));
+                let (fut, held) = queue.enqueue(name, &s.job.key, payload).await?;
+                pending.push((*topic, fut, held));
             }
             // Incidents of keys this window's decision dropped: closed with
             // it, so its offset is committed only once they are out.
             for (key, event) in self.scorer.take_evicted_incidents() {
                 let rec = self.scorer.incident_record(&key, &event, None);
                 let name = Topic::Anomalies.name(&self.kafka);
-                pending.push((
-                    Topic::Anomalies,
-                    enqueue(&self.producer, name, &key, &rec.to_json()?).await?,
-                ));
+                let (fut, held) = queue.enqueue(name, &key, &rec.to_json()?).await?;
+                pending.push((Topic::Anomalies, fut, held));
                 m.incident_records
                     .with_label_values(&[event.state.as_str()])
                     .inc();
@@ -388,6 +446,8 @@ impl Sink {
             });
         }
         m.likelihood_keys.set(self.scorer.likelihood_keys() as i64);
+        m.likelihood_errors_refused
+            .inc_by(self.scorer.take_refused_likelihood_errors());
         m.open_incidents.set(self.scorer.open_incidents() as i64);
         let ev = self.scorer.take_evictions();
         for (counter, e) in [

@@ -293,6 +293,7 @@ mod tests {
                 max_keys: 100,
                 // The reference model below knows no gap rule.
                 max_gap_steps: 0,
+                key_move_after: 3,
             })
             .unwrap();
             let mut tracker = OffsetTracker::new();

@@ -239,7 +239,7 @@ impl IncidentRecord {
 /// feature index, so the explanation is deterministic.
 ///
 /// An anomaly is only actionable if it says *where*: which time step and
-/// which sensor. Non-finite errors are skipped (they say nothing useful);
+/// which sensor — a non-finite error most of all, so it ranks first;
 /// a feature is named by [`feature_name`], a step without a timestamp gets
 /// an empty `ts`. Only the first `t·f` entries are read.
 pub fn top_contributors(
@@ -254,14 +254,11 @@ pub fn top_contributors(
         return Vec::new();
     }
     let cells = squared_error.len().min(t.saturating_mul(f));
-    let mut idx: Vec<usize> = (0..cells)
-        .filter(|&i| squared_error[i].is_finite())
-        .collect();
-    let order = |a: &usize, b: &usize| {
-        squared_error[*b]
-            .total_cmp(&squared_error[*a])
-            .then(a.cmp(b))
-    };
+    // A non-finite cell is where the model broke down: it ranks above every
+    // finite one and is written as the largest `f32` ([`finite_or_max`]).
+    let error = |i: usize| finite_or_max(squared_error[i]);
+    let mut idx: Vec<usize> = (0..cells).collect();
+    let order = |a: &usize, b: &usize| error(*b).total_cmp(&error(*a)).then(a.cmp(b));
     if idx.len() > n {
         idx.select_nth_unstable_by(n - 1, order);
         idx.truncate(n);
@@ -277,7 +274,7 @@ pub fn top_contributors(
                     .map(|&ms| format_ts_ms(ms))
                     .unwrap_or_default(),
                 feature: feature_name(feature_names, feat).into_owned(),
-                squared_error: squared_error[i],
+                squared_error: error(i),
             }
         })
         .collect()
@@ -313,19 +310,32 @@ mod tests {
             .iter()
             .map(|c| (c.step, c.feature.as_str(), c.squared_error))
             .collect();
+        // The NaN cell is where the model broke: named first, as f32::MAX.
         assert_eq!(
             got,
-            vec![(2, "temp", 0.9), (0, "f1", 0.5), (1, "temp", 0.5)]
+            vec![(1, "f1", f32::MAX), (2, "temp", 0.9), (0, "f1", 0.5)]
         );
-        assert_eq!(top[0].ts, "1970-01-01T00:00:03.000Z");
-        // n larger than the finite cells: all five finite ones, NaN skipped.
+        assert_eq!(top[1].ts, "1970-01-01T00:00:03.000Z");
+        // n larger than the cells: all six.
         let all = top_contributors(&se, 3, 2, &names, &ts, 10);
-        assert_eq!(all.len(), 5);
-        assert_eq!(all[4].squared_error, 0.0);
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[5].squared_error, 0.0);
+        assert_eq!((all[3].step, all[3].feature.as_str()), (1, "temp"));
         // Missing timestamps leave ts empty instead of failing.
         let no_ts = top_contributors(&se, 3, 2, &names, &[], 1);
         assert_eq!(no_ts[0].ts, "");
         assert!(top_contributors(&se, 3, 2, &names, &ts, 0).is_empty());
+    }
+
+    #[test]
+    fn a_window_with_an_infinite_cell_names_that_cell_and_writes_no_null() {
+        let se = [0.2, f32::INFINITY, 0.1, 0.3];
+        let names = vec!["temp".to_string(), "load".to_string()];
+        let top = top_contributors(&se, 2, 2, &names, &[10, 20], 1);
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].step, top[0].feature.as_str()), (0, "load"));
+        let json = serde_json::to_string(&top).unwrap();
+        assert!(!json.contains("null"), "{json}");
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub struct Metrics {
     pub incident_keys_evicted: IntCounterVec,
     pub likelihood_keys_evicted: IntCounterVec,
     pub non_finite_scores: IntCounter,
+    pub non_finite_embeddings: IntCounter,
+    pub likelihood_errors_refused: IntCounter,
     pub dead_letters_in_flight: IntGauge,
+    pub outputs_in_flight: IntGauge,
     pub batches_in_flight: IntGauge,
     pub inference_stalled: IntGauge,
     pub model_info: GaugeVec,
@@ -313,7 +316,7 @@ impl Metrics {
             window_keys_evicted: counter_vec(
                 &r,
                 "lstm_ae_window_keys_evicted_total",
-                "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked).",
+                "Series keys dropped from the windower, by reason (expired: idle past windowing.key_ttl_ms; capacity: windowing.max_keys; revoked: partition revoked; moved: started over on another partition, windowing.key_move_after).",
                 &["reason"],
             ),
             buffered_points_dropped: counter(
@@ -350,11 +353,28 @@ impl Metrics {
                 "lstm_ae_non_finite_scores_total",
                 "Windows whose score is infinite or NaN (published as anomalies with reason non_finite_score).",
             ),
+            non_finite_embeddings: counter(
+                &r,
+                "lstm_ae_non_finite_embeddings_total",
+                "Windows whose embedding has an infinite or NaN value (published with the largest f32, 3.4028235e38, in its place).",
+            ),
+            likelihood_errors_refused: counter(
+                &r,
+                "lstm_ae_likelihood_errors_refused_total",
+                "Window errors kept out of a key's likelihood history: infinite, NaN, or too large for its moments to stay finite (the window's likelihood is 0).",
+            ),
             dead_letters_in_flight: register(
                 &r,
                 IntGauge::new(
                     "lstm_ae_dead_letters_in_flight",
                     "Dead letters queued for the broker and not yet acknowledged (bounded by serve.max_dead_letters_in_flight).",
+                ),
+            ),
+            outputs_in_flight: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_outputs_in_flight",
+                    "Output messages (embeddings, scores, incident records) queued for the broker and not yet acknowledged (bounded by serve.max_outputs_in_flight).",
                 ),
             ),
             batches_in_flight: register(

@@ -62,7 +62,10 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.incident_keys_evicted.clone()),
         Box::new(m.likelihood_keys_evicted.clone()),
         Box::new(m.non_finite_scores.clone()),
+        Box::new(m.non_finite_embeddings.clone()),
+        Box::new(m.likelihood_errors_refused.clone()),
         Box::new(m.dead_letters_in_flight.clone()),
+        Box::new(m.outputs_in_flight.clone()),
         Box::new(m.batches_in_flight.clone()),
         Box::new(m.inference_stalled.clone()),
         Box::new(m.model_info.clone()),
@@ -134,5 +137,5 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 58);
+    assert_eq!(cat.len(), 61);
 }

@@ -71,7 +71,14 @@
 //! partition is [`Rejected::OtherPartition`]; the daemon dead-letters it
 //! (reason `key_on_two_partitions`) so that the data is not lost silently.
 //! A key's partition is decided again once it is dropped (TTL, capacity,
-//! revocation).
+//! revocation), or once it has moved: `key_move_after` points in a row
+//! from one other partition, each later in event time than the key's last
+//! accepted point, with none from its own partition between them — what a
+//! partition-count increase does to a key's later points. The last of them
+//! starts the key over on the new partition (its buffered points are given
+//! up, counted as a moved key); the earlier ones stay rejected. Only later
+//! points count, so a backlog of the old partition read after the move does
+//! not move the key back.
 //!
 //! Dropping a key releases its holds: those points are given up (they will
 //! not be replayed after a restart either), which is what keeps one dead
@@ -134,6 +141,9 @@ pub struct WindowerConfig {
     /// A step longer than this many typical steps restarts the key's
     /// window (see "Gaps in time"); 0 windows across any step.
     pub max_gap_steps: u32,
+    /// Points in a row from another partition after which a key moves
+    /// there (see "One partition per key"); 0 = never.
+    pub key_move_after: u32,
 }
 
 impl WindowerConfig {
@@ -147,6 +157,7 @@ impl WindowerConfig {
             key_ttl_ms: 3_600_000,
             max_keys: 100_000,
             max_gap_steps: DEFAULT_MAX_GAP_STEPS,
+            key_move_after: 3,
         }
     }
 }
@@ -229,6 +240,8 @@ pub struct Eviction {
     pub revoked_keys: usize,
     /// Keys whose window restarted after a gap in time (the key stays).
     pub gap_restarts: usize,
+    /// Keys started over on another partition (they moved).
+    pub moved_keys: usize,
     /// Buffered points discarded with them.
     pub dropped_points: usize,
 }
@@ -236,7 +249,12 @@ pub struct Eviction {
 impl Eviction {
     /// Whether anything was dropped.
     pub fn is_empty(&self) -> bool {
-        self.expired_keys + self.capacity_keys + self.revoked_keys + self.gap_restarts == 0
+        self.expired_keys
+            + self.capacity_keys
+            + self.revoked_keys
+            + self.moved_keys
+            + self.gap_restarts
+            == 0
     }
 }
 
@@ -264,6 +282,9 @@ struct KeyState {
     typical_step: u32,
     last_ts: i64,
     last_partition: i32,
+    /// Later points in a row from `moving_to`, another partition.
+    moving_points: u32,
+    moving_to: i32,
     touched_ms: i64,
 }
 
@@ -483,6 +504,8 @@ impl Windower {
             typical_step: 0,
             last_ts: ts_ms,
             last_partition: origin.partition,
+            moving_points: 0,
+            moving_to: origin.partition,
             touched_ms: clock,
         };
         let state = match keys.raw_entry_mut().from_key(key) {
@@ -493,8 +516,13 @@ impl Windower {
                     evicted.expired_keys += 1;
                     *state = fresh();
                 } else if state.last_partition != origin.partition {
-                    let owner = state.last_partition;
-                    return rejected(Rejected::OtherPartition { owner }, evicted);
+                    if !moves(cfg, state, ts_ms, origin.partition) {
+                        let owner = state.last_partition;
+                        return rejected(Rejected::OtherPartition { owner }, evicted);
+                    }
+                    evicted.dropped_points += give_up_points(held, buffered, state);
+                    evicted.moved_keys += 1;
+                    *state = fresh();
                 } else if ts_ms <= state.last_ts {
                     let r = if ts_ms == state.last_ts {
                         Rejected::Duplicate
@@ -516,6 +544,7 @@ impl Windower {
         let ts_step = ts_ms.saturating_sub(state.last_ts);
         state.last_ts = ts_ms;
         state.last_partition = origin.partition;
+        state.moving_points = 0;
         let point = Point {
             ts_ms,
             ts_step,
@@ -524,6 +553,20 @@ impl Windower {
         };
         apply(cfg, held, buffered, key, state, point, evicted)
     }
+}
+
+/// Counts a point of the key from `partition`, not the key's own: whether
+/// it is the `key_move_after`-th later point in a row from there.
+fn moves(cfg: &WindowerConfig, state: &mut KeyState, ts_ms: i64, partition: i32) -> bool {
+    if cfg.key_move_after == 0 || ts_ms <= state.last_ts {
+        return false;
+    }
+    if state.moving_to != partition || state.moving_points == 0 {
+        state.moving_to = partition;
+        state.moving_points = 0;
+    }
+    state.moving_points += 1;
+    state.moving_points >= cfg.key_move_after
 }
 
 /// Whether a key last updated at `touched_ms` is idle at `clock_ms`
@@ -661,6 +704,7 @@ mod tests {
             max_keys: 100,
             // Off: these tests step time freely; the gap tests turn it on.
             max_gap_steps: 0,
+            key_move_after: 3,
         }
     }
 
@@ -917,6 +961,61 @@ mod tests {
             w.push("c", 1, &[1.0], at(0, 4), 4);
             assert!(w.key_bytes("a").is_none(), "{bad:?}: a should be evicted");
             assert!(w.key_bytes("b").is_some(), "{bad:?}: b was updated later");
+        }
+    }
+
+    /// After a partition-count increase a key's later points come from a
+    /// new partition: the third in a row moves the key there.
+    #[test]
+    fn a_key_moves_to_another_partition_after_key_move_after_later_points() {
+        let mut w = Windower::new(cfg(3, 1, 1)).unwrap();
+        for (i, ts) in (1..=4).enumerate() {
+            w.push("k", ts, &[0.], at(0, i as i64), 0);
+        }
+        assert_eq!(w.min_held_offset(0), Some(2));
+        let other = PointStatus::Rejected(Rejected::OtherPartition { owner: 0 });
+        assert_eq!(w.push("k", 5, &[0.], at(1, 0), 0).status, other);
+        // A point of its own partition in between starts the count over.
+        assert_eq!(
+            w.push("k", 6, &[0.], at(0, 4), 0).status,
+            PointStatus::Accepted
+        );
+        assert_eq!(w.push("k", 7, &[0.], at(1, 1), 0).status, other);
+        // An earlier point does not count (a backlog of the other partition).
+        assert_eq!(w.push("k", 6, &[0.], at(1, 2), 0).status, other);
+        assert_eq!(w.push("k", 8, &[0.], at(1, 3), 0).status, other);
+        let out = w.push("k", 9, &[0.], at(1, 4), 0);
+        assert_eq!(out.status, PointStatus::Accepted);
+        assert_eq!(out.evicted.moved_keys, 1);
+        assert_eq!(out.evicted.dropped_points, 2);
+        // Started over on partition 1: partition 0 holds nothing, and the
+        // old partition's later backlog is refused without moving it back.
+        assert_eq!(
+            (w.min_held_offset(0), w.min_held_offset(1)),
+            (None, Some(4))
+        );
+        let back = PointStatus::Rejected(Rejected::OtherPartition { owner: 1 });
+        for (i, ts) in (5..8).enumerate() {
+            assert_eq!(w.push("k", ts, &[0.], at(0, 5 + i as i64), 0).status, back);
+        }
+        w.push("k", 10, &[0.], at(1, 5), 0);
+        let win = w
+            .push("k", 11, &[0.], at(1, 6), 0)
+            .window
+            .expect("a window");
+        assert_eq!(win.holds, vec![at(1, 4)]);
+        // 0 keeps a key on its partition for good.
+        let mut w = Windower::new(WindowerConfig {
+            key_move_after: 0,
+            ..cfg(3, 1, 1)
+        })
+        .unwrap();
+        w.push("k", 1, &[0.], at(0, 0), 0);
+        for ts in 2..10 {
+            assert!(matches!(
+                w.push("k", ts, &[0.], at(1, ts), 0).status,
+                PointStatus::Rejected(_)
+            ));
         }
     }
 
