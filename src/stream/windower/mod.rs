@@ -57,9 +57,11 @@
 //! window. Its buffered points are given up (they were in earlier windows
 //! already with stride 1), the point after the gap is the first of a new
 //! window, and the restart is counted ([`Eviction::gap_restarts`]). The
-//! typical step is the median step of the key's last emitted window, so a
-//! key has none (and no gap is found) before its first window; it is kept
-//! across the restart. Offline `score` applies the same rule with the
+//! typical step is the median step of the key's buffered points (the last
+//! T − 1 with stride 1), found only when a step exceeds `max_gap_steps`
+//! times the ring's time unit (no median is below it), so a regular series
+//! pays nothing for the rule; a key with fewer than two buffered points has
+//! none and finds no gap. Offline `score` applies the same rule with the
 //! file's median step.
 //!
 //! ## One partition per key
@@ -114,7 +116,7 @@ use hashlink::LinkedHashMap;
 
 use self::ring::Points;
 use super::ParamError;
-use crate::data::window::{is_gap, median_step, DEFAULT_MAX_GAP_STEPS};
+use crate::data::window::{is_gap, DEFAULT_MAX_GAP_STEPS};
 
 /// Where a point came from in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -278,8 +280,6 @@ struct KeyState {
     /// Accepted points still to ignore before the next window starts
     /// (`stride` − T; `Windower::new` keeps `stride` below 2³²).
     skip: u32,
-    /// Median step of the key's last window, in ms; 0 before its first.
-    typical_step: u32,
     last_ts: i64,
     last_partition: i32,
     /// Later points in a row from `moving_to`, another partition.
@@ -501,7 +501,6 @@ impl Windower {
         let fresh = || KeyState {
             points: Points::default(),
             skip: 0,
-            typical_step: 0,
             last_ts: ts_ms,
             last_partition: origin.partition,
             moving_points: 0,
@@ -623,11 +622,15 @@ fn apply(
         }
     };
     // A gap in time: the next window starts after it (module docs).
-    if is_gap(
-        i64::from(ts_step),
-        i64::from(state.typical_step),
-        cfg.max_gap_steps,
-    ) {
+    let step = i64::from(ts_step);
+    let limit = i64::from(cfg.max_gap_steps);
+    if limit > 0
+        && step > state.points.ts_unit().saturating_mul(limit)
+        && state
+            .points
+            .median_step()
+            .is_some_and(|typical| is_gap(step, typical, cfg.max_gap_steps))
+    {
         // Not counted as dropped: with stride 1 they were all in earlier
         // windows; the restart itself is counted.
         give_up_points(held, buffered, state);
@@ -660,9 +663,6 @@ fn apply(
             holds: vec![hold],
             completed_by: point.origin,
         };
-        state.typical_step = median_step(&w.timestamps)
-            .and_then(|s| u32::try_from(s).ok())
-            .unwrap_or(0);
         // Slide: keep exactly the points the next window needs.
         let drop = stride.min(t);
         remove_hold(held, hold);
@@ -1109,8 +1109,9 @@ mod tests {
         // The ring: 64 × (4-byte value + 1-byte time code + 1-byte offset
         // code) in one allocation, a regular series; the rest is the key's
         // node in the map (with the links of the update order), its table
-        // slot, one multiset entry and the name.
-        assert!(bytes <= 550, "{bytes} bytes per key");
+        // slot, one multiset entry and the name (and in the state, the
+        // count of a partition move).
+        assert!(bytes <= 560, "{bytes} bytes per key");
         assert!(bytes >= 64 * 6, "{bytes}: the ring alone is 384");
         // A key's node (name, state, two links) is one allocation of
         // jemalloc's 128-byte class; the hash table's buckets, 131,072 for
@@ -1195,8 +1196,9 @@ mod tests {
 
     /// Regular steps of 10 ms, then 101 ms (over 10 steps): the window
     /// restarts after the gap, the key's hold moves to the first point
-    /// after it, the typical step is kept (a second gap is found at once),
-    /// and a step of exactly 10 typical steps is not a gap.
+    /// after it, and a step of exactly 10 typical steps is not a gap. The
+    /// typical step is the median of the buffered points' steps (T − 1 = 2
+    /// points here, so one step).
     #[test]
     fn a_gap_in_time_restarts_the_window_and_releases_the_points_before_it() {
         let mut w = Windower::new(WindowerConfig {
@@ -1214,12 +1216,12 @@ mod tests {
                 ends.push((win.start_ts_ms, win.end_ts_ms));
             }
         };
-        // Before the first window there is no typical step: 500 ms is no gap.
+        // One buffered point has no typical step: 500 ms is no gap.
         for (o, ts) in [0, 500, 510, 520].into_iter().enumerate() {
             push(&mut w, ts, o as i64);
         }
         assert_eq!(w.min_held_offset(0), Some(2));
-        // The last window (500, 510, 520) has steps 10, 10: typical 10 ms.
+        // Buffered: 510, 520, a step of 10 ms.
         push(&mut w, 621, 4);
         assert_eq!(
             w.min_held_offset(0),
@@ -1227,13 +1229,16 @@ mod tests {
             "the points before the gap are released"
         );
         assert_eq!(w.buffered_points(), 1);
-        for (o, ts) in [(5, 631), (6, 641), (7, 741), (8, 842)] {
-            // 741: exactly 10 steps, not a gap; 842: 101 ms, a gap.
+        for (o, ts) in [(5, 631), (6, 641), (7, 741), (8, 751), (9, 852)] {
+            // 741: exactly 10 steps, not a gap; 852: 101 ms, a gap.
             push(&mut w, ts, o);
         }
-        assert_eq!(ends, vec![(0, 510), (500, 520), (621, 641), (631, 741)]);
+        assert_eq!(
+            ends,
+            vec![(0, 510), (500, 520), (621, 641), (631, 741), (641, 751)]
+        );
         assert_eq!(gaps, 2);
-        assert_eq!(w.min_held_offset(0), Some(8));
+        assert_eq!(w.min_held_offset(0), Some(9));
     }
 
     #[test]

@@ -129,6 +129,25 @@ impl Points {
         i64::from(self.ts_code(slot)) * i64::from(self.ts_unit)
     }
 
+    /// Every step is a multiple of this (0 before the first step), so no
+    /// median step is below it: a cheap test before [`Points::median_step`].
+    pub(super) fn ts_unit(&self) -> i64 {
+        i64::from(self.ts_unit)
+    }
+
+    /// The median (lower, with an even count) of the event-time steps
+    /// between the buffered points; `None` with fewer than two points.
+    pub(super) fn median_step(&self) -> Option<i64> {
+        let mut steps: Vec<i64> = (1..self.len())
+            .map(|i| self.ts_step(self.slot(i)))
+            .collect();
+        if steps.is_empty() {
+            return None;
+        }
+        let mid = (steps.len() - 1) / 2;
+        Some(*steps.select_nth_unstable(mid).1)
+    }
+
     /// The code of event-time step `step` (≥ 1 after the first point),
     /// recoding the ring when the unit shrinks or the code needs more bytes.
     fn ts_code_for(&mut self, step: u32) -> u32 {
