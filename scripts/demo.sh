@@ -31,7 +31,7 @@ LSTM_AE__ANOMALIES__RULE=likelihood "$bin" demo --model models/machine_temperatu
 
 echo
 echo "== the trainer: the default model again, from the first 12,600 rows of $data"
-"$bin" train --data "$data" --out "$out/machine_temperature" --config deploy/train.default.toml
+"$bin" train --data "$data" --out "$out/machine_temperature" --config deploy/train.default.toml --force
 echo
 echo "== the bundle"
 "$bin" inspect "$out/machine_temperature"

@@ -335,9 +335,13 @@ pub struct TrainArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub csv: DataArgs,
-    /// Bundle folder to write.
+    /// Bundle folder to write: a new or empty folder, unless --force.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write the bundle into --out even if that folder is not empty (an
+    /// earlier bundle there is replaced).
+    #[arg(long)]
+    pub force: bool,
     /// TOML settings (see deploy/train.default.toml); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,

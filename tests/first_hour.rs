@@ -697,3 +697,38 @@ fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("line 9"), "{err}");
 }
+
+/// `train --out` into a folder that already holds a bundle refuses before
+/// training, naming `--force`, and leaves that bundle as it was; with
+/// `--force` the bundle is replaced. A new or empty folder needs no flag.
+#[test]
+fn train_does_not_overwrite_a_bundle_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sine.csv");
+    sine_csv(&data, 300, None);
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    train_with(&data, &bundle, &["--seed", "1"]).expect("an empty folder takes a bundle");
+    let before = std::fs::read(bundle.join("model.onnx")).unwrap();
+
+    let err = train_with(&data, &bundle, &["--seed", "2"]).expect_err("overwrote a bundle");
+    assert!(err.contains("--force"), "{err}");
+    assert!(err.contains("already holds a bundle"), "{err}");
+    assert!(
+        !err.contains("training on"),
+        "refused only after training: {err}"
+    );
+    assert_eq!(std::fs::read(bundle.join("model.onnx")).unwrap(), before);
+
+    // A folder of other files is not a bundle, but not written into either.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let err = train_with(&data, &other, &[]).expect_err("wrote into a folder of other files");
+    assert!(err.contains("--force"), "{err}");
+    assert!(!other.join("manifest.json").exists());
+
+    train_with(&data, &bundle, &["--seed", "2", "--force"]).expect("--force replaces it");
+    assert_ne!(std::fs::read(bundle.join("model.onnx")).unwrap(), before);
+    assert_eq!(manifest(&bundle)["training"]["seed"], 2);
+}
