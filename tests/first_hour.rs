@@ -732,3 +732,109 @@ fn train_does_not_overwrite_a_bundle_without_force() {
     assert_ne!(std::fs::read(bundle.join("model.onnx")).unwrap(), before);
     assert_eq!(manifest(&bundle)["training"]["seed"], 2);
 }
+
+/// The significant digits of a printed number (`0.001230` has 4).
+fn significant_digits(number: &str) -> usize {
+    let mantissa = number.split(['e', 'E']).next().unwrap_or_default();
+    mantissa
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count()
+}
+
+/// Every number printed after `marker` in `text`.
+fn numbers_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    text.match_indices(marker)
+        .map(|(i, _)| {
+            let rest = &text[i + marker.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || ".e-+".contains(c)))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect()
+}
+
+/// Losses are printed to 4 significant digits: the per-epoch lines, the
+/// `train` summary (the manifest's best validation loss, rounded) and the
+/// `retrain` gate's comparison; not the 16 digits of an f64.
+#[test]
+fn losses_are_printed_to_four_significant_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sine.csv");
+    sine_csv(&data, 600, None);
+    let bundle = dir.path().join("bundle");
+    let out = run(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&bundle),
+            "--window",
+            "8",
+            "--hidden",
+            "2",
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let (said, log) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    let mut printed = numbers_after(&log, " loss=");
+    printed.extend(numbers_after(&log, " val_loss="));
+    assert_eq!(printed.len(), 4, "two epochs, two losses each: {log}");
+    let summary = numbers_after(&said, "validation loss ");
+    assert_eq!(summary.len(), 1, "{said}");
+    printed.extend(&summary);
+    for n in &printed {
+        assert_eq!(significant_digits(n), 4, "{n:?} in {log}\n{said}");
+    }
+    let best = manifest(&bundle)["training"]["best_validation_loss"]["total"]
+        .as_f64()
+        .unwrap();
+    let shown: f64 = summary[0].parse().unwrap();
+    assert!((shown - best).abs() <= best * 5e-4, "{shown} for {best}");
+
+    // The second version is gated against the first: "loss X vs live Y".
+    let store = dir.path().join("store");
+    let mut said = String::new();
+    for _ in 0..2 {
+        let out = run(
+            &[
+                "retrain",
+                "--store",
+                s(&store),
+                "--data",
+                s(&data),
+                "--window",
+                "8",
+                "--hidden",
+                "2",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--force",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        said = text(&out.stdout);
+    }
+    let pairs: Vec<(&str, &str)> = numbers_after(&said, "loss ")
+        .into_iter()
+        .filter_map(|a| {
+            let at = said.find(&format!("loss {a} vs live "))?;
+            let b = numbers_after(&said[at..], " vs live ").into_iter().next()?;
+            Some((a, b))
+        })
+        .collect();
+    assert_eq!(pairs.len(), 1, "{said}");
+    let (candidate, live) = pairs[0];
+    for n in [candidate, live] {
+        assert_eq!(significant_digits(n), 4, "{n:?} in {said}");
+    }
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::cli::{InspectArgs, ModelsCommand};
+use crate::model::manifest::StopReason;
 use crate::model::store::Store;
 use crate::model::{onnx, Bundle, Manifest};
 
@@ -190,6 +191,15 @@ pub fn rollback(root: &Path) -> Result<()> {
             .unwrap_or_else(|| "none".into())
     );
     Ok(())
+}
+
+/// Why training ended, in words.
+pub fn stop_text(s: StopReason) -> &'static str {
+    match s {
+        StopReason::Epochs => "ran every epoch",
+        StopReason::EarlyStopping => "stopped early",
+        StopReason::Interrupted => "interrupted",
+    }
 }
 
 /// A manifest for humans (`inspect`, `models show`).

@@ -112,14 +112,14 @@ fn train_and_report(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> 
         "no threshold (a predict-only model has no anomaly score)".to_string()
     };
     println!(
-        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, {threshold}, {:.1} s, {:.2} s per epoch",
+        "wrote {} (model {} v{}): best epoch {} of {} ({}), validation loss {}, {threshold}, {:.1} s, {:.2} s per epoch",
         out.display(),
         m.model_id,
         m.model_version,
         m.training.best_epoch,
         m.training.epochs_run,
-        m.training.stopped,
-        m.training.best_validation_loss.total,
+        super::models::stop_text(m.training.stopped),
+        super::progress::loss(m.training.best_validation_loss.total),
         m.training.seconds,
         m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
     );
