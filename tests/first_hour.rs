@@ -838,3 +838,105 @@ fn losses_are_printed_to_four_significant_digits() {
         assert_eq!(significant_digits(n), 4, "{n:?} in {said}");
     }
 }
+
+/// `inspect` is for a person: the model, the data settings the bundle
+/// reads files with, the threshold with its rule, the training, and for a
+/// store version its lineage, in words and settings' names; never a Rust
+/// type name or a JSON object. `--json` prints the manifest itself.
+#[test]
+fn inspect_prints_a_summary_a_person_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("holes.csv");
+    write_rows(&data, "timestamp;value", |r| {
+        let v = if r == 7 {
+            String::new()
+        } else {
+            ((r as f64) / 5.0).sin().to_string()
+        };
+        format!("{};{v}", 1_767_225_600 + 60 * r)
+    });
+    let bundle = dir.path().join("holes");
+    train_with(&data, &bundle, &["--fill", "linear", "--separator", ";"]).unwrap();
+    let m = manifest(&bundle);
+    let out = run(&["inspect", s(&bundle)], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let threshold = m["threshold"]["value"].as_f64().unwrap();
+    for expected in [
+        format!("model        holes v{}", m["model_version"]),
+        format!("created {}", m["created_at"].as_str().unwrap()),
+        "composite: window T=8, features F=1 (value), hidden H=2".into(),
+        "activation tanh, decoder input repeat".into(),
+        "separator ';'".into(),
+        "feature columns every column but the timestamp".into(),
+        "fill linear, timestamp order increasing".into(),
+        format!("threshold    {threshold:.6}, rule "),
+        "1 epoch (ran every epoch), best epoch 1".into(),
+    ] {
+        assert!(shown.contains(&expected), "no {expected:?} in\n{shown}");
+    }
+    let rule = &m["threshold"]["fallback"]["rule"];
+    let rule = if rule.is_null() {
+        &m["threshold"]["rule"]
+    } else {
+        rule
+    };
+    assert!(
+        shown.contains(&format!("rule {} (", rule["rule"].as_str().unwrap())),
+        "{shown}"
+    );
+    for jargon in [
+        "Composite",
+        "Tanh",
+        "Repeat",
+        "Standard",
+        "Linear",
+        "Increasing",
+        "Epochs",
+        "Some(",
+        "None",
+        "{\"",
+        "Pot {",
+    ] {
+        assert!(!shown.contains(jargon), "{jargon:?} in\n{shown}");
+    }
+
+    let out = run(&["inspect", s(&bundle), "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, m);
+
+    // A store version made by retrain tells where it came from.
+    let store = dir.path().join("store");
+    let out = run(
+        &[
+            "retrain",
+            "--store",
+            s(&store),
+            "--data",
+            s(&data),
+            "--window",
+            "8",
+            "--hidden",
+            "2",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--separator",
+            ";",
+            "--fill",
+            "linear",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["inspect", s(&store.join("1"))], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("lineage      retrain (the store's first version), fresh weights, on CSV"),
+        "{shown}"
+    );
+    assert!(shown.contains("windows left out as anomalous"), "{shown}");
+    assert!(!shown.contains("{\""), "{shown}");
+}
