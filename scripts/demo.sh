@@ -37,5 +37,5 @@ echo "== the bundle"
 "$bin" inspect "$out/machine_temperature"
 echo
 echo "== scoring all 22,695 rows offline (the last 10,095 were never seen in training)"
-"$bin" score --model "$out/machine_temperature" "$data" --out "$out/machine_temperature.scored.csv" \
+"$bin" score --model "$out/machine_temperature" --data "$data" --out "$out/machine_temperature.scored.csv" \
   --config deploy/train.default.toml --labels "$labels"

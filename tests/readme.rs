@@ -323,7 +323,7 @@ fn the_tour_runs_as_written() {
             "score" => {
                 let stdout = run(cmd);
                 let model = work.join(arg(cmd, "--model").expect("score --model"));
-                let data = work.join(positionals(cmd, 2)[0]);
+                let data = work.join(arg(cmd, "--data").expect("score --data"));
                 let out = work.join(arg(cmd, "--out").expect("the tour names its scores file"));
                 let window = json(&model.join("manifest.json"))["spec"]["window"]
                     .as_u64()

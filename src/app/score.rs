@@ -23,24 +23,28 @@ use crate::score::{
 /// prints the incidents (and, with `--labels`, which labelled windows the
 /// anomalous windows caught).
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
+    // clap asks for one of the two.
+    let file = a
+        .data
+        .clone()
+        .or_else(|| a.file.clone())
+        .context("score needs the CSV to score: --data FILE")?;
     let bundle = Bundle::open(&a.model)?;
     let s = super::settings::load_for_bundle(a.config.as_deref(), &a.csv, &bundle.manifest)?;
-    let (series, filled) = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
+    let (series, filled) = load_for_bundle(&bundle, &file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = Rule::of(&s.anomalies);
     let mut scored = score_series(&bundle, &mut backend, series, &s.postprocess, rule)?;
     scored.filled = filled;
     let out = a.out.unwrap_or_else(|| {
-        let stem = a
-            .file
+        let stem = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        a.file.with_file_name(format!("{stem}.scored.csv"))
+        file.with_file_name(format!("{stem}.scored.csv"))
     });
     write_csv(&scored, &out).with_context(|| format!("writing {}", out.display()))?;
-    let title = a
-        .file
+    let title = file
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -61,7 +65,7 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     };
     println!(
         "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous windows in {} incident{} ({rule}; an incident closes after {} normal windows)",
-        a.file.display(),
+        file.display(),
         bundle.manifest.model_id,
         bundle.manifest.model_version,
         scored.incidents.len(),
@@ -94,7 +98,7 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(labels) = &a.labels {
-        print_labelled(&scored, &a.file, labels)?;
+        print_labelled(&scored, &file, labels)?;
     }
     println!(
         "wrote {}, {}, {}",
