@@ -325,6 +325,10 @@ pub struct EvalLabelledArgs {
     /// --data) [default: <data>/windows.json when it exists].
     #[arg(long)]
     pub windows: Option<PathBuf>,
+    /// Maximum epochs of each file's model [default from config:
+    /// training.epochs (50)].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     #[command(flatten)]
     pub csv: DataArgs,
 }

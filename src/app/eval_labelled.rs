@@ -9,6 +9,13 @@
 //! `--windows`; keys are paths relative to `DIR`), or else from a label
 //! column (`label` unless `--label-column` says otherwise; non-zero =
 //! anomalous). Every other non-timestamp column is a feature.
+//!
+//! A file that cannot be evaluated (too short, no labels, bad data) is
+//! skipped and named, with why, in the output and the report; the run
+//! fails (exit 1) only when no file could be evaluated, so one bad file
+//! does not cost the figures of the others. A windows-file entry that
+//! names no file under `DIR` is an error: its labels would silently count
+//! for nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -21,14 +28,18 @@ use crate::cli::EvalLabelledArgs;
 use crate::config::{AnomalyRule, Settings};
 use crate::data::labels::{self, LabelledWindows};
 use crate::data::{self, CsvOptions};
-use crate::eval::labelled::{self, ScoredFile, Summary};
+use crate::eval::labelled::{self, ScoredFile, Skipped, Summary};
 use crate::infer::OnnxBackend;
 use crate::train::fit::Quiet;
 
 /// `lstm-ae eval labelled`: evaluates, writes the report, prints the
 /// pooled figures of both rules.
 pub fn run(a: EvalLabelledArgs) -> Result<()> {
-    let settings = super::settings::load(a.config.as_deref(), &a.csv)?;
+    let mut settings = super::settings::load(a.config.as_deref(), &a.csv)?;
+    if let Some(e) = a.epochs {
+        settings.training.epochs = e;
+        settings.validate()?;
+    }
     if !(a.train_fraction > 0.0 && a.train_fraction < 1.0) {
         anyhow::bail!("--train-fraction must be between 0 and 1 (exclusive)");
     }
@@ -43,6 +54,9 @@ pub fn run(a: EvalLabelledArgs) -> Result<()> {
         windows: a.windows,
     };
     let (summary, written) = evaluate(&opts)?;
+    for s in &summary.skipped {
+        println!("skipped {}: {}", s.key, s.reason);
+    }
     let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
     for (name, r) in [
         ("state (threshold rule)", &summary.pooled_state),
@@ -61,8 +75,9 @@ pub fn run(a: EvalLabelledArgs) -> Result<()> {
         );
     }
     println!(
-        "{} files; report {}",
-        summary.files.len(),
+        "{} evaluated, {} skipped; report {}",
+        super::count(summary.files.len(), "file", "files"),
+        summary.skipped.len(),
         written
             .first()
             .map(|p| p.display().to_string())
@@ -260,6 +275,40 @@ fn evaluate_one(
     })
 }
 
+/// Refuses a windows file with an entry that labels none of the files:
+/// a misspelt or misplaced key would otherwise count for nothing, without
+/// a word.
+fn check_entries(
+    windows: &LabelledWindows,
+    path: &Path,
+    keys: &[String],
+    data: &Path,
+) -> Result<()> {
+    let used: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| labels::windows_for(windows, Path::new(k)).map(|(entry, _)| entry))
+        .collect();
+    let unused: Vec<&str> = windows
+        .keys()
+        .map(String::as_str)
+        .filter(|e| !used.contains(e))
+        .collect();
+    if !unused.is_empty() {
+        bail!(
+            "{}: {} no CSV file under {} (keys are paths relative to --data; the files are {})",
+            path.display(),
+            unused
+                .iter()
+                .map(|e| format!("entry '{e}' names"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            data.display(),
+            keys.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Evaluates every CSV under `opts.data` and writes the report into
 /// `opts.out`; returns the summary and the files written.
 pub fn evaluate(opts: &Options) -> Result<(Summary, Vec<PathBuf>)> {
@@ -275,22 +324,45 @@ pub fn evaluate(opts: &Options) -> Result<(Summary, Vec<PathBuf>)> {
     if files.is_empty() {
         bail!("{}: no CSV files to evaluate", opts.data.display());
     }
-    let mut scored = vec![];
-    for path in &files {
-        let key = path
-            .strip_prefix(&opts.data)
-            .unwrap_or(path)
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        scored.push(evaluate_one(opts, path, &key, windows.as_ref())?);
+    let keys: Vec<String> = files
+        .iter()
+        .map(|path| {
+            path.strip_prefix(&opts.data)
+                .unwrap_or(path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    if let (Some(w), Some(p)) = (&windows, &windows_path) {
+        check_entries(w, p, &keys, &opts.data)?;
+    }
+    let (mut scored, mut skipped) = (vec![], vec![]);
+    for (path, key) in files.iter().zip(&keys) {
+        match evaluate_one(opts, path, key, windows.as_ref()) {
+            Ok(s) => scored.push(s),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(file = %key, %reason, "skipped");
+                skipped.push(Skipped {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    if scored.is_empty() {
+        let reasons: Vec<String> = skipped.iter().map(|s| s.reason.clone()).collect();
+        bail!("no file could be evaluated: {}", reasons.join("; "));
     }
     let rule = match opts.settings.anomalies.rule {
         AnomalyRule::Threshold => "threshold",
         AnomalyRule::Likelihood => "likelihood",
     };
-    let summary = labelled::summarise(&scored, rule, opts.settings.anomalies.likelihood_threshold);
+    let mut summary =
+        labelled::summarise(&scored, rule, opts.settings.anomalies.likelihood_threshold);
+    summary.skipped = skipped;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let written = labelled::write_report(&opts.out, &summary, &scored)?;

@@ -404,6 +404,16 @@ pub struct Summary {
     pub files: Vec<FileEval>,
     pub pooled_state: Reading,
     pub pooled_alert: Reading,
+    /// Files that could not be evaluated, with why; the figures above
+    /// are those of the other files.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A file left out of the evaluation, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: String,
 }
 
 /// Builds the summary of scored files.
@@ -423,6 +433,7 @@ pub fn summarise(
         files: evals,
         pooled_state,
         pooled_alert,
+        skipped: vec![],
     }
 }
 

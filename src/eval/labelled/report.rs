@@ -116,6 +116,17 @@ pub fn write_report(
         );
     }
     md.push('\n');
+    if !summary.skipped.is_empty() {
+        let _ = writeln!(md, "## Skipped files\n");
+        let _ = writeln!(
+            md,
+            "These could not be evaluated; the figures above leave them out.\n"
+        );
+        for s in &summary.skipped {
+            let _ = writeln!(md, "- {}: {}", s.key, s.reason);
+        }
+        md.push('\n');
+    }
 
     let worst = summary.worst();
     if !worst.is_empty() {
