@@ -329,6 +329,12 @@ pub struct EvalLabelledArgs {
     /// training.epochs (50)].
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Operator marks as labels (docs/feedback.md): incident marks are
+    /// anomalous, false_positive marks known normal, over the file's own
+    /// labels; a file's series key is its name without extension
+    /// [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub feedback: Option<PathBuf>,
     #[command(flatten)]
     pub csv: DataArgs,
 }

@@ -309,3 +309,111 @@ fn a_bad_file_is_skipped_and_named_the_others_are_evaluated() {
         "{err}"
     );
 }
+
+/// `--feedback FILE`: operator marks are labels. An incident mark over an
+/// injected spike of a file without labels makes it a labelled anomaly the
+/// report finds; a false_positive mark over a labelled, flagged spike makes
+/// those rows known normal, counted apart; a maintenance mark changes
+/// nothing. A file's marks are those of its name without extension.
+#[test]
+fn feedback_marks_act_as_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("spike.csv"),
+        series(&["value"], 0, &[1500], 3, false),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("calm.csv"),
+        series(&["value"], 0, &[1500], 3, true),
+    )
+    .unwrap();
+    let marks = dir.path().join("marks.jsonl");
+    // Rows 1500 ..= 1517 (the windows holding the spike), as [from, to).
+    let ms = |r: i64| ((T0 + 60 * r) * 1000).to_string();
+    for (verdict, key, from, to) in [
+        ("incident", "spike", 1500, 1518),
+        ("false_positive", "calm", 1500, 1518),
+        ("maintenance", "spike", 1100, 1200),
+    ] {
+        let out = run(
+            &[
+                "feedback",
+                "add",
+                "--file",
+                marks.to_str().unwrap(),
+                "--verdict",
+                verdict,
+                "--key",
+                key,
+                "--from",
+                &ms(from),
+                "--to",
+                &ms(to),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let config = dir.path().join("eval.toml");
+    std::fs::write(
+        &config,
+        "[model]\nwindow = 16\nhidden = 8\nhorizon = 4\n[training]\nepochs = 6\nbatch_size = 32\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(
+        &[
+            "eval",
+            "labelled",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--train-rows",
+            "1000",
+            "--feedback",
+            marks.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["skipped"], serde_json::json!([]), "{summary}");
+    let (calm, spike) = (&summary["files"][0], &summary["files"][1]);
+    assert_eq!(spike["key"], "spike.csv");
+    assert_eq!(
+        spike["labelled_rows"], 18,
+        "the incident mark's rows: {spike}"
+    );
+    assert_eq!(spike["state"]["ranges"]["stretches"], 1, "{spike}");
+    assert_eq!(spike["state"]["ranges"]["detected"], 1, "{spike}");
+    assert_eq!(spike["known_normal_rows"], 0, "{spike}");
+    assert!(
+        spike["labels_from"]
+            .as_str()
+            .unwrap()
+            .contains("marks of 'spike'"),
+        "{spike}"
+    );
+    assert_eq!(calm["key"], "calm.csv");
+    assert_eq!(
+        calm["labelled_rows"], 0,
+        "the false_positive mark overrules the column: {calm}"
+    );
+    assert_eq!(calm["known_normal_rows"], 18, "{calm}");
+    let flagged = calm["known_normal_flagged"].as_u64().unwrap();
+    assert!(flagged > 0, "the spike is flagged: {calm}");
+    assert!(
+        calm["state"]["counts"]["fp"].as_u64().unwrap() >= flagged,
+        "{calm}"
+    );
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(report.contains("known normal rows (flagged)"), "{report}");
+    assert!(report.contains(&format!("| 18 ({flagged}) |")), "{report}");
+}

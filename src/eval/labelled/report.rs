@@ -100,18 +100,21 @@ pub fn write_report(
     let _ = writeln!(md, "## Files\n");
     let _ = writeln!(
         md,
-        "| file | rows | training rows | evaluated rows | labelled rows | labelled rows in training | threshold rule |\n|---|---|---|---|---|---|---|"
+        "| file | rows | training rows | evaluated rows | labelled rows | labelled rows in training | known normal rows (flagged) | labels from | threshold rule |\n|---|---|---|---|---|---|---|---|---|"
     );
     for e in &summary.files {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
             e.key,
             e.rows,
             e.train_rows,
             e.evaluated_rows,
             e.labelled_rows,
             e.labelled_in_training,
+            e.known_normal_rows,
+            e.known_normal_flagged,
+            e.labels_from,
             e.threshold_rule
         );
     }
