@@ -62,7 +62,7 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("timestamp,value,score,normalized_score,anomaly_likelihood,is_anomaly,filled")
+        Some("timestamp,value,score,normalized_score,anomaly_likelihood,is_anomaly,filled,peak_row_ts")
     );
     let rows: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(str::to_string).collect())

@@ -670,12 +670,17 @@ fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
     // r with r % 50 == 7, and no other.
     let scored = std::fs::read_to_string(&scores).unwrap();
     let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
-    assert_eq!(header.last(), Some(&"filled"), "{header:?}");
+    // `filled`, then `peak_row_ts` last.
+    assert_eq!(
+        header[header.len() - 2..],
+        ["filled", "peak_row_ts"],
+        "{header:?}"
+    );
     let marked: Vec<usize> = scored
         .lines()
         .skip(1)
         .enumerate()
-        .filter(|(_, l)| l.rsplit(',').next() != Some("0"))
+        .filter(|(_, l)| l.rsplit(',').nth(1) != Some("0"))
         .map(|(r, _)| r)
         .collect();
     assert_eq!(marked, (0..300).filter(|r| r % 50 == 7).collect::<Vec<_>>());
@@ -939,4 +944,155 @@ fn inspect_prints_a_summary_a_person_reads() {
     );
     assert!(shown.contains("windows left out as anomalous"), "{shown}");
     assert!(!shown.contains("{\""), "{shown}");
+}
+
+/// Every `<text x=… y=…>label</text>` of `svg` whose label satisfies `pick`:
+/// (label, x, y).
+fn svg_texts(svg: &str, pick: impl Fn(&str) -> bool) -> Vec<(String, f64, f64)> {
+    let mut out = vec![];
+    for part in svg.split("<text ").skip(1) {
+        let Some((attrs, rest)) = part.split_once('>') else {
+            continue;
+        };
+        let label = rest.split("</text>").next().unwrap_or_default();
+        let attr = |name: &str| -> Option<f64> {
+            let at = attrs.find(&format!("{name}=\""))? + name.len() + 2;
+            attrs[at..at + attrs[at..].find('"')?].parse().ok()
+        };
+        if let (true, Some(x), Some(y)) = (pick(label), attr("x"), attr("y")) {
+            out.push((label.to_string(), x, y));
+        }
+    }
+    out
+}
+
+/// What a person reads after training and scoring: the reconstructions
+/// chart's legend (six long entries) lies inside the picture; the chart of
+/// a multivariate file draws every feature, with a legend.
+#[test]
+fn charts_show_every_feature_and_their_whole_legend() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("three.csv");
+    write_rows(&data, "timestamp,a,b,c", |r| {
+        let x = r as f64 / 5.0;
+        // Three scales: b alone would flatten a and c on one axis.
+        format!(
+            "{},{},{},{}",
+            1_767_225_600 + 60 * r,
+            x.sin(),
+            1000.0 * x.cos(),
+            (x / 3.0).sin()
+        )
+    });
+    let bundle = dir.path().join("three");
+    train_with(&data, &bundle, &[]).unwrap();
+    let svg = std::fs::read_to_string(bundle.join("report/reconstructions.svg")).unwrap();
+    let legend = svg_texts(&svg, |l| {
+        l.ends_with(": input") || l.ends_with(": reconstruction")
+    });
+    assert_eq!(legend.len(), 6, "{svg}");
+    for (label, x, y) in legend {
+        // 7 px per character at font-size 12, as the layout assumes; the
+        // picture is 960 × 400.
+        let right = x + 7.0 * label.chars().count() as f64;
+        assert!(
+            right <= 960.0 && y > 0.0 && y < 400.0,
+            "{label}: x {x}..{right}, y {y}"
+        );
+    }
+
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            "--data",
+            s(&data),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(scores.with_extension("svg")).unwrap();
+    for feature in ["a", "b", "c"] {
+        assert_eq!(
+            svg_texts(&svg, |l| l == feature).len(),
+            1,
+            "no legend {feature}: {svg}"
+        );
+    }
+    assert!(
+        svg.matches("<polyline").count() >= 3,
+        "one line per feature: {svg}"
+    );
+}
+
+/// A row is scored by the window ending at it, so a 2-row spike flags a
+/// stretch up to T rows long; the scores say where in the window the
+/// error is (`peak_row_ts`, the last column) and the incident line says
+/// where it peaks: at the spike, not at the end of the stretch.
+#[test]
+fn a_short_spike_is_located_inside_its_stretch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let bundle = dir.path().join("bundle");
+    let mut args = vec!["train", "--data", s(&data), "--out", s(&bundle)];
+    args.extend_from_slice(common::SMALL);
+    let out = run(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let probe = dir.path().join("probe.csv");
+    sine_csv(&probe, 2000, Some(1500..1502));
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            "--data",
+            s(&probe),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ts = |r: i64| {
+        chrono::DateTime::from_timestamp(1_767_225_600 + 60 * r, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let spike = [ts(1500), ts(1501)];
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = scored.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"peak_row_ts"), "{header:?}");
+    let flagged: Vec<(usize, String)> = lines
+        .enumerate()
+        .filter(|(_, l)| l.split(',').nth(5) == Some("true"))
+        .map(|(r, l)| (r, l.rsplit(',').next().unwrap_or_default().to_string()))
+        .collect();
+    // The windows ending at rows 1500 ..= 1516 hold a spike row (T = 16).
+    let stretch: Vec<&(usize, String)> = flagged
+        .iter()
+        .filter(|(r, _)| (1500..=1516).contains(r))
+        .collect();
+    assert!(
+        stretch.len() > 2,
+        "the stretch is longer than the spike: {flagged:?}"
+    );
+    assert!(
+        stretch.iter().all(|(_, p)| spike.contains(p)),
+        "each window of the stretch peaks at the spike: {stretch:?}"
+    );
+    let said = text(&out.stdout);
+    assert!(
+        spike
+            .iter()
+            .any(|t| said.contains(&format!("error peaks at {t}"))),
+        "{said}"
+    );
 }

@@ -332,8 +332,9 @@ fn the_tour_runs_as_written() {
                 let mut lines = text.lines();
                 let header = lines.next().unwrap();
                 assert!(
-                    header
-                        .ends_with(",score,normalized_score,anomaly_likelihood,is_anomaly,filled"),
+                    header.ends_with(
+                        ",score,normalized_score,anomaly_likelihood,is_anomaly,filled,peak_row_ts"
+                    ),
                     "{what}: header {header}"
                 );
                 let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
