@@ -842,6 +842,20 @@ fn losses_are_printed_to_four_significant_digits() {
     for n in [candidate, live] {
         assert_eq!(significant_digits(n), 4, "{n:?} in {said}");
     }
+
+    // `models list`: the validation-loss column (before the threshold, last).
+    let out = run(&["models", "list", s(&store)], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let losses: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .collect();
+    assert_eq!(losses.len(), 2, "{listed}");
+    for n in losses {
+        assert_eq!(significant_digits(n), 4, "{n:?} in {listed}");
+    }
 }
 
 /// `inspect` is for a person: the model, the data settings the bundle

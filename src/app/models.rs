@@ -81,8 +81,10 @@ pub fn list(root: &Path) -> Result<()> {
                     ),
                 };
                 println!(
-                    "{v:<8} {live:<5} {origin:<12} {parent:<7} {gate:<9} {:<21} {:<16.5} {:.5}",
-                    m.created_at, m.training.best_validation_loss.total, m.threshold.value
+                    "{v:<8} {live:<5} {origin:<12} {parent:<7} {gate:<9} {:<21} {:<16} {:.5}",
+                    m.created_at,
+                    super::progress::loss(m.training.best_validation_loss.total),
+                    m.threshold.value
                 );
             }
             // A broken version is listed with its reason: it is exactly what
