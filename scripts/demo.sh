@@ -31,11 +31,11 @@ LSTM_AE__ANOMALIES__RULE=likelihood "$bin" demo --model models/machine_temperatu
 
 echo
 echo "== the trainer: the default model again, from the first 12,600 rows of $data"
-"$bin" train --data "$data" --out "$out/machine_temperature" --config deploy/train.default.toml
+"$bin" train --data "$data" --out "$out/machine_temperature" --config deploy/train.default.toml --force
 echo
 echo "== the bundle"
 "$bin" inspect "$out/machine_temperature"
 echo
 echo "== scoring all 22,695 rows offline (the last 10,095 were never seen in training)"
-"$bin" score --model "$out/machine_temperature" "$data" --out "$out/machine_temperature.scored.csv" \
+"$bin" score --model "$out/machine_temperature" --data "$data" --out "$out/machine_temperature.scored.csv" \
   --config deploy/train.default.toml --labels "$labels"

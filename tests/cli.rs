@@ -62,7 +62,7 @@ fn train_then_score_finds_the_injected_anomaly_and_only_it() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("timestamp,value,score,normalized_score,anomaly_likelihood,is_anomaly,filled")
+        Some("timestamp,value,score,normalized_score,anomaly_likelihood,is_anomaly,filled,peak_row_ts")
     );
     let rows: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(str::to_string).collect())
@@ -519,4 +519,129 @@ fn score_reports_the_demo_series_stretches_as_incidents() {
     let stdout = score(&[("LSTM_AE__ANOMALIES__CLOSE_AFTER", "6")]);
     assert!(stdout.contains(" in 6 incidents"), "{stdout}");
     assert_eq!(norm(printed(&stdout)), norm(grouped(6)), "{stdout}");
+}
+
+/// Every leaf command of the tree under `c`, with its path of names.
+fn leaves(c: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+    let subs: Vec<_> = c
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .collect();
+    if subs.is_empty() {
+        out.push((path, c.clone()));
+        return;
+    }
+    for s in subs {
+        let mut p = path.clone();
+        p.push(s.get_name().to_string());
+        leaves(s, p, out);
+    }
+}
+
+/// `--help` of every command a user can run says what it is for, shows
+/// what each option defaults to when left out, and gives an example that
+/// runs that very command.
+#[test]
+fn every_command_has_a_purpose_defaults_and_an_example() {
+    use clap::CommandFactory;
+    let mut all = vec![];
+    leaves(&lstm_ae::cli::Cli::command(), vec![], &mut all);
+    assert!(all.len() >= 19, "{} leaves", all.len());
+    let mut failures = vec![];
+    for (path, c) in &all {
+        let name = path.join(" ");
+        if c.get_about()
+            .is_none_or(|a| a.to_string().trim().is_empty())
+        {
+            failures.push(format!("{name}: no purpose line"));
+        }
+        for a in c.get_arguments() {
+            let takes_value = matches!(
+                a.get_action(),
+                clap::ArgAction::Set | clap::ArgAction::Append
+            );
+            if a.is_hide_set()
+                || !takes_value
+                || a.is_required_set()
+                || !a.get_default_values().is_empty()
+            {
+                continue;
+            }
+            let help = a
+                .get_long_help()
+                .or(a.get_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !help.contains("[default") && !help.contains("required") {
+                failures.push(format!(
+                    "{name} --{}: no default shown: {help:?}",
+                    a.get_id()
+                ));
+            }
+        }
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = run(&args, &[]);
+        let help = text(&out.stdout);
+        if !out.status.success() {
+            failures.push(format!("{name} --help: {}", text(&out.stderr)));
+        } else if !help
+            .lines()
+            .any(|l| l.starts_with(&format!("Example: lstm-ae {name} ")))
+        {
+            failures.push(format!(
+                "{name} --help: no \"Example: lstm-ae {name} …\" line"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `score` takes the CSV as `train` does, with `--data`; the positional
+/// form still works and means the same.
+#[test]
+fn score_takes_data_like_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sine.csv");
+    sine_csv(&data, 600, None);
+    let bundle = dir.path().join("bundle");
+    assert!(train(&data, &bundle, &[]).status.success());
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    let m = bundle.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let out = run(
+        &[
+            "score",
+            "--model",
+            m,
+            "--data",
+            d,
+            "--out",
+            a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &["score", "--model", m, d, "--out", b.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let scored = std::fs::read_to_string(&a).unwrap();
+    assert_eq!(scored.lines().count(), 601);
+    assert_eq!(scored, std::fs::read_to_string(&b).unwrap());
+
+    let out = run(&["score", "--model", m], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--data"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["score", "--model", m, "--data", d, d], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "both forms at once is a usage error"
+    );
 }

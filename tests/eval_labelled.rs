@@ -191,3 +191,229 @@ fn a_file_without_labels_is_refused_with_both_ways_to_label_it() {
         "{err}"
     );
 }
+
+/// One file that cannot be evaluated (too short) is skipped and named with
+/// why, in the output and the report, while the others are evaluated; a
+/// windows-file entry `./x.csv` labels `x.csv`; `--epochs` bounds each
+/// model's training. An entry naming no file is an error naming it, and a
+/// run where no file can be evaluated fails with every file's reason.
+#[test]
+fn a_bad_file_is_skipped_and_named_the_others_are_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("spikes.csv"),
+        series(&["value"], 0, &[1200, 1500], 3, true),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("windowed.csv"),
+        series(&["value"], 0, &[1600], 3, false),
+    )
+    .unwrap();
+    let short: String = series(&["value"], 0, &[], 1, true)
+        .lines()
+        .take(41)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(data.join("short.csv"), short).unwrap();
+    let start = T0 + 60 * 1600;
+    let end = T0 + 60 * (1600 + 3 + T as i64 - 2);
+    let windows = |entry: &str| {
+        std::fs::write(
+            data.join("windows.json"),
+            format!(r#"{{"{entry}": [["{start}", "{end}"]]}}"#),
+        )
+        .unwrap()
+    };
+    windows("./windowed.csv");
+    let config = dir.path().join("eval.toml");
+    std::fs::write(
+        &config,
+        "[model]\nwindow = 16\nhidden = 8\nhorizon = 4\n[training]\nepochs = 6\nbatch_size = 32\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let eval = || {
+        run(
+            &[
+                "eval",
+                "labelled",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--train-rows",
+                "1000",
+                "--epochs",
+                "2",
+            ],
+            &[],
+        )
+    };
+    let out = eval();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("skipped short.csv: "), "{said}");
+    assert!(said.contains("2 files evaluated, 1 skipped"), "{said}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = summary["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["spikes.csv", "windowed.csv"]);
+    assert_eq!(
+        summary["files"][1]["labelled_rows"], 18,
+        "./windowed.csv labels windowed.csv"
+    );
+    let skipped = &summary["skipped"];
+    assert_eq!(skipped.as_array().map(Vec::len), Some(1), "{skipped}");
+    assert_eq!(skipped[0]["key"], "short.csv");
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("40 rows") && reason.contains("--train-rows"),
+        "{reason}"
+    );
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(report.contains("## Skipped files"), "{report}");
+    assert!(report.contains("- short.csv: "), "{report}");
+    for model in ["spikes_csv", "windowed_csv"] {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out_dir.join("models").join(model).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["training"]["epochs_run"], 2, "{model}: --epochs 2");
+    }
+
+    windows("elsewhere/windowed.csv");
+    let out = eval();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("'elsewhere/windowed.csv'"), "{err}");
+    assert!(err.contains("names no CSV file"), "{err}");
+
+    std::fs::remove_file(data.join("windows.json")).unwrap();
+    std::fs::remove_file(data.join("spikes.csv")).unwrap();
+    let out = eval();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no file could be evaluated"), "{err}");
+    assert!(
+        err.contains("short.csv") && err.contains("windowed.csv"),
+        "{err}"
+    );
+}
+
+/// `--feedback FILE`: operator marks are labels. An incident mark over an
+/// injected spike of a file without labels makes it a labelled anomaly the
+/// report finds; a false_positive mark over a labelled, flagged spike makes
+/// those rows known normal, counted apart; a maintenance mark changes
+/// nothing. A file's marks are those of its name without extension.
+#[test]
+fn feedback_marks_act_as_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("spike.csv"),
+        series(&["value"], 0, &[1500], 3, false),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("calm.csv"),
+        series(&["value"], 0, &[1500], 3, true),
+    )
+    .unwrap();
+    let marks = dir.path().join("marks.jsonl");
+    // Rows 1500 ..= 1517 (the windows holding the spike), as [from, to).
+    let ms = |r: i64| ((T0 + 60 * r) * 1000).to_string();
+    for (verdict, key, from, to) in [
+        ("incident", "spike", 1500, 1518),
+        ("false_positive", "calm", 1500, 1518),
+        ("maintenance", "spike", 1100, 1200),
+    ] {
+        let out = run(
+            &[
+                "feedback",
+                "add",
+                "--file",
+                marks.to_str().unwrap(),
+                "--verdict",
+                verdict,
+                "--key",
+                key,
+                "--from",
+                &ms(from),
+                "--to",
+                &ms(to),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let config = dir.path().join("eval.toml");
+    std::fs::write(
+        &config,
+        "[model]\nwindow = 16\nhidden = 8\nhorizon = 4\n[training]\nepochs = 6\nbatch_size = 32\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(
+        &[
+            "eval",
+            "labelled",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--train-rows",
+            "1000",
+            "--feedback",
+            marks.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["skipped"], serde_json::json!([]), "{summary}");
+    let (calm, spike) = (&summary["files"][0], &summary["files"][1]);
+    assert_eq!(spike["key"], "spike.csv");
+    assert_eq!(
+        spike["labelled_rows"], 18,
+        "the incident mark's rows: {spike}"
+    );
+    assert_eq!(spike["state"]["ranges"]["stretches"], 1, "{spike}");
+    assert_eq!(spike["state"]["ranges"]["detected"], 1, "{spike}");
+    assert_eq!(spike["known_normal_rows"], 0, "{spike}");
+    assert!(
+        spike["labels_from"]
+            .as_str()
+            .unwrap()
+            .contains("marks of 'spike'"),
+        "{spike}"
+    );
+    assert_eq!(calm["key"], "calm.csv");
+    assert_eq!(
+        calm["labelled_rows"], 0,
+        "the false_positive mark overrules the column: {calm}"
+    );
+    assert_eq!(calm["known_normal_rows"], 18, "{calm}");
+    let flagged = calm["known_normal_flagged"].as_u64().unwrap();
+    assert!(flagged > 0, "the spike is flagged: {calm}");
+    assert!(
+        calm["state"]["counts"]["fp"].as_u64().unwrap() >= flagged,
+        "{calm}"
+    );
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(report.contains("known normal rows (flagged)"), "{report}");
+    assert!(report.contains(&format!("| 18 ({flagged}) |")), "{report}");
+}

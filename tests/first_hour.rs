@@ -670,12 +670,17 @@ fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
     // r with r % 50 == 7, and no other.
     let scored = std::fs::read_to_string(&scores).unwrap();
     let header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
-    assert_eq!(header.last(), Some(&"filled"), "{header:?}");
+    // `filled`, then `peak_row_ts` last.
+    assert_eq!(
+        header[header.len() - 2..],
+        ["filled", "peak_row_ts"],
+        "{header:?}"
+    );
     let marked: Vec<usize> = scored
         .lines()
         .skip(1)
         .enumerate()
-        .filter(|(_, l)| l.rsplit(',').next() != Some("0"))
+        .filter(|(_, l)| l.rsplit(',').nth(1) != Some("0"))
         .map(|(r, _)| r)
         .collect();
     assert_eq!(marked, (0..300).filter(|r| r % 50 == 7).collect::<Vec<_>>());
@@ -696,4 +701,412 @@ fn a_model_trained_with_a_fill_rule_scores_its_own_file() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("line 9"), "{err}");
+}
+
+/// `train --out` into a folder that already holds a bundle refuses before
+/// training, naming `--force`, and leaves that bundle as it was; with
+/// `--force` the bundle is replaced. A new or empty folder needs no flag.
+#[test]
+fn train_does_not_overwrite_a_bundle_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sine.csv");
+    sine_csv(&data, 300, None);
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    train_with(&data, &bundle, &["--seed", "1"]).expect("an empty folder takes a bundle");
+    let before = std::fs::read(bundle.join("model.onnx")).unwrap();
+
+    let err = train_with(&data, &bundle, &["--seed", "2"]).expect_err("overwrote a bundle");
+    assert!(err.contains("--force"), "{err}");
+    assert!(err.contains("already holds a bundle"), "{err}");
+    assert!(
+        !err.contains("training on"),
+        "refused only after training: {err}"
+    );
+    assert_eq!(std::fs::read(bundle.join("model.onnx")).unwrap(), before);
+
+    // A folder of other files is not a bundle, but not written into either.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let err = train_with(&data, &other, &[]).expect_err("wrote into a folder of other files");
+    assert!(err.contains("--force"), "{err}");
+    assert!(!other.join("manifest.json").exists());
+
+    train_with(&data, &bundle, &["--seed", "2", "--force"]).expect("--force replaces it");
+    assert_ne!(std::fs::read(bundle.join("model.onnx")).unwrap(), before);
+    assert_eq!(manifest(&bundle)["training"]["seed"], 2);
+}
+
+/// The significant digits of a printed number (`0.001230` has 4).
+fn significant_digits(number: &str) -> usize {
+    let mantissa = number.split(['e', 'E']).next().unwrap_or_default();
+    mantissa
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count()
+}
+
+/// Every number printed after `marker` in `text`.
+fn numbers_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    text.match_indices(marker)
+        .map(|(i, _)| {
+            let rest = &text[i + marker.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || ".e-+".contains(c)))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect()
+}
+
+/// Losses are printed to 4 significant digits: the per-epoch lines, the
+/// `train` summary (the manifest's best validation loss, rounded) and the
+/// `retrain` gate's comparison; not the 16 digits of an f64.
+#[test]
+fn losses_are_printed_to_four_significant_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sine.csv");
+    sine_csv(&data, 600, None);
+    let bundle = dir.path().join("bundle");
+    let out = run(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&bundle),
+            "--window",
+            "8",
+            "--hidden",
+            "2",
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let (said, log) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    let mut printed = numbers_after(&log, " loss=");
+    printed.extend(numbers_after(&log, " val_loss="));
+    assert_eq!(printed.len(), 4, "two epochs, two losses each: {log}");
+    let summary = numbers_after(&said, "validation loss ");
+    assert_eq!(summary.len(), 1, "{said}");
+    printed.extend(&summary);
+    for n in &printed {
+        assert_eq!(significant_digits(n), 4, "{n:?} in {log}\n{said}");
+    }
+    let best = manifest(&bundle)["training"]["best_validation_loss"]["total"]
+        .as_f64()
+        .unwrap();
+    let shown: f64 = summary[0].parse().unwrap();
+    assert!((shown - best).abs() <= best * 5e-4, "{shown} for {best}");
+
+    // The second version is gated against the first: "loss X vs live Y".
+    let store = dir.path().join("store");
+    let mut said = String::new();
+    for _ in 0..2 {
+        let out = run(
+            &[
+                "retrain",
+                "--store",
+                s(&store),
+                "--data",
+                s(&data),
+                "--window",
+                "8",
+                "--hidden",
+                "2",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--force",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        said = text(&out.stdout);
+    }
+    let pairs: Vec<(&str, &str)> = numbers_after(&said, "loss ")
+        .into_iter()
+        .filter_map(|a| {
+            let at = said.find(&format!("loss {a} vs live "))?;
+            let b = numbers_after(&said[at..], " vs live ").into_iter().next()?;
+            Some((a, b))
+        })
+        .collect();
+    assert_eq!(pairs.len(), 1, "{said}");
+    let (candidate, live) = pairs[0];
+    for n in [candidate, live] {
+        assert_eq!(significant_digits(n), 4, "{n:?} in {said}");
+    }
+
+    // `models list`: the validation-loss column (before the threshold, last).
+    let out = run(&["models", "list", s(&store)], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let losses: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .collect();
+    assert_eq!(losses.len(), 2, "{listed}");
+    for n in losses {
+        assert_eq!(significant_digits(n), 4, "{n:?} in {listed}");
+    }
+}
+
+/// `inspect` is for a person: the model, the data settings the bundle
+/// reads files with, the threshold with its rule, the training, and for a
+/// store version its lineage, in words and settings' names; never a Rust
+/// type name or a JSON object. `--json` prints the manifest itself.
+#[test]
+fn inspect_prints_a_summary_a_person_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("holes.csv");
+    write_rows(&data, "timestamp;value", |r| {
+        let v = if r == 7 {
+            String::new()
+        } else {
+            ((r as f64) / 5.0).sin().to_string()
+        };
+        format!("{};{v}", 1_767_225_600 + 60 * r)
+    });
+    let bundle = dir.path().join("holes");
+    train_with(&data, &bundle, &["--fill", "linear", "--separator", ";"]).unwrap();
+    let m = manifest(&bundle);
+    let out = run(&["inspect", s(&bundle)], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let threshold = m["threshold"]["value"].as_f64().unwrap();
+    for expected in [
+        format!("model        holes v{}", m["model_version"]),
+        format!("created {}", m["created_at"].as_str().unwrap()),
+        "composite: window T=8, features F=1 (value), hidden H=2".into(),
+        "activation tanh, decoder input repeat".into(),
+        "separator ';'".into(),
+        "feature columns every column but the timestamp".into(),
+        "fill linear, timestamp order increasing".into(),
+        format!("threshold    {threshold:.6}, rule "),
+        "1 epoch (ran every epoch), best epoch 1".into(),
+    ] {
+        assert!(shown.contains(&expected), "no {expected:?} in\n{shown}");
+    }
+    let rule = &m["threshold"]["fallback"]["rule"];
+    let rule = if rule.is_null() {
+        &m["threshold"]["rule"]
+    } else {
+        rule
+    };
+    assert!(
+        shown.contains(&format!("rule {} (", rule["rule"].as_str().unwrap())),
+        "{shown}"
+    );
+    for jargon in [
+        "Composite",
+        "Tanh",
+        "Repeat",
+        "Standard",
+        "Linear",
+        "Increasing",
+        "Epochs",
+        "Some(",
+        "None",
+        "{\"",
+        "Pot {",
+    ] {
+        assert!(!shown.contains(jargon), "{jargon:?} in\n{shown}");
+    }
+
+    let out = run(&["inspect", s(&bundle), "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, m);
+
+    // A store version made by retrain tells where it came from.
+    let store = dir.path().join("store");
+    let out = run(
+        &[
+            "retrain",
+            "--store",
+            s(&store),
+            "--data",
+            s(&data),
+            "--window",
+            "8",
+            "--hidden",
+            "2",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--separator",
+            ";",
+            "--fill",
+            "linear",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["inspect", s(&store.join("1"))], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("lineage      retrain (the store's first version), fresh weights, on CSV"),
+        "{shown}"
+    );
+    assert!(shown.contains("windows left out as anomalous"), "{shown}");
+    assert!(!shown.contains("{\""), "{shown}");
+}
+
+/// Every `<text x=… y=…>label</text>` of `svg` whose label satisfies `pick`:
+/// (label, x, y).
+fn svg_texts(svg: &str, pick: impl Fn(&str) -> bool) -> Vec<(String, f64, f64)> {
+    let mut out = vec![];
+    for part in svg.split("<text ").skip(1) {
+        let Some((attrs, rest)) = part.split_once('>') else {
+            continue;
+        };
+        let label = rest.split("</text>").next().unwrap_or_default();
+        let attr = |name: &str| -> Option<f64> {
+            let at = attrs.find(&format!("{name}=\""))? + name.len() + 2;
+            attrs[at..at + attrs[at..].find('"')?].parse().ok()
+        };
+        if let (true, Some(x), Some(y)) = (pick(label), attr("x"), attr("y")) {
+            out.push((label.to_string(), x, y));
+        }
+    }
+    out
+}
+
+/// What a person reads after training and scoring: the reconstructions
+/// chart's legend (six long entries) lies inside the picture; the chart of
+/// a multivariate file draws every feature, with a legend.
+#[test]
+fn charts_show_every_feature_and_their_whole_legend() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("three.csv");
+    write_rows(&data, "timestamp,a,b,c", |r| {
+        let x = r as f64 / 5.0;
+        // Three scales: b alone would flatten a and c on one axis.
+        format!(
+            "{},{},{},{}",
+            1_767_225_600 + 60 * r,
+            x.sin(),
+            1000.0 * x.cos(),
+            (x / 3.0).sin()
+        )
+    });
+    let bundle = dir.path().join("three");
+    train_with(&data, &bundle, &[]).unwrap();
+    let svg = std::fs::read_to_string(bundle.join("report/reconstructions.svg")).unwrap();
+    let legend = svg_texts(&svg, |l| {
+        l.ends_with(": input") || l.ends_with(": reconstruction")
+    });
+    assert_eq!(legend.len(), 6, "{svg}");
+    for (label, x, y) in legend {
+        // 7 px per character at font-size 12, as the layout assumes; the
+        // picture is 960 × 400.
+        let right = x + 7.0 * label.chars().count() as f64;
+        assert!(
+            right <= 960.0 && y > 0.0 && y < 400.0,
+            "{label}: x {x}..{right}, y {y}"
+        );
+    }
+
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            "--data",
+            s(&data),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(scores.with_extension("svg")).unwrap();
+    for feature in ["a", "b", "c"] {
+        assert_eq!(
+            svg_texts(&svg, |l| l == feature).len(),
+            1,
+            "no legend {feature}: {svg}"
+        );
+    }
+    assert!(
+        svg.matches("<polyline").count() >= 3,
+        "one line per feature: {svg}"
+    );
+}
+
+/// A row is scored by the window ending at it, so a 2-row spike flags a
+/// stretch up to T rows long; the scores say where in the window the
+/// error is (`peak_row_ts`, the last column) and the incident line says
+/// where it peaks: at the spike, not at the end of the stretch.
+#[test]
+fn a_short_spike_is_located_inside_its_stretch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    sine_csv(&data, 3000, None);
+    let bundle = dir.path().join("bundle");
+    let mut args = vec!["train", "--data", s(&data), "--out", s(&bundle)];
+    args.extend_from_slice(common::SMALL);
+    let out = run(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let probe = dir.path().join("probe.csv");
+    sine_csv(&probe, 2000, Some(1500..1502));
+    let scores = dir.path().join("scores.csv");
+    let out = run(
+        &[
+            "score",
+            "--model",
+            s(&bundle),
+            "--data",
+            s(&probe),
+            "--out",
+            s(&scores),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ts = |r: i64| {
+        chrono::DateTime::from_timestamp(1_767_225_600 + 60 * r, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let spike = [ts(1500), ts(1501)];
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = scored.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"peak_row_ts"), "{header:?}");
+    let flagged: Vec<(usize, String)> = lines
+        .enumerate()
+        .filter(|(_, l)| l.split(',').nth(5) == Some("true"))
+        .map(|(r, l)| (r, l.rsplit(',').next().unwrap_or_default().to_string()))
+        .collect();
+    // The windows ending at rows 1500 ..= 1516 hold a spike row (T = 16).
+    let stretch: Vec<&(usize, String)> = flagged
+        .iter()
+        .filter(|(r, _)| (1500..=1516).contains(r))
+        .collect();
+    assert!(
+        stretch.len() > 2,
+        "the stretch is longer than the spike: {flagged:?}"
+    );
+    assert!(
+        stretch.iter().all(|(_, p)| spike.contains(p)),
+        "each window of the stretch peaks at the spike: {stretch:?}"
+    );
+    let said = text(&out.stdout);
+    assert!(
+        spike
+            .iter()
+            .any(|t| said.contains(&format!("error peaks at {t}"))),
+        "{said}"
+    );
 }

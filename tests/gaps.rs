@@ -61,6 +61,7 @@ fn score_windows_no_pause_and_says_so_unless_told_to() {
                 "score",
                 "--model",
                 model.to_str().unwrap(),
+                "--data",
                 data.to_str().unwrap(),
                 "--out",
                 out_csv.to_str().unwrap(),

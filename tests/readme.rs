@@ -323,7 +323,7 @@ fn the_tour_runs_as_written() {
             "score" => {
                 let stdout = run(cmd);
                 let model = work.join(arg(cmd, "--model").expect("score --model"));
-                let data = work.join(positionals(cmd, 2)[0]);
+                let data = work.join(arg(cmd, "--data").expect("score --data"));
                 let out = work.join(arg(cmd, "--out").expect("the tour names its scores file"));
                 let window = json(&model.join("manifest.json"))["spec"]["window"]
                     .as_u64()
@@ -332,8 +332,9 @@ fn the_tour_runs_as_written() {
                 let mut lines = text.lines();
                 let header = lines.next().unwrap();
                 assert!(
-                    header
-                        .ends_with(",score,normalized_score,anomaly_likelihood,is_anomaly,filled"),
+                    header.ends_with(
+                        ",score,normalized_score,anomaly_likelihood,is_anomaly,filled,peak_row_ts"
+                    ),
                     "{what}: header {header}"
                 );
                 let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();

@@ -77,7 +77,7 @@ fn a_1200_row_series_with_window_64_trains_with_the_quantile_fallback() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(
-        shown.contains(r#"{"rule":"quantile","q":0.999}, a fallback"#),
+        shown.contains("rule quantile (q = 0.999), a fallback"),
         "{shown}"
     );
     assert!(shown.contains("only 4 of 169"), "{shown}");

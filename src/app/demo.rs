@@ -50,10 +50,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
     );
     for i in &d.incidents {
         println!(
-            "  incident {} .. {}  {} anomalous windows, peak {} at {}{}",
+            "  incident {} .. {}  {}, peak {} at {}{}",
             i.start,
             i.end,
-            i.windows,
+            super::count(i.windows, "anomalous window", "anomalous windows"),
             i.peak,
             i.peak_ts,
             if i.closed {
@@ -229,11 +229,11 @@ pub async fn replay(opts: DemoOptions) -> Result<DemoSummary> {
                     i.peak
                 ),
                 "close" => println!(
-                    "incident close  {}  {} .. {}  {} anomalous windows, peak {} at {}{mark}",
+                    "incident close  {}  {} .. {}  {}, peak {} at {}{mark}",
                     v["key"].as_str().unwrap_or_default(),
                     i.start,
                     i.end,
-                    i.windows,
+                    super::count(i.windows, "anomalous window", "anomalous windows"),
                     i.peak,
                     i.peak_ts
                 ),

@@ -9,6 +9,20 @@
 //! `--windows`; keys are paths relative to `DIR`), or else from a label
 //! column (`label` unless `--label-column` says otherwise; non-zero =
 //! anomalous). Every other non-timestamp column is a feature.
+//!
+//! With `--feedback FILE`, operator marks are labels too, over those of
+//! the file: a row an `incident` mark covers is anomalous, a row a
+//! `false_positive` mark covers is normal (and counted as known normal);
+//! `maintenance` marks say nothing about the model and are ignored. A
+//! file's marks are those whose key matches its series key, the file name
+//! without extension — what `produce` sends and `retrain` reads.
+//!
+//! A file that cannot be evaluated (too short, no labels, bad data) is
+//! skipped and named, with why, in the output and the report; the run
+//! fails (exit 1) only when no file could be evaluated, so one bad file
+//! does not cost the figures of the others. A windows-file entry that
+//! names no file under `DIR` is an error: its labels would silently count
+//! for nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -21,17 +35,26 @@ use crate::cli::EvalLabelledArgs;
 use crate::config::{AnomalyRule, Settings};
 use crate::data::labels::{self, LabelledWindows};
 use crate::data::{self, CsvOptions};
-use crate::eval::labelled::{self, ScoredFile, Summary};
+use crate::eval::labelled::{self, ScoredFile, Skipped, Summary};
+use crate::feedback::{Marks, Verdict};
 use crate::infer::OnnxBackend;
 use crate::train::fit::Quiet;
 
 /// `lstm-ae eval labelled`: evaluates, writes the report, prints the
 /// pooled figures of both rules.
 pub fn run(a: EvalLabelledArgs) -> Result<()> {
-    let settings = super::settings::load(a.config.as_deref(), &a.csv)?;
+    let mut settings = super::settings::load(a.config.as_deref(), &a.csv)?;
+    if let Some(e) = a.epochs {
+        settings.training.epochs = e;
+        settings.validate()?;
+    }
     if !(a.train_fraction > 0.0 && a.train_fraction < 1.0) {
         anyhow::bail!("--train-fraction must be between 0 and 1 (exclusive)");
     }
+    let marks = match &a.feedback {
+        Some(f) => super::feedback::marks_for(&settings, Some(f))?,
+        None => None,
+    };
     let opts = Options {
         data: a.data,
         out: a.out,
@@ -41,8 +64,12 @@ pub fn run(a: EvalLabelledArgs) -> Result<()> {
             .map_or(TrainSpan::Fraction(a.train_fraction), TrainSpan::Rows),
         label_column: a.label_column,
         windows: a.windows,
+        marks,
     };
     let (summary, written) = evaluate(&opts)?;
+    for s in &summary.skipped {
+        println!("skipped {}: {}", s.key, s.reason);
+    }
     let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
     for (name, r) in [
         ("state (threshold rule)", &summary.pooled_state),
@@ -61,8 +88,9 @@ pub fn run(a: EvalLabelledArgs) -> Result<()> {
         );
     }
     println!(
-        "{} files; report {}",
-        summary.files.len(),
+        "{} evaluated, {} skipped; report {}",
+        super::count(summary.files.len(), "file", "files"),
+        summary.skipped.len(),
         written
             .first()
             .map(|p| p.display().to_string())
@@ -81,7 +109,7 @@ pub enum TrainSpan {
 }
 
 /// What to evaluate and how.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     pub data: PathBuf,
     pub out: PathBuf,
@@ -92,6 +120,8 @@ pub struct Options {
     pub label_column: String,
     /// NAB-style windows; default `DIR/windows.json` when it exists.
     pub windows: Option<PathBuf>,
+    /// Operator marks read as labels (`--feedback`).
+    pub marks: Option<Marks>,
 }
 
 /// The CSV files under `dir`, recursively, sorted; `skip` (the output
@@ -128,6 +158,8 @@ struct Labelled {
     features: Vec<String>,
     labels: Vec<bool>,
     source: String,
+    /// Rows a false_positive mark covers (empty without marks).
+    known_normal: Vec<bool>,
 }
 
 fn read_labels(
@@ -136,6 +168,7 @@ fn read_labels(
     opts: &CsvOptions,
     label_column: &str,
     windows: Option<&LabelledWindows>,
+    marks: Option<&Marks>,
 ) -> Result<Labelled> {
     let all = data::load_csv(
         path,
@@ -161,25 +194,50 @@ fn read_labels(
             path.display()
         );
     }
-    if let Some((wkey, w)) = windows.and_then(|all_w| labels::windows_for(all_w, Path::new(key))) {
-        return Ok(Labelled {
-            features,
-            labels: labels::row_labels(&all.timestamps, w),
-            source: format!("windows of '{wkey}'"),
-        });
-    }
-    match label_idx {
-        Some(i) => Ok(Labelled {
-            features,
-            labels: all.values.column(i).iter().map(|&v| v != 0.0).collect(),
-            source: format!("column '{}'", all.feature_names[i]),
-        }),
-        None => bail!(
-            "{}: no labels: no column named '{label_column}' (--label-column) and no entry \
-             '{key}' in a windows file (--windows, or windows.json in the data folder)",
+    let windowed = windows.and_then(|all_w| labels::windows_for(all_w, Path::new(key)));
+    let (mut labels, mut source) = match (windowed, label_idx, marks) {
+        (Some((wkey, w)), _, _) => (
+            labels::row_labels(&all.timestamps, w),
+            format!("windows of '{wkey}'"),
+        ),
+        (None, Some(i), _) => (
+            all.values.column(i).iter().map(|&v| v != 0.0).collect(),
+            format!("column '{}'", all.feature_names[i]),
+        ),
+        (None, None, Some(_)) => (vec![false; all.timestamps.len()], "no labels".into()),
+        (None, None, None) => bail!(
+            "{}: no labels: no column named '{label_column}' (--label-column), no entry \
+             '{key}' in a windows file (--windows, or windows.json in the data folder) and \
+             no --feedback marks",
             path.display()
         ),
+    };
+    let mut known_normal = vec![];
+    if let Some(m) = marks {
+        let series = super::feedback::series_key(path);
+        known_normal = vec![false; labels.len()];
+        let (mut incident, mut normal) = (0, 0);
+        for (r, &ts) in all.timestamps.iter().enumerate() {
+            // An incident mark wins over a false_positive one on the same row.
+            if m.covering(&series, ts, Verdict::Incident).is_some() {
+                labels[r] = true;
+                incident += 1;
+            } else if m.covering(&series, ts, Verdict::FalsePositive).is_some() {
+                labels[r] = false;
+                known_normal[r] = true;
+                normal += 1;
+            }
+        }
+        source.push_str(&format!(
+            ", then marks of '{series}' ({incident} incident rows, {normal} false_positive rows)"
+        ));
     }
+    Ok(Labelled {
+        features,
+        labels,
+        source,
+        known_normal,
+    })
 }
 
 /// Trains on the leading span of one file, scores it all, and pairs the
@@ -191,7 +249,14 @@ fn evaluate_one(
     windows: Option<&LabelledWindows>,
 ) -> Result<ScoredFile> {
     let csv = opts.settings.data.csv_options();
-    let l = read_labels(path, key, &csv, &opts.label_column, windows)?;
+    let l = read_labels(
+        path,
+        key,
+        &csv,
+        &opts.label_column,
+        windows,
+        opts.marks.as_ref(),
+    )?;
     let rows = l.labels.len();
     let train_rows = match opts.train {
         TrainSpan::Rows(n) => n,
@@ -264,7 +329,43 @@ fn evaluate_one(
         likelihood: scored.likelihood.clone(),
         train_rows,
         threshold_rule,
+        labels_from: l.source,
+        known_normal: l.known_normal,
     })
+}
+
+/// Refuses a windows file with an entry that labels none of the files:
+/// a misspelt or misplaced key would otherwise count for nothing, without
+/// a word.
+fn check_entries(
+    windows: &LabelledWindows,
+    path: &Path,
+    keys: &[String],
+    data: &Path,
+) -> Result<()> {
+    let used: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| labels::windows_for(windows, Path::new(k)).map(|(entry, _)| entry))
+        .collect();
+    let unused: Vec<&str> = windows
+        .keys()
+        .map(String::as_str)
+        .filter(|e| !used.contains(e))
+        .collect();
+    if !unused.is_empty() {
+        bail!(
+            "{}: {} no CSV file under {} (keys are paths relative to --data; the files are {})",
+            path.display(),
+            unused
+                .iter()
+                .map(|e| format!("entry '{e}' names"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            data.display(),
+            keys.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Evaluates every CSV under `opts.data` and writes the report into
@@ -282,22 +383,45 @@ pub fn evaluate(opts: &Options) -> Result<(Summary, Vec<PathBuf>)> {
     if files.is_empty() {
         bail!("{}: no CSV files to evaluate", opts.data.display());
     }
-    let mut scored = vec![];
-    for path in &files {
-        let key = path
-            .strip_prefix(&opts.data)
-            .unwrap_or(path)
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        scored.push(evaluate_one(opts, path, &key, windows.as_ref())?);
+    let keys: Vec<String> = files
+        .iter()
+        .map(|path| {
+            path.strip_prefix(&opts.data)
+                .unwrap_or(path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    if let (Some(w), Some(p)) = (&windows, &windows_path) {
+        check_entries(w, p, &keys, &opts.data)?;
+    }
+    let (mut scored, mut skipped) = (vec![], vec![]);
+    for (path, key) in files.iter().zip(&keys) {
+        match evaluate_one(opts, path, key, windows.as_ref()) {
+            Ok(s) => scored.push(s),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(file = %key, %reason, "skipped");
+                skipped.push(Skipped {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    if scored.is_empty() {
+        let reasons: Vec<String> = skipped.iter().map(|s| s.reason.clone()).collect();
+        bail!("no file could be evaluated: {}", reasons.join("; "));
     }
     let rule = match opts.settings.anomalies.rule {
         AnomalyRule::Threshold => "threshold",
         AnomalyRule::Likelihood => "likelihood",
     };
-    let summary = labelled::summarise(&scored, rule, opts.settings.anomalies.likelihood_threshold);
+    let mut summary =
+        labelled::summarise(&scored, rule, opts.settings.anomalies.likelihood_threshold);
+    summary.skipped = skipped;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let written = labelled::write_report(&opts.out, &summary, &scored)?;

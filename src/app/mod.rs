@@ -81,6 +81,12 @@ pub fn main() -> ExitCode {
     exit(result.map(|()| ExitCode::SUCCESS))
 }
 
+/// `n` and the noun that agrees with it: "1 epoch", "2 epochs".
+pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, one: &str, many: &str) -> String {
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
+}
+
 fn exit(result: Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,

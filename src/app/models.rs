@@ -6,9 +6,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::settings::name;
 use crate::cli::{InspectArgs, ModelsCommand};
+use crate::model::manifest::{DataSource, Lineage, Origin, StopReason};
 use crate::model::store::Store;
-use crate::model::{onnx, Bundle, Manifest};
+use crate::model::{onnx, Bundle, Manifest, ThresholdRule};
 
 /// `lstm-ae models …`.
 pub fn run(c: ModelsCommand) -> Result<()> {
@@ -79,8 +81,10 @@ pub fn list(root: &Path) -> Result<()> {
                     ),
                 };
                 println!(
-                    "{v:<8} {live:<5} {origin:<12} {parent:<7} {gate:<9} {:<21} {:<16.5} {:.5}",
-                    m.created_at, m.training.best_validation_loss.total, m.threshold.value
+                    "{v:<8} {live:<5} {origin:<12} {parent:<7} {gate:<9} {:<21} {:<16} {:.5}",
+                    m.created_at,
+                    super::progress::loss(m.training.best_validation_loss.total),
+                    m.threshold.value
                 );
             }
             // A broken version is listed with its reason: it is exactly what
@@ -92,7 +96,7 @@ pub fn list(root: &Path) -> Result<()> {
 }
 
 /// A version's manifest (the live one by default), as `inspect` prints it,
-/// then its lineage.
+/// then whether it is live.
 pub fn show(root: &Path, version: Option<i64>, json: bool) -> Result<()> {
     let store = Store::open(root)?;
     let b = match version {
@@ -104,9 +108,6 @@ pub fn show(root: &Path, version: Option<i64>, json: bool) -> Result<()> {
         return Ok(());
     }
     print_manifest(&b.manifest);
-    if let Some(l) = &b.manifest.lineage {
-        println!("lineage      {}", serde_json::to_string(l)?);
-    }
     println!(
         "live         {}",
         if store.current()? == Some(b.manifest.model_version) {
@@ -192,17 +193,32 @@ pub fn rollback(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A manifest for humans (`inspect`, `models show`).
+/// Why training ended, in words.
+pub fn stop_text(s: StopReason) -> &'static str {
+    match s {
+        StopReason::Epochs => "ran every epoch",
+        StopReason::EarlyStopping => "stopped early",
+        StopReason::Interrupted => "interrupted",
+    }
+}
+
+/// A manifest for humans (`inspect`, `models show`). Settings are spelt
+/// as in the settings files and flags, so what is read here can be
+/// written there; `--json` has the rest.
 pub fn print_manifest(m: &Manifest) {
+    let loss = super::progress::loss;
     let s = &m.spec;
     println!(
-        "model        {} v{} (format {}, trainer {})",
-        m.model_id, m.model_version, m.format_version, m.trainer_version
+        "model        {} v{}, created {}",
+        m.model_id, m.model_version, m.created_at
     );
-    println!("created      {}", m.created_at);
     println!(
-        "architecture {:?}: window T={}, features F={} [{}], hidden H={}, horizon P={}",
-        s.mode,
+        "             trainer {}, manifest format {}",
+        m.trainer_version, m.format_version
+    );
+    println!(
+        "network      {}: window T={}, features F={} ({}), hidden H={}, horizon P={}",
+        name(&s.mode),
         s.window,
         s.features,
         m.feature_names.join(", "),
@@ -210,26 +226,63 @@ pub fn print_manifest(m: &Manifest) {
         s.horizon
     );
     println!(
-        "             activation {:?}, decoder input {:?}, reversed reconstruction {}, loss = {}·recon + {}·pred",
-        s.activation, s.decoder_input, s.reverse_reconstruction, s.reconstruction_weight, s.prediction_weight
+        "             activation {}, decoder input {}, reversed reconstruction {}, loss = {}·reconstruction + {}·prediction",
+        name(&s.activation),
+        name(&s.decoder_input),
+        if s.reverse_reconstruction { "yes" } else { "no" },
+        s.reconstruction_weight,
+        s.prediction_weight
     );
-    println!(
-        "scaler       {:?}: offset {:?}, scale {:?}",
-        m.scaler.kind, m.scaler.offset, m.scaler.scale
-    );
-    let rule = |r| serde_json::to_string(r).unwrap_or_default();
-    match &m.threshold.fallback {
+    match &m.data {
         None => println!(
-            "threshold    {:.6} ({})",
-            m.threshold.value,
-            rule(&m.threshold.rule)
+            "data         not recorded (an older bundle): files are read with the [data] settings"
         ),
+        Some(d) => {
+            println!(
+                "data         timestamp column {}, feature columns {}, separator '{}'",
+                if d.timestamp_column.is_empty() {
+                    "found by name".to_string()
+                } else {
+                    format!("'{}'", d.timestamp_column)
+                },
+                if d.feature_columns.is_empty() {
+                    "every column but the timestamp".to_string()
+                } else {
+                    d.feature_columns.join(", ")
+                },
+                d.separator
+            );
+            println!(
+                "             fill {}, timestamp order {}",
+                name(&d.fill),
+                name(&d.timestamp_order)
+            );
+        }
+    }
+    let numbers = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "scaler       {}: offset [{}], scale [{}]",
+        name(&m.scaler.kind),
+        numbers(&m.scaler.offset),
+        numbers(&m.scaler.scale)
+    );
+    let t = &m.threshold;
+    match &t.fallback {
+        _ if !t.value.is_finite() => {
+            println!("threshold    none (a predict-only model has no anomaly score)")
+        }
+        None => println!("threshold    {:.6}, rule {}", t.value, rule_text(&t.rule)),
         Some(f) => {
             println!(
-                "threshold    {:.6} ({}, a fallback: the configured {} could not be applied)",
-                m.threshold.value,
-                rule(&f.rule),
-                rule(&m.threshold.rule)
+                "threshold    {:.6}, rule {}, a fallback: the configured {} could not be applied",
+                t.value,
+                rule_text(&f.rule),
+                rule_text(&t.rule)
             );
             println!("             because {}", f.reason);
         }
@@ -238,34 +291,37 @@ pub fn print_manifest(m: &Manifest) {
         .validation_scores
         .quantiles
         .iter()
-        .map(|(q, v)| format!("q{q}={v:.5}"))
+        .map(|(q, v)| format!("q{q} {v:.5}"))
         .collect();
     println!(
         "val scores   {} windows, mean {:.5}; {}",
         m.validation_scores.count,
         m.validation_scores.mean,
-        q.join(" ")
+        q.join(", ")
     );
     let d = &m.training_data;
     println!(
-        "data         {} ({} rows, {} .. {}), sha256 {}",
+        "trained on   {} ({} rows, {} .. {}), sha256 {}",
         d.file, d.rows, d.first_timestamp, d.last_timestamp, d.sha256
     );
     println!(
         "             {} training rows → {} windows, {} validation rows → {} windows, stride {}",
         d.train_rows, d.train_windows, d.validation_rows, d.validation_windows, d.stride
     );
-    let t = &m.training;
+    let tr = &m.training;
     println!(
-        "training     {} epochs ({:?}), best {}: loss {:.5}, validation {:.5}; {:.1} s, seed {}",
-        t.epochs_run,
-        t.stopped,
-        t.best_epoch,
-        t.final_train_loss.total,
-        t.best_validation_loss.total,
-        t.seconds,
-        t.seed
+        "training     {} ({}), best epoch {}: loss {}, validation loss {}; {:.1} s, seed {}",
+        super::count(tr.epochs_run, "epoch", "epochs"),
+        stop_text(tr.stopped),
+        tr.best_epoch,
+        loss(tr.final_train_loss.total),
+        loss(tr.best_validation_loss.total),
+        tr.seconds,
+        tr.seed
     );
+    if let Some(l) = &m.lineage {
+        print_lineage(l);
+    }
     println!(
         "onnx         {} opset {}, outputs [{}], sha256 {}",
         m.onnx.file,
@@ -273,4 +329,67 @@ pub fn print_manifest(m: &Manifest) {
         m.onnx.outputs.join(", "),
         m.onnx.sha256
     );
+}
+
+/// A threshold rule with its parameters, as `[calibration]` spells them.
+fn rule_text(r: &ThresholdRule) -> String {
+    match r {
+        ThresholdRule::Quantile { q } => format!("quantile (q = {q})"),
+        ThresholdRule::MeanStd { k } => format!("mean_std (k = {k})"),
+        ThresholdRule::Pot {
+            initial_quantile,
+            risk,
+        } => format!("pot (initial_quantile = {initial_quantile}, risk = {risk})"),
+    }
+}
+
+/// How a store version was made: origin, parent, data, and the gate.
+fn print_lineage(l: &Lineage) {
+    let parent = match l.parent_version {
+        Some(p) => format!("of v{p}"),
+        None => "(the store's first version)".into(),
+    };
+    let start = match (l.origin, l.warm_start) {
+        (Origin::Recalibrate, _) => "the parent's network, threshold refitted",
+        (_, true) => "warm start from the parent's weights",
+        (_, false) => "fresh weights",
+    };
+    let source = match &l.source {
+        DataSource::Csv { path } => format!("CSV {path}"),
+        DataSource::Kafka {
+            topics,
+            keys,
+            series,
+            ..
+        } => format!(
+            "Kafka topics {} (keys {keys}, {series} series)",
+            topics.join(", ")
+        ),
+    };
+    println!(
+        "lineage      {} {parent}, {start}, on {source}",
+        name(&l.origin)
+    );
+    let mut left_out = format!("{} windows left out as anomalous", l.excluded_windows);
+    if l.marked_windows_excluded > 0 {
+        left_out.push_str(&format!(
+            ", {} marked incident or maintenance",
+            l.marked_windows_excluded
+        ));
+    }
+    if l.false_positive_windows_kept > 0 {
+        left_out.push_str(&format!(
+            ", {} flagged but kept as marked false positives",
+            l.false_positive_windows_kept
+        ));
+    }
+    println!("             {left_out}");
+    if let Some(g) = &l.gate {
+        let verdict = match (g.passed, g.forced) {
+            (true, _) => "passed",
+            (false, true) => "failed, promoted with --force",
+            (false, false) => "rejected",
+        };
+        println!("             gate {verdict}: {}", g.reason);
+    }
 }

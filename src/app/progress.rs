@@ -42,23 +42,41 @@ impl Progress for Bar {
 
     fn epoch(&mut self, s: &EpochStats, best: bool) {
         self.bar.set_message(format!(
-            "epoch {}/{} loss {:.5} val {:.5}{}",
+            "epoch {}/{} loss {} val {}{}",
             s.epoch,
             self.epochs,
-            s.train.total,
-            s.validation.total,
+            loss(s.train.total),
+            loss(s.validation.total),
             if best { " *" } else { "" }
         ));
         self.bar.suspend(|| {
             tracing::info!(
                 epoch = s.epoch,
-                loss = s.train.total,
-                val_loss = s.validation.total,
+                loss = %loss(s.train.total),
+                val_loss = %loss(s.validation.total),
                 seconds = format!("{:.2}", s.seconds),
                 best,
                 "epoch"
             )
         });
+    }
+}
+
+/// A loss as every command prints it: 4 significant digits (`0.001234`,
+/// `12.35`, `1.234e-7`), enough to compare epochs and versions; the
+/// manifest keeps the full value.
+pub fn loss(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return x.to_string();
+    }
+    // Rounded first, so that 9.9996 counts as the 10.00 it prints as.
+    let rounded: f64 = format!("{x:.3e}").parse().unwrap_or(x);
+    let magnitude = rounded.abs().log10().floor() as i32;
+    if (-4..6).contains(&magnitude) {
+        let decimals = (3 - magnitude).max(0) as usize;
+        format!("{rounded:.decimals$}")
+    } else {
+        format!("{rounded:.3e}")
     }
 }
 
@@ -75,4 +93,25 @@ pub fn stop_on_ctrl_c() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         eprintln!("\ninterrupted: stopping after this batch and keeping the best epoch (Ctrl-C again to abort)");
     });
     stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loss;
+
+    #[test]
+    fn losses_print_with_four_significant_digits() {
+        for (x, printed) in [
+            (0.123456789, "0.1235"),
+            (0.0012345678, "0.001235"),
+            (12.3456, "12.35"),
+            (9.99961, "10.00"),
+            (1234.5678, "1235"),
+            (0.00001234567, "1.235e-5"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(loss(x), printed, "{x}");
+        }
+    }
 }

@@ -539,9 +539,9 @@ pub fn gate(
     let rate_ok = result.candidate_anomaly_rate <= result.current_anomaly_rate + rt;
     result.passed = loss_ok && rate_ok;
     let loss_text = format!(
-        "loss {:.5} vs live {:.5} (limit +{:.0}%)",
-        result.candidate_loss,
-        result.current_loss,
+        "loss {} vs live {} (limit +{:.0}%)",
+        super::progress::loss(result.candidate_loss),
+        super::progress::loss(result.current_loss),
         lt * 100.0
     );
     let rate_text = format!(

@@ -23,9 +23,15 @@ use crate::score::{
 /// prints the incidents (and, with `--labels`, which labelled windows the
 /// anomalous windows caught).
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
+    // clap asks for one of the two.
+    let file = a
+        .data
+        .clone()
+        .or_else(|| a.file.clone())
+        .context("score needs the CSV to score: --data FILE")?;
     let bundle = Bundle::open(&a.model)?;
     let s = super::settings::load_for_bundle(a.config.as_deref(), &a.csv, &bundle.manifest)?;
-    let (series, filled) = load_for_bundle(&bundle, &a.file, &s.data.csv_options())?;
+    let (series, filled) = load_for_bundle(&bundle, &file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
     let rule = Rule::of(&s.anomalies);
     let mut scored = score_series(
@@ -38,16 +44,14 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     )?;
     scored.filled = filled;
     let out = a.out.unwrap_or_else(|| {
-        let stem = a
-            .file
+        let stem = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        a.file.with_file_name(format!("{stem}.scored.csv"))
+        file.with_file_name(format!("{stem}.scored.csv"))
     });
     write_csv(&scored, &out).with_context(|| format!("writing {}", out.display()))?;
-    let title = a
-        .file
+    let title = file
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -67,12 +71,12 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         AnomalyRule::Likelihood => format!("likelihood ≥ {}", s.anomalies.likelihood_threshold),
     };
     println!(
-        "scored {windows} windows of {} with model {} v{}: {anomalous} anomalous windows in {} incident{} ({rule}; an incident closes after {} normal windows)",
-        a.file.display(),
+        "scored {windows} windows of {} with model {} v{}: {} in {} ({rule}; an incident closes after {} normal windows)",
+        file.display(),
         bundle.manifest.model_id,
         bundle.manifest.model_version,
-        scored.incidents.len(),
-        if scored.incidents.len() == 1 { "" } else { "s" },
+        super::count(anomalous, "anomalous window", "anomalous windows"),
+        super::count(scored.incidents.len(), "incident", "incidents"),
         s.anomalies.close_after,
     );
     for i in scored.incidents.iter().take(20) {
@@ -80,11 +84,20 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
             (AnomalyRule::Likelihood, Some(l)) => format!("peak likelihood {l:.3}"),
             _ => format!("peak {:.2}× threshold", i.peak.normalized),
         };
+        // The peak window's row with the largest error: where the
+        // stretch's cause is, rather than the windows that contain it.
+        let ts = &scored.series.timestamps;
+        let error_peak = ts
+            .iter()
+            .position(|&t| t == i.peak.end_ts_ms)
+            .and_then(|r| scored.peak_row.get(r).copied().flatten())
+            .map(|p| format!("; error peaks at {}", crate::data::format_timestamp(ts[p])))
+            .unwrap_or_default();
         println!(
-            "  incident {} .. {}  {} anomalous windows, {peak} at {}{}",
+            "  incident {} .. {}  {}, {peak} at {}{error_peak}{}",
             crate::data::format_timestamp(i.first_end_ts_ms),
             crate::data::format_timestamp(i.last_end_ts_ms),
-            i.windows,
+            super::count(i.windows, "anomalous window", "anomalous windows"),
             crate::data::format_timestamp(i.peak.end_ts_ms),
             if scored.open_at_end.contains(&i.id) {
                 " (still open at the end of the file)"
@@ -109,7 +122,7 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(labels) = &a.labels {
-        print_labelled(&scored, &a.file, labels)?;
+        print_labelled(&scored, &file, labels)?;
     }
     println!(
         "wrote {}, {}, {}",
@@ -217,6 +230,13 @@ pub struct Scored {
     pub filled: Vec<u32>,
     /// Gaps in time no window spans (`windowing.max_gap_steps`).
     pub gaps: usize,
+    /// Per row, the row of the window ending there with the largest
+    /// reconstruction error (summed over features): where in the window
+    /// the error is. A row is scored by the whole window ending at it, so
+    /// a short spike makes a stretch up to T rows long; this points back
+    /// to the spike. `None` before the first window, or when the model
+    /// gives no per-cell error.
+    pub peak_row: Vec<Option<usize>>,
 }
 
 /// The anomaly decision, as `[anomalies]` configures the daemon's.
@@ -369,6 +389,7 @@ pub fn score_series(
     let mut scores = vec![None; rows];
     let mut likelihood = vec![None; rows];
     let mut anomalous = vec![None; rows];
+    let mut peak_row = vec![None; rows];
     let mut incidents = vec![];
     let version = m.model_version.to_string();
     for chunk in starts.chunks(BATCH) {
@@ -394,6 +415,13 @@ pub fn score_series(
                 model_version: &version,
             };
             let d = scorer.decide(&w, 0);
+            if let Some(se) = &out.squared_error {
+                let window = se.index_axis(ndarray::Axis(0), b);
+                let row_error = |i: usize| window.row(i).sum();
+                peak_row[end] = (0..window.nrows())
+                    .max_by(|&i, &j| row_error(i).total_cmp(&row_error(j)))
+                    .map(|i| start + i);
+            }
             scores[end] = Some(v);
             likelihood[end] = d.likelihood;
             anomalous[end] = Some(d.anomalous.is_some());
@@ -417,20 +445,23 @@ pub fn score_series(
         open_at_end,
         filled: vec![],
         gaps: runs.len() - 1,
+        peak_row,
     })
 }
 
 /// Writes `timestamp, <features…>, score, normalized_score,
 /// anomaly_likelihood, is_anomaly` (under the configured rule), `filled`
 /// (how many of the row's cells `data.fill` filled: the row the score's
-/// window ends at).
+/// window ends at), `peak_row_ts` (the time of the window's row with the
+/// largest error, [`Scored::peak_row`]). New columns go at the end, so a
+/// reader of the earlier ones by position is not broken.
 pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
     let s = &scored.series;
     writeln!(
         w,
-        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly,filled",
+        "timestamp,{},score,normalized_score,anomaly_likelihood,is_anomaly,filled,peak_row_ts",
         s.feature_names.join(",")
     )?;
     for row in 0..s.rows() {
@@ -450,15 +481,23 @@ pub fn write_csv(scored: &Scored, out: &Path) -> std::io::Result<()> {
             )?,
             None => write!(w, ",,,,")?,
         }
-        writeln!(w, ",{}", scored.filled.get(row).copied().unwrap_or(0))?;
+        write!(w, ",{}", scored.filled.get(row).copied().unwrap_or(0))?;
+        let peak = scored.peak_row.get(row).copied().flatten();
+        writeln!(
+            w,
+            ",{}",
+            peak.map(|p| data::format_timestamp(s.timestamps[p]))
+                .unwrap_or_default()
+        )?;
     }
     w.flush()
 }
 
-/// The series (first feature) with anomalous stretches shaded, and the
-/// normalised score below the same time axis, as two SVG charts.
+/// The series (every feature, one line each) with anomalous stretches
+/// shaded, and the normalised score below the same time axis, as two SVG
+/// charts.
 pub fn charts(scored: &Scored, title: &str) -> (String, String) {
-    use crate::report::svg::{line_chart, LineChart, Series as Line};
+    use crate::report::svg::{line_chart, LineChart, Series as Line, PALETTE};
     let s = &scored.series;
     let ts = |r: usize| s.timestamps[r] as f64;
     let shaded: Vec<(f64, f64)> = scored
@@ -466,20 +505,50 @@ pub fn charts(scored: &Scored, title: &str) -> (String, String) {
         .iter()
         .map(|&(a, b)| (ts(a), ts(b)))
         .collect();
+    // Several features on their own scales would flatten all but the
+    // widest: each is drawn standardised (mean 0, spread 1 over the file),
+    // so the one that jumped shows. One feature keeps its own units.
+    let f = s.features();
+    let standardise = |c: usize| -> (f64, f64) {
+        if f == 1 {
+            return (0.0, 1.0);
+        }
+        let col = s.values.column(c);
+        let finite: Vec<f64> = col
+            .iter()
+            .map(|&v| f64::from(v))
+            .filter(|v| v.is_finite())
+            .collect();
+        let n = finite.len().max(1) as f64;
+        let mean = finite.iter().sum::<f64>() / n;
+        let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        (mean, if sd > 0.0 { sd } else { 1.0 })
+    };
+    let lines: Vec<Line> = (0..f)
+        .map(|c| {
+            let (mean, sd) = standardise(c);
+            Line {
+                label: s.feature_names[c].clone(),
+                points: (0..s.rows())
+                    .map(|r| (ts(r), (f64::from(s.values[[r, c]]) - mean) / sd))
+                    .collect(),
+                color: PALETTE[c % PALETTE.len()],
+            }
+        })
+        .collect();
+    let (what, y_label) = if f == 1 {
+        (s.feature_names[0].clone(), s.feature_names[0].clone())
+    } else {
+        (
+            format!("{f} features (standardised)"),
+            "value (standardised per feature)".to_string(),
+        )
+    };
     let series_chart = line_chart(&LineChart {
-        title: format!(
-            "{title}: {} with anomalous windows shaded",
-            s.feature_names[0]
-        ),
+        title: format!("{title}: {what} with anomalous windows shaded"),
         x_label: "time".into(),
-        y_label: s.feature_names[0].clone(),
-        series: vec![Line {
-            label: s.feature_names[0].clone(),
-            points: (0..s.rows())
-                .map(|r| (ts(r), s.values[[r, 0]] as f64))
-                .collect(),
-            color: "#1f77b4",
-        }],
+        y_label,
+        series: lines,
         shaded_x: shaded.clone(),
         x_is_time_ms: true,
         ..LineChart::default()

@@ -65,7 +65,7 @@ pub fn load_for_bundle(config: Option<&Path>, flags: &DataArgs, m: &Manifest) ->
 }
 
 /// A setting's value as written in settings (`file`, `linear`).
-fn name<T: serde::Serialize>(v: &T) -> String {
+pub fn name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))

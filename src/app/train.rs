@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::pipeline;
 use crate::cli::TrainArgs;
@@ -51,7 +51,42 @@ pub fn run(a: TrainArgs) -> Result<()> {
         t.threads = v;
     }
     s.validate()?;
+    check_out(&a.out, a.force)?;
     train_and_report(&s, &a.data, &a.out, a.quiet)
+}
+
+/// Refuses, before any training, to write into a folder that holds
+/// something unless `force`: a bundle that took hours to train is
+/// otherwise lost to a repeated command or a typo.
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let mut entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) if out.exists() => {
+            bail!(
+                "--out {} exists and is not a folder; choose another --out",
+                out.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading --out {}", out.display())),
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    if out.join(crate::model::bundle::MANIFEST_FILE).exists() {
+        bail!(
+            "--out {} already holds a bundle; pass --force to replace it, or choose another --out",
+            out.display()
+        )
+    }
+    bail!(
+        "--out {} is a folder that is not empty; pass --force to write the bundle into it anyway, \
+         or choose another --out",
+        out.display()
+    )
 }
 
 /// Trains, writes the bundle and its report, prints a summary.
@@ -77,14 +112,14 @@ fn train_and_report(s: &Settings, data_path: &Path, out: &Path, quiet: bool) -> 
         "no threshold (a predict-only model has no anomaly score)".to_string()
     };
     println!(
-        "wrote {} (model {} v{}): best epoch {} of {} ({:?}), validation loss {:.5}, {threshold}, {:.1} s, {:.2} s per epoch",
+        "wrote {} (model {} v{}): best epoch {} of {} ({}), validation loss {}, {threshold}, {:.1} s, {:.2} s per epoch",
         out.display(),
         m.model_id,
         m.model_version,
         m.training.best_epoch,
         m.training.epochs_run,
-        m.training.stopped,
-        m.training.best_validation_loss.total,
+        super::models::stop_text(m.training.stopped),
+        super::progress::loss(m.training.best_validation_loss.total),
         m.training.seconds,
         m.training.history.iter().map(|h| h.seconds).sum::<f64>() / m.training.history.len().max(1) as f64
     );

@@ -80,14 +80,22 @@ pub fn load_windows(path: &Path) -> Result<LabelledWindows, LabelsError> {
 /// The key and windows for `data_file`: the key that `data_file` ends with,
 /// component by component (so `x.csv` never matches `max.csv`), the longest
 /// such key if several do; `None` if no key matches.
+/// A `./` in a key is the folder itself (`./x.csv` is `x.csv`).
 pub fn windows_for<'a>(
     all: &'a LabelledWindows,
     data_file: &Path,
 ) -> Option<(&'a str, &'a [(i64, i64)])> {
+    let path = |key: &str| -> PathBuf {
+        Path::new(key)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    };
     all.iter()
-        .filter(|(key, _)| !key.is_empty() && data_file.ends_with(Path::new(key.as_str())))
-        .max_by_key(|(key, _)| Path::new(key.as_str()).components().count())
-        .map(|(key, windows)| (key.as_str(), windows.as_slice()))
+        .map(|(key, windows)| (key, windows, path(key)))
+        .filter(|(_, _, p)| p.components().count() > 0 && data_file.ends_with(p))
+        .max_by_key(|(_, _, p)| p.components().count())
+        .map(|(key, windows, _)| (key.as_str(), windows.as_slice()))
 }
 
 /// Per row, whether its timestamp lies in any window (inclusive).

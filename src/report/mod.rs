@@ -6,4 +6,4 @@
 
 pub mod svg;
 
-pub use svg::{decimate, histogram, histogram_counts, line_chart, Histogram, LineChart};
+pub use svg::{decimate, histogram, histogram_counts, line_chart, Histogram, LineChart, PALETTE};

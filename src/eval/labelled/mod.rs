@@ -62,6 +62,13 @@ pub struct ScoredFile {
     pub train_rows: usize,
     /// The threshold rule that set the file's threshold (the fallback if one was used).
     pub threshold_rule: String,
+    /// Where the labels came from, in words (a column, a windows entry,
+    /// operator marks).
+    pub labels_from: String,
+    /// Rows an operator's false_positive mark calls normal (empty when no
+    /// marks were given): labelled normal, and counted apart so a reader
+    /// sees how many of the detector's flags the operator overruled.
+    pub known_normal: Vec<bool>,
 }
 
 /// Point-wise confusion counts.
@@ -280,6 +287,11 @@ pub struct FileEval {
     /// Labelled rows inside the training span (the model learnt them as normal).
     pub labelled_in_training: usize,
     pub threshold_rule: String,
+    pub labels_from: String,
+    /// Evaluated rows a false_positive mark calls normal, and how many of
+    /// them the state reading flagged (false positives by the operator's word).
+    pub known_normal_rows: usize,
+    pub known_normal_flagged: usize,
     /// The threshold rule read as a state: every anomalous window.
     pub state: Reading,
     /// The likelihood rule read as an alert: once per event.
@@ -333,6 +345,10 @@ pub fn evaluate_file(f: &ScoredFile, likelihood_threshold: f64) -> FileEval {
     let c = columns(f);
     let state = state_detections(&c);
     let alert = alert_detections(&c, likelihood_threshold);
+    let known: Vec<bool> = evaluated_rows(f)
+        .iter()
+        .map(|&r| f.known_normal.get(r).copied().unwrap_or(false))
+        .collect();
     FileEval {
         key: f.key.clone(),
         rows: f.labels.len(),
@@ -344,6 +360,9 @@ pub fn evaluate_file(f: &ScoredFile, likelihood_threshold: f64) -> FileEval {
             .filter(|&&l| l)
             .count(),
         threshold_rule: f.threshold_rule.clone(),
+        labels_from: f.labels_from.clone(),
+        known_normal_rows: known.iter().filter(|&&k| k).count(),
+        known_normal_flagged: known.iter().zip(&state).filter(|(&k, &s)| k && s).count(),
         state: Reading::compute(&c.labels, &state, &c.normalized, &c.timestamps),
         alert: Reading::compute(&c.labels, &alert, &c.likelihood, &c.timestamps),
     }
@@ -404,6 +423,16 @@ pub struct Summary {
     pub files: Vec<FileEval>,
     pub pooled_state: Reading,
     pub pooled_alert: Reading,
+    /// Files that could not be evaluated, with why; the figures above
+    /// are those of the other files.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A file left out of the evaluation, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: String,
 }
 
 /// Builds the summary of scored files.
@@ -423,6 +452,7 @@ pub fn summarise(
         files: evals,
         pooled_state,
         pooled_alert,
+        skipped: vec![],
     }
 }
 
@@ -598,6 +628,8 @@ mod tests {
                 .map(|&v| (v >= 0.0).then_some(v))
                 .collect(),
             train_rows,
+            labels_from: String::new(),
+            known_normal: vec![],
             threshold_rule: "pot".into(),
         }
     }

@@ -100,22 +100,36 @@ pub fn write_report(
     let _ = writeln!(md, "## Files\n");
     let _ = writeln!(
         md,
-        "| file | rows | training rows | evaluated rows | labelled rows | labelled rows in training | threshold rule |\n|---|---|---|---|---|---|---|"
+        "| file | rows | training rows | evaluated rows | labelled rows | labelled rows in training | known normal rows (flagged) | labels from | threshold rule |\n|---|---|---|---|---|---|---|---|---|"
     );
     for e in &summary.files {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
             e.key,
             e.rows,
             e.train_rows,
             e.evaluated_rows,
             e.labelled_rows,
             e.labelled_in_training,
+            e.known_normal_rows,
+            e.known_normal_flagged,
+            e.labels_from,
             e.threshold_rule
         );
     }
     md.push('\n');
+    if !summary.skipped.is_empty() {
+        let _ = writeln!(md, "## Skipped files\n");
+        let _ = writeln!(
+            md,
+            "These could not be evaluated; the figures above leave them out.\n"
+        );
+        for s in &summary.skipped {
+            let _ = writeln!(md, "- {}: {}", s.key, s.reason);
+        }
+        md.push('\n');
+    }
 
     let worst = summary.worst();
     if !worst.is_empty() {

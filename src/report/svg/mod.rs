@@ -17,6 +17,13 @@ mod line;
 pub use histogram::{histogram, histogram_counts, Histogram};
 pub use line::{decimate, line_chart, LineChart, Series};
 
+/// Line colours for charts with one line per feature, in order (matplotlib's
+/// "tab10"); a chart with more features than colours repeats them.
+pub const PALETTE: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
@@ -303,8 +310,42 @@ pub(super) fn no_data(out: &mut String) {
 
 /// One row of colour swatches and labels between the title and the plot.
 pub(super) fn legend_row(out: &mut String, entries: &[(&str, &str)]) {
+    // Roughly 7 px per character at font-size 12.
+    let width = |label: &str| 24.0 + 7.0 * label.chars().count() as f64;
+    // Entries that would pass the right edge go to a next row, drawn over
+    // the top of the plot on a white band so that they stay readable.
+    let mut rows: Vec<Vec<(&str, &str)>> = vec![vec![]];
     let mut x = PLOT_X0;
-    let y = PLOT_Y0 - 12.0;
+    for &(label, color) in entries {
+        let w = width(label);
+        let row_is_empty = rows.last().is_some_and(|r| r.is_empty());
+        if x + w > WIDTH - 4.0 && !row_is_empty {
+            rows.push(vec![]);
+            x = PLOT_X0;
+        }
+        if let Some(r) = rows.last_mut() {
+            r.push((label, color));
+        }
+        x += w + 18.0;
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let y = PLOT_Y0 - 12.0 + 16.0 * i as f64;
+        if i > 0 {
+            let _ = writeln!(
+                out,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="16" fill="#fff" fill-opacity="0.85"/>"##,
+                PLOT_X0 + 1.0,
+                y - 12.0,
+                PLOT_X1 - PLOT_X0 - 2.0
+            );
+        }
+        legend_entries(out, row, y, width);
+    }
+}
+
+/// One row of legend entries at baseline `y`.
+fn legend_entries(out: &mut String, entries: &[(&str, &str)], y: f64, width: impl Fn(&str) -> f64) {
+    let mut x = PLOT_X0;
     for (label, color) in entries {
         let _ = writeln!(
             out,
@@ -320,8 +361,7 @@ pub(super) fn legend_row(out: &mut String, entries: &[(&str, &str)]) {
             x + 24.0,
             escape(label)
         );
-        // Roughly 7 px per character at font-size 12.
-        x += 24.0 + 7.0 * label.chars().count() as f64 + 18.0;
+        x += width(label) + 18.0;
     }
 }
 
