@@ -202,6 +202,7 @@ pub(super) async fn run(
             clock,
             series,
             marks,
+            feedback: config.feedback.clone(),
         }
         .run(scored_rx),
     );
