@@ -839,6 +839,18 @@ impl Settings {
         if self.feedback.start_timeout_ms == 0 {
             return bad("feedback.start_timeout_ms", "must be at least 1");
         }
+        if !(self.feedback.raise_factor.is_finite() && self.feedback.raise_factor > 1.0) {
+            return bad(
+                "feedback.raise_factor",
+                "must be a finite number above 1 (the raised threshold is the threshold times it)",
+            );
+        }
+        if self.feedback.raise_after > 0 && self.feedback.raise_period_ms == 0 {
+            return bad(
+                "feedback.raise_period_ms",
+                "must be at least 1 when feedback.raise_after is set",
+            );
+        }
         Ok(())
     }
 }
@@ -1290,6 +1302,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_threshold_raise_settings_are_checked_naming_the_key() {
+        let load = |pairs: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Settings::load_with_env(None, env)
+        };
+        for factor in ["1", "0.5", "NaN", "inf"] {
+            let e = load(&[("LSTM_AE__FEEDBACK__RAISE_FACTOR", factor)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("feedback.raise_factor"), "{factor}: {e}");
+        }
+        let e = load(&[
+            ("LSTM_AE__FEEDBACK__RAISE_AFTER", "3"),
+            ("LSTM_AE__FEEDBACK__RAISE_PERIOD_MS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("feedback.raise_period_ms"), "{e}");
+        let s = load(&[
+            ("LSTM_AE__FEEDBACK__RAISE_AFTER", "3"),
+            ("LSTM_AE__FEEDBACK__RAISE_FACTOR", "2"),
+        ])
+        .unwrap();
+        assert_eq!((s.feedback.raise_after, s.feedback.raise_factor), (3, 2.0));
+        assert_eq!(Settings::default().feedback.raise_after, 0);
     }
 
     #[test]

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::time::{epoch_integer_ms, format_timestamp, parse_rfc3339};
 
-/// `[feedback]`: the reader's bound.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[feedback]`: the reader's bound and the threshold raise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeedbackSettings {
     /// Marks kept at most; a mark beyond is refused and counted. Memory:
@@ -40,6 +40,14 @@ pub struct FeedbackSettings {
     /// How long the daemon's start may take to read the whole feedback
     /// topic; past it the daemon does not start.
     pub start_timeout_ms: u64,
+    /// False-positive marks of a key, created within `raise_period_ms`
+    /// before now, that raise its threshold; 0 turns the raise off.
+    pub raise_after: usize,
+    /// How far back a false-positive mark's `created` counts for the raise.
+    pub raise_period_ms: u64,
+    /// What a raised key's threshold (or likelihood threshold) is
+    /// multiplied by; above 1.
+    pub raise_factor: f64,
 }
 
 impl Default for FeedbackSettings {
@@ -47,6 +55,9 @@ impl Default for FeedbackSettings {
         FeedbackSettings {
             max_marks: 10_000,
             start_timeout_ms: 30_000,
+            raise_after: 0,
+            raise_period_ms: 7 * 24 * 3600 * 1000,
+            raise_factor: 1.5,
         }
     }
 }
@@ -502,6 +513,60 @@ impl Marks {
     }
 }
 
+impl Marks {
+    /// What `key`'s threshold is multiplied by at wall-clock `now_ms`:
+    /// `settings.raise_factor` once `raise_after` false-positive marks of
+    /// the key were created within `raise_period_ms` before now, unless an
+    /// `incident` mark of the key was created after the `raise_after`-th
+    /// most recent of them; 1 otherwise. It reads only the key's own marks
+    /// and the globs, as the per-window lookup does. A mark without
+    /// `created` does not count: its age is unknown.
+    pub fn raise(&self, key: &str, now_ms: i64, settings: &FeedbackSettings) -> f64 {
+        let n = settings.raise_after;
+        if n == 0 {
+            return 1.0;
+        }
+        let since =
+            now_ms.saturating_sub(i64::try_from(settings.raise_period_ms).unwrap_or(i64::MAX));
+        let mut created: Vec<i64> = Vec::new();
+        let mut last_incident: Option<i64> = None;
+        let exact = self.exact.get(key).into_iter().flatten();
+        for m in exact
+            .chain(self.globs.iter())
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|m| m.matches_key(key))
+        {
+            let Some(c) = m.created_ms else { continue };
+            match m.verdict {
+                Verdict::FalsePositive if (since..=now_ms).contains(&c) => created.push(c),
+                Verdict::Incident => last_incident = last_incident.max(Some(c)),
+                _ => {}
+            }
+        }
+        if created.len() < n {
+            return 1.0;
+        }
+        created.sort_unstable_by(|a, b| b.cmp(a));
+        let nth = created[n - 1];
+        match last_incident {
+            Some(i) if i > nth => 1.0,
+            _ => settings.raise_factor,
+        }
+    }
+
+    /// The exact keys whose threshold is raised at `now_ms` (the gauge's
+    /// count; glob marks raise no single key here).
+    pub fn raised_keys(&self, now_ms: i64, settings: &FeedbackSettings) -> usize {
+        if settings.raise_after == 0 {
+            return 0;
+        }
+        self.exact
+            .keys()
+            .filter(|k| self.raise(k, now_ms, settings) > 1.0)
+            .count()
+    }
+}
+
 /// Reads the plain-file form: one mark per line, blank lines and lines
 /// starting with `#` skipped; a later line with the same `id` replaces an
 /// earlier one. The first bad line stops the read with its number.
@@ -734,5 +799,70 @@ mod tests {
         let bad = format!("{}\n{{\"id\":1}}\n", rec("m1", "a", T0, T0 + H, "incident"));
         let (line, _) = parse_lines(&bad, 10).unwrap_err();
         assert_eq!(line, 2);
+    }
+
+    fn mark_at(id: &str, key: &str, verdict: &str, created: i64) -> String {
+        serde_json::json!({"id": id, "key": key, "from": T0, "to": T0 + H,
+                           "verdict": verdict, "created": created})
+        .to_string()
+    }
+
+    #[test]
+    fn false_positive_marks_within_the_period_raise_a_key_until_a_later_incident() {
+        let s = FeedbackSettings {
+            raise_after: 3,
+            raise_period_ms: 24 * H as u64,
+            raise_factor: 1.5,
+            ..FeedbackSettings::default()
+        };
+        let now = T0 + 100 * H;
+        let mut marks = Marks::new(100);
+        // Two marks in the period, one 25 h old: outside it, not enough.
+        put(&mut marks, &mark_at("a", "k", "false_positive", now - H));
+        put(
+            &mut marks,
+            &mark_at("b", "k", "false_positive", now - 2 * H),
+        );
+        put(
+            &mut marks,
+            &mark_at("c", "k", "false_positive", now - 25 * H),
+        );
+        put(
+            &mut marks,
+            &mark_at("o", "other", "false_positive", now - H),
+        );
+        assert_eq!(marks.raise("k", now, &s), 1.0);
+        assert_eq!(marks.raised_keys(now, &s), 0);
+        // The third within the period (a glob matching the key counts).
+        put(
+            &mut marks,
+            &mark_at("g", "k*", "false_positive", now - 3 * H),
+        );
+        assert_eq!(marks.raise("k", now, &s), 1.5);
+        assert_eq!(marks.raise("other", now, &s), 1.0);
+        assert_eq!(marks.raised_keys(now, &s), 1);
+        // Off: no raise whatever the marks.
+        let off = FeedbackSettings {
+            raise_after: 0,
+            ..s.clone()
+        };
+        assert_eq!(marks.raise("k", now, &off), 1.0);
+        assert_eq!(marks.raised_keys(now, &off), 0);
+        // An incident created before the third most recent false positive
+        // does not reset; one created after it does.
+        put(&mut marks, &mark_at("i", "k", "incident", now - 4 * H));
+        assert_eq!(marks.raise("k", now, &s), 1.5);
+        put(&mut marks, &mark_at("i", "k", "incident", now - 2 * H - 1));
+        assert_eq!(marks.raise("k", now, &s), 1.0);
+        assert_eq!(marks.raised_keys(now, &s), 0);
+        // Three newer false positives after the incident raise it again.
+        put(&mut marks, &mark_at("a", "k", "false_positive", now - 10));
+        put(&mut marks, &mark_at("b", "k", "false_positive", now - 20));
+        put(&mut marks, &mark_at("g", "k*", "false_positive", now - 30));
+        assert_eq!(marks.raise("k", now, &s), 1.5);
+        // A mark without `created` does not count.
+        marks.apply(Change::Delete("g".into()));
+        put(&mut marks, &rec("g", "k", T0, T0 + H, "false_positive"));
+        assert_eq!(marks.raise("k", now, &s), 1.0);
     }
 }

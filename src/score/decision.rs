@@ -268,7 +268,7 @@ impl Scorer {
     /// Decides about the next window of `w.key`; windows of a key must come
     /// in event-time order. `now_ms` is processing time from a monotonic clock.
     pub fn decide(&mut self, w: &WindowScore<'_>, now_ms: u64) -> Decision {
-        self.decide_with(w, now_ms, None)
+        self.decide_with(w, now_ms, None, 1.0)
     }
 
     /// Decides about a window an operator's mark covers: `anomalous` is
@@ -281,7 +281,22 @@ impl Scorer {
         now_ms: u64,
         mark: CloseReason,
     ) -> Decision {
-        self.decide_with(w, now_ms, Some(mark))
+        self.decide_with(w, now_ms, Some(mark), 1.0)
+    }
+
+    /// Decides as [`Scorer::decide`] (or [`Scorer::decide_marked`] with a
+    /// `mark`), with the key's threshold — or likelihood threshold under
+    /// that rule — multiplied by `raise` (operators' false-positive marks,
+    /// docs/feedback.md, *Threshold raise*). `normalized` stays relative
+    /// to the plain threshold, so scores read the same raised or not.
+    pub fn decide_raised(
+        &mut self,
+        w: &WindowScore<'_>,
+        now_ms: u64,
+        mark: Option<CloseReason>,
+        raise: f64,
+    ) -> Decision {
+        self.decide_with(w, now_ms, mark, raise)
     }
 
     fn decide_with(
@@ -289,6 +304,7 @@ impl Scorer {
         w: &WindowScore<'_>,
         now_ms: u64,
         mark: Option<CloseReason>,
+        raise: f64,
     ) -> Decision {
         let normalized = w.score / self.threshold;
         let finite_score = w.score.is_finite() && normalized.is_finite();
@@ -310,10 +326,14 @@ impl Scorer {
             Some(Reason::NonFiniteScore)
         } else {
             match (self.cfg.rule, likelihood) {
-                (AnomalyRule::Likelihood, Some(v)) if v >= self.cfg.likelihood_threshold => {
+                (AnomalyRule::Likelihood, Some(v))
+                    if v >= self.cfg.likelihood_threshold * raise =>
+                {
                     Some(Reason::Likelihood)
                 }
-                (AnomalyRule::Threshold, _) if normalized >= 1.0 => Some(Reason::Threshold),
+                (AnomalyRule::Threshold, _) if f64::from(normalized) >= raise => {
+                    Some(Reason::Threshold)
+                }
                 _ => None,
             }
         };
@@ -796,6 +816,42 @@ mod tests {
                 {"feature": "temp", "value": 3.0, "expected": 2.75},
                 {"feature": "f1", "value": 30.0, "expected": 31.5},
             ])
+        );
+    }
+
+    #[test]
+    fn a_raised_threshold_keeps_a_window_between_the_plain_and_raised_one_normal() {
+        let m = manifest();
+        let (t, f) = (m.spec.window, m.spec.features);
+        let values = vec![1.0f32; t * f];
+        let se = vec![0.0f32; t * f];
+        // 1.2 × the threshold: above the plain threshold, below 1.5 × it.
+        let w = WindowScore {
+            key: "k",
+            start_ts_ms: 0,
+            end_ts_ms: 1,
+            timestamps: &[],
+            values: &values,
+            score: 1.2 * m.threshold.value,
+            squared_error: &se,
+            prediction: None,
+            expected: &[],
+            model_version: "1",
+        };
+        let mut plain = Scorer::new(cfg(), &m).unwrap();
+        assert_eq!(plain.decide(&w, 0).anomalous, Some(Reason::Threshold));
+        let mut raised = Scorer::new(cfg(), &m).unwrap();
+        let d = raised.decide_raised(&w, 0, None, 1.5);
+        assert_eq!(d.anomalous, None);
+        assert!((d.normalized - 1.2).abs() < 1e-5, "{}", d.normalized);
+        assert!(d.incident.is_none());
+        let above = WindowScore {
+            score: 1.6 * m.threshold.value,
+            ..w
+        };
+        assert_eq!(
+            raised.decide_raised(&above, 0, None, 1.5).anomalous,
+            Some(Reason::Threshold)
         );
     }
 }

@@ -205,6 +205,7 @@ pub(super) async fn run(
             series,
             marks,
             output_permits: Arc::new(Semaphore::new(sv.max_outputs_in_flight.max(1))),
+            feedback: config.feedback.clone(),
         }
         .run(scored_rx),
     );

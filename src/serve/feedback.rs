@@ -51,6 +51,19 @@ pub fn suppressing(marks: &SharedMarks, key: &str, end_ts_ms: i64) -> Option<Clo
     .map(|(_, reason)| reason)
 }
 
+/// What `key`'s threshold is multiplied by at wall-clock `now_ms`
+/// ([`Marks::raise`]); 1 while the raise is off or no mark is held.
+pub fn raised(marks: &SharedMarks, key: &str, now_ms: i64, settings: &FeedbackSettings) -> f64 {
+    if settings.raise_after == 0 {
+        return 1.0;
+    }
+    let m = marks.read().unwrap_or_else(PoisonError::into_inner);
+    if m.is_empty() {
+        return 1.0;
+    }
+    m.raise(key, now_ms, settings)
+}
+
 /// The running follower; dropping it stops its thread within one poll.
 pub struct Follower {
     stop: Arc<AtomicBool>,
@@ -62,6 +75,12 @@ impl Drop for Follower {
     }
 }
 
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// How long one poll of the follower waits: a mark published while the
 /// daemon runs applies within about this long after it reaches the broker.
 const POLL: Duration = Duration::from_millis(200);
@@ -69,6 +88,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// Applies records to the set, counts them, and dead-letters the bad ones.
 struct Applier {
     marks: SharedMarks,
+    settings: FeedbackSettings,
     max_marks: usize,
     topic: String,
     dead_letter_topic: String,
@@ -93,6 +113,17 @@ impl Applier {
             (marks.apply(change), marks.len())
         };
         m.feedback_marks.set(i64::try_from(len).unwrap_or(i64::MAX));
+        if self.settings.raise_after > 0 {
+            // Counted as the marks change, outside the write lock; a raise
+            // that lapses as its marks age shows at the next record.
+            let raised = self
+                .marks
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .raised_keys(wall_ms(), &self.settings);
+            m.feedback_raised_keys
+                .set(i64::try_from(raised).unwrap_or(i64::MAX));
+        }
         if applied == Applied::Full {
             m.feedback_records.with_label_values(&["full"]).inc();
             tracing::warn!(topic = %self.topic, partition = r.partition, offset = r.offset, max_marks = self.max_marks, "feedback.max_marks reached: mark not kept");
@@ -162,6 +193,7 @@ pub async fn start(
     }
     let applier = Applier {
         marks: Arc::new(RwLock::new(Marks::new(settings.max_marks))),
+        settings: settings.clone(),
         max_marks: settings.max_marks,
         topic: topic.clone(),
         dead_letter_topic: kafka.dead_letter_topic.clone(),

@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 
 use super::backend::{ScoredBatch, ScoredMsg, Served};
 use super::error::PipelineError;
-use super::feedback::{suppressing, SharedMarks};
+use super::feedback::{raised, suppressing, SharedMarks};
 use super::series_outputs::SeriesOutputs;
 use crate::config::KafkaSettings;
 use crate::score::{Scorer, WindowScore};
@@ -283,6 +283,8 @@ pub struct Sink {
     pub marks: Option<SharedMarks>,
     /// `serve.max_outputs_in_flight` permits, one per unacknowledged output.
     pub output_permits: Arc<Semaphore>,
+    /// The threshold raise after false-positive marks.
+    pub feedback: crate::feedback::FeedbackSettings,
 }
 
 impl Sink {
@@ -363,10 +365,10 @@ impl Sink {
                 .marks
                 .as_ref()
                 .and_then(|marks| suppressing(marks, &job.key, job.end_ts_ms));
-            let d = match mark {
-                None => self.scorer.decide(&w, now),
-                Some(reason) => self.scorer.decide_marked(&w, now, reason),
-            };
+            let raise = self.marks.as_ref().map_or(1.0, |marks| {
+                raised(marks, &job.key, now_ms(), &self.feedback)
+            });
+            let d = self.scorer.decide_raised(&w, now, mark, raise);
             let suppressed = mark.filter(|_| d.anomalous.is_some());
             let manifest = &s.model.manifest;
             self.series.window(

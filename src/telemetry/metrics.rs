@@ -20,6 +20,7 @@ pub struct Metrics {
     pub incident_records: IntCounterVec,
     pub anomalies_suppressed: IntCounterVec,
     pub feedback_marks: IntGauge,
+    pub feedback_raised_keys: IntGauge,
     pub feedback_records: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub points_rejected: IntCounterVec,
@@ -238,6 +239,13 @@ impl Metrics {
                 IntGauge::new(
                     "lstm_ae_feedback_marks",
                     "Operator marks the daemon holds from kafka.feedback_topic (at most feedback.max_marks).",
+                ),
+            ),
+            feedback_raised_keys: register(
+                &r,
+                IntGauge::new(
+                    "lstm_ae_feedback_raised_keys",
+                    "Keys whose threshold feedback.raise_after false-positive marks raise (counted when a feedback record is applied).",
                 ),
             ),
             feedback_records: counter_vec(

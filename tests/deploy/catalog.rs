@@ -37,6 +37,7 @@ pub(crate) fn catalog() -> BTreeMap<String, MetricDef> {
         Box::new(m.incident_records.clone()),
         Box::new(m.anomalies_suppressed.clone()),
         Box::new(m.feedback_marks.clone()),
+        Box::new(m.feedback_raised_keys.clone()),
         Box::new(m.feedback_records.clone()),
         Box::new(m.dead_letters.clone()),
         Box::new(m.points_rejected.clone()),
@@ -137,5 +138,5 @@ fn the_catalog_is_every_metric_defined_in_metrics_rs() {
     }
     let cat: BTreeSet<String> = catalog().into_keys().collect();
     assert_eq!(defined, cat);
-    assert_eq!(cat.len(), 61);
+    assert_eq!(cat.len(), 62);
 }
