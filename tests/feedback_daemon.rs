@@ -248,6 +248,70 @@ fn mark(id: &str, key: &str) -> (String, Vec<u8>) {
     (id.to_string(), body.to_string().into_bytes())
 }
 
+/// Two false-positive marks of pump-1, made now over an old stretch (so
+/// they suppress nothing new), with `feedback.raise_after = 2`: pump-1's
+/// threshold, as its per-series gauge shows it, is 1.5 times the others'.
+/// An incident mark made after them puts it back after a restart.
+#[test]
+fn false_positive_marks_raise_a_keys_threshold_until_a_later_incident_mark() {
+    let dir = test_dir();
+    let broker = setup(dir.path());
+    let now = common::now_ms();
+    let mark = |id: &str, verdict: &str, created: i64| {
+        let created = lstm_ae::stream::records::format_ts_ms(created);
+        let body = serde_json::json!({"id": id, "key": "pump-1", "from": T0 - 86_400_000, "to": T0 - 3_600_000, "verdict": verdict, "created": created});
+        (id.to_string(), body.to_string().into_bytes())
+    };
+    broker.produce(
+        FEEDBACK,
+        &[
+            mark("fp1", "false_positive", now - 1_000),
+            mark("fp2", "false_positive", now),
+        ],
+    );
+    produce(&broker.brokers(), "lstm-ae.points", &points(0, T + 5, 0..0));
+    let env = env(&broker);
+    let mut extra: Vec<(&str, &str)> = env[1..].iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.extend([
+        ("LSTM_AE__FEEDBACK__RAISE_AFTER", "2"),
+        ("LSTM_AE__FEEDBACK__RAISE_FACTOR", "1.5"),
+        ("LSTM_AE__SERIES_METRICS__ENABLED", "true"),
+    ]);
+    let threshold = |d: &Daemon, k: usize| {
+        common::procs::metric(
+            &d.get("/metrics").1,
+            &format!("lstm_ae_series_threshold{{key=\"pump-{k}\"}}"),
+        )
+    };
+    let d = Daemon::start(dir.path(), &broker.brokers(), None, &extra);
+    d.wait_until(120, "every key's threshold gauge", |d| {
+        (0..KEYS).all(|k| threshold(d, k) > 0.0)
+    });
+    assert_eq!(d.metric("lstm_ae_feedback_raised_keys"), 1.0);
+    let (plain, raised) = (threshold(&d, 0), threshold(&d, 1));
+    assert!(
+        (raised / plain - 1.5).abs() < 1e-5,
+        "pump-1 {raised}, pump-0 {plain}"
+    );
+    assert_eq!(threshold(&d, 2), plain);
+    d.signal("-KILL");
+    drop(d);
+
+    // An incident mark of pump-1, made after both: the raise is gone.
+    broker.produce(FEEDBACK, &[mark("i1", "incident", now + 1_000)]);
+    produce(
+        &broker.brokers(),
+        "lstm-ae.points",
+        &points(T + 5, T + 10, 0..0),
+    );
+    let d = Daemon::start(dir.path(), &broker.brokers(), None, &extra);
+    d.wait_until(120, "every key's threshold gauge", |d| {
+        (0..KEYS).all(|k| threshold(d, k) > 0.0)
+    });
+    assert_eq!(d.metric("lstm_ae_feedback_raised_keys"), 0.0);
+    assert_eq!(threshold(&d, 1), threshold(&d, 0));
+}
+
 #[test]
 fn bad_feedback_records_are_dead_lettered_with_a_reason_and_the_daemon_keeps_scoring() {
     let dir = test_dir();

@@ -215,6 +215,16 @@ impl Scorer {
         self.threshold
     }
 
+    /// The score threshold a window is held to under a false-positive
+    /// `raise` ([`Scorer::decide_raised`]): raised under the threshold rule;
+    /// the likelihood rule raises its likelihood threshold instead.
+    pub fn raised_threshold(&self, raise: f64) -> f32 {
+        match self.cfg.rule {
+            AnomalyRule::Threshold => (f64::from(self.threshold) * raise) as f32,
+            AnomalyRule::Likelihood => self.threshold,
+        }
+    }
+
     /// Keys with likelihood state (0 under the threshold rule).
     pub fn likelihood_keys(&self) -> usize {
         self.likelihood.as_ref().map_or(0, KeyedLikelihood::len)

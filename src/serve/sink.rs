@@ -374,7 +374,7 @@ impl Sink {
             self.series.window(
                 &w,
                 &d,
-                self.scorer.threshold(),
+                self.scorer.raised_threshold(raise),
                 &manifest.feature_names,
                 manifest.spec.features,
                 (&job.source.topic, job.source.partition),
