@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::broker::Record;
-use lstm_ae::app::score::{score_series, Rule};
+use lstm_ae::app::score::score_series;
 use lstm_ae::config::{AnomalyRule, Settings};
 use lstm_ae::data::Series;
 use lstm_ae::infer::{BackendOptions, OnnxBackend};
@@ -390,7 +390,6 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
     // Offline: each key's series through `lstm-ae score`'s row-indexed path.
     let mut backend =
         OnnxBackend::load_from_memory(&bundle.onnx, &BackendOptions::default()).unwrap();
-    let rule = Rule::of(&s.anomalies);
     let mut flagged = BTreeSet::new();
     // Per key, the offline incidents: (first window end, last anomalous
     // window end, still open at the last row).
@@ -404,15 +403,7 @@ async fn the_likelihood_rule_scores_each_key_as_lstm_ae_score_does() {
             sha256: String::new(),
             filled: 0,
         };
-        let offline = score_series(
-            &bundle,
-            &mut backend,
-            series,
-            &s.postprocess,
-            rule,
-            s.windowing.max_gap_steps,
-        )
-        .unwrap();
+        let offline = score_series(&bundle, &mut backend, series, &s).unwrap();
         for row in t - 1..n {
             let key = (format!("key-{k}"), format_ts_ms(ts(row)));
             let want = offline.likelihood[row].unwrap();

@@ -289,16 +289,8 @@ fn evaluate_one(
     let bundle = trained.bundle;
     let (series, _) = score::load_for_bundle(&bundle, path, &csv)?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
-    let rule = score::Rule::of(&s.anomalies);
-    let scored = score::score_series(
-        &bundle,
-        &mut backend,
-        series,
-        &s.postprocess,
-        rule,
-        s.windowing.max_gap_steps,
-    )
-    .with_context(|| format!("scoring {}", path.display()))?;
+    let scored = score::score_series(&bundle, &mut backend, series, &s)
+        .with_context(|| format!("scoring {}", path.display()))?;
     if scored.series.rows() != rows {
         bail!(
             "{}: {} rows scored but {rows} labelled (the file changed while it was evaluated?)",

@@ -10,13 +10,13 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::ScoreArgs;
-use crate::config::AnomalySettings;
+use crate::config::{AnomalySettings, Settings};
 use crate::data::{self, CsvOptions, DataError, Series};
 use crate::infer::{Backend, InferError, OnnxBackend};
 use crate::model::Bundle;
 use crate::score::{
-    AnomalyRule, Incident, IncidentConfig, IncidentState, PostprocessConfig, PostprocessError,
-    Scorer, ScorerConfig, WindowScore,
+    AnomalyRule, Incident, IncidentConfig, IncidentState, PostprocessError, Scorer, ScorerConfig,
+    WindowScore,
 };
 
 /// `lstm-ae score`: scores the file, writes the scored CSV and its charts,
@@ -33,15 +33,7 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     let s = super::settings::load_for_bundle(a.config.as_deref(), &a.csv, &bundle.manifest)?;
     let (series, filled) = load_for_bundle(&bundle, &file, &s.data.csv_options())?;
     let mut backend = OnnxBackend::load_from_memory(&bundle.onnx, &s.runtime.backend_options())?;
-    let rule = Rule::of(&s.anomalies);
-    let mut scored = score_series(
-        &bundle,
-        &mut backend,
-        series,
-        &s.postprocess,
-        rule,
-        s.windowing.max_gap_steps,
-    )?;
+    let mut scored = score_series(&bundle, &mut backend, series, &s)?;
     scored.filled = filled;
     let out = a.out.unwrap_or_else(|| {
         let stem = file
@@ -330,16 +322,20 @@ pub fn load_for_bundle(
 pub const BATCH: usize = 256;
 
 /// Scores every window (stride 1) of `series` that spans no gap in time
-/// longer than `max_gap_steps` typical steps (the daemon's rule, with the
-/// file's median step; 0: windows across any step).
+/// longer than `windowing.max_gap_steps` typical steps (the daemon's rule,
+/// with the file's median step; 0: windows across any step), deciding as
+/// `[anomalies]` and `[postprocess]` of `s` configure the daemon.
 pub fn score_series(
     bundle: &Bundle,
     backend: &mut dyn Backend,
     series: Series,
-    post: &PostprocessConfig,
-    rule: Rule,
-    max_gap_steps: u32,
+    s: &Settings,
 ) -> Result<Scored, ScoreError> {
+    let (post, rule, max_gap_steps) = (
+        &s.postprocess,
+        Rule::of(&s.anomalies),
+        s.windowing.max_gap_steps,
+    );
     let m = &bundle.manifest;
     if !m.spec.mode.has_reconstruction() {
         return Err(ScoreError::NoScore(m.model_id.clone()));
