@@ -48,11 +48,16 @@ pub fn median_step(timestamps: &[i64]) -> Option<i64> {
         .windows(2)
         .map(|p| p[1].saturating_sub(p[0]))
         .collect();
+    lower_median(&mut steps)
+}
+
+/// The median of `steps` (reordered), the lower one of an even count: with
+/// few steps the smaller one is the cadence, the larger may already be a
+/// pause. `None` when empty.
+pub fn lower_median(steps: &mut [i64]) -> Option<i64> {
     if steps.is_empty() {
         return None;
     }
-    // The lower median of an even count: with few steps the smaller one is
-    // the cadence, the larger may already be a pause.
     let mid = (steps.len() - 1) / 2;
     Some(*steps.select_nth_unstable(mid).1)
 }

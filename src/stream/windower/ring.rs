@@ -141,11 +141,7 @@ impl Points {
         let mut steps: Vec<i64> = (1..self.len())
             .map(|i| self.ts_step(self.slot(i)))
             .collect();
-        if steps.is_empty() {
-            return None;
-        }
-        let mid = (steps.len() - 1) / 2;
-        Some(*steps.select_nth_unstable(mid).1)
+        crate::data::window::lower_median(&mut steps)
     }
 
     /// The code of event-time step `step` (≥ 1 after the first point),
